@@ -1,0 +1,68 @@
+"""softmax: softmax regression and the softmax function family.
+
+The public API is re-exported here and loaded on first use, so that
+``import softmax`` (and ``softmax --help``) stay fast: scikit-learn, SciPy and
+the optional extras are imported only by the parts that need them.
+
+Layers, from pure functions up (see ``docs/architecture.md``):
+
+- :mod:`softmax.functions`: ``softmax``, ``log_softmax``, ``logsumexp``, the
+  Jacobian and its products, ``cross_entropy``.
+- :mod:`softmax.losses` and :mod:`softmax.linear_loss`: the multinomial loss in
+  logit space and lifted to coefficients.
+- :mod:`softmax.penalties` and :mod:`softmax.solvers`.
+- :class:`softmax.SoftmaxRegression`: the scikit-learn estimator.
+- :mod:`softmax.backends`: where the rows live (memory, file streams, Dask).
+- :mod:`softmax.bandits`, :mod:`softmax.preprocessing`,
+  :mod:`softmax.datasets`, :mod:`softmax.io`, :mod:`softmax.cli`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "softmax": "softmax.functions",
+    "log_softmax": "softmax.functions",
+    "logsumexp": "softmax.functions",
+    "softmax_jacobian": "softmax.functions",
+    "softmax_jvp": "softmax.functions",
+    "softmax_vjp": "softmax.functions",
+    "cross_entropy": "softmax.functions",
+    "SoftmaxRegression": "softmax.regression",
+    "SoftmaxScaler": "softmax.preprocessing",
+    "load_model": "softmax.io",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from softmax.functions import (
+        cross_entropy,
+        log_softmax,
+        logsumexp,
+        softmax,
+        softmax_jacobian,
+        softmax_jvp,
+        softmax_vjp,
+    )
+    from softmax.io import load_model
+    from softmax.preprocessing import SoftmaxScaler
+    from softmax.regression import SoftmaxRegression
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'softmax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # cache: the next access skips __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
