@@ -38,7 +38,19 @@ _EXPORTS: dict[str, str] = {
     "load_model": "softmax.io",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "SoftmaxRegression",
+    "SoftmaxScaler",
+    "__version__",
+    "cross_entropy",
+    "load_model",
+    "log_softmax",
+    "logsumexp",
+    "softmax",
+    "softmax_jacobian",
+    "softmax_jvp",
+    "softmax_vjp",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from softmax.functions import (

@@ -27,7 +27,8 @@ Conventions shared by every backend
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +105,14 @@ class RowData(ABC):
         """Loss, gradient and the full Hessian (n_coef x n_coef, C-order of coef)."""
         raise NotImplementedError(f"{type(self).__name__} has no full Hessian")
 
-    def decision_function(self, coef: np.ndarray, X):  # pragma: no cover - optional
-        """Logits for new rows, computed where the rows live (optional)."""
-        raise NotImplementedError
+    def iter_minibatches(
+        self, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
+        """One epoch of shuffled minibatches ``(X_batch, y_codes, weights)``.
+
+        Used by the stochastic solver (``solver="sgd"``). ``X_batch`` is a
+        float array or CSR matrix of shape (batch, n_features) in ``dtype``;
+        ``weights`` already hold ``s_i``. Backends whose rows cannot be
+        shuffled globally (streams) shuffle blocks and rows within a block.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot yield minibatches")
