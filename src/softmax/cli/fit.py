@@ -1,0 +1,203 @@
+"""``softmax fit DATA --target COLUMN -o MODEL``: train and save a model."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+# Files larger than this are streamed from disk block by block (when the
+# streaming backend is installed) instead of being read into memory at once.
+DEFAULT_MEMORY_BUDGET_MB = 1024.0
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """SoftmaxRegression's hyper-parameters as options (fit and demo share them)."""
+    group = parser.add_argument_group("model options (see SoftmaxRegression)")
+    group.add_argument("--C", type=float, default=1.0, help="inverse regularisation (default 1)")
+    group.add_argument(
+        "--l1-ratio",
+        type=float,
+        default=0.0,
+        help="elastic-net mixing: 0 = L2 (default), 1 = L1",
+    )
+    group.add_argument(
+        "--solver",
+        default="auto",
+        help="auto (default), lbfgs, newton-cg, newton-cholesky, proximal or sgd",
+    )
+    group.add_argument("--max-iter", type=int, default=1000, help="iteration limit (1000)")
+    group.add_argument("--tol", type=float, default=1e-7, help="solver tolerance (1e-7)")
+    group.add_argument(
+        "--no-intercept", action="store_true", help="fit without intercepts (fit_intercept=False)"
+    )
+    group.add_argument(
+        "--class-weight",
+        choices=("balanced",),
+        help="'balanced' weighs classes inversely to their frequency",
+    )
+    group.add_argument("--random-state", type=int, help="seed for the stochastic solver")
+
+
+def add_parser(subparsers: Any) -> None:
+    from softmax.cli._args import add_data_arguments, add_json_flag
+
+    parser = subparsers.add_parser(
+        "fit",
+        help="train a softmax regression and save it to a model file",
+        description="Train a softmax regression on DATA and save it as one "
+        "safetensors model file. A progress bar shows the objective while it fits.",
+        epilog="example: softmax fit train.csv --target species -o model.safetensors",
+    )
+    add_data_arguments(parser, target_help="the column holding the labels (CSV/Parquet)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="MODEL",
+        required=True,
+        help="model file to write (e.g. model.safetensors)",
+    )
+    add_model_options(parser)
+    stream = parser.add_argument_group("large files")
+    stream.add_argument(
+        "--stream",
+        action="store_true",
+        help="read the file block by block instead of all at once (CSV, Parquet, NPZ)",
+    )
+    stream.add_argument(
+        "--block-rows", type=int, default=65536, help="rows per block when streaming (65536)"
+    )
+    stream.add_argument(
+        "--memory-budget",
+        type=float,
+        default=DEFAULT_MEMORY_BUDGET_MB,
+        metavar="MB",
+        help="stream files larger than this many megabytes (default 1024)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_flag(parser)
+
+
+def estimator_from_args(args: argparse.Namespace) -> Any:
+    """A SoftmaxRegression configured from the model options."""
+    from softmax.regression import SoftmaxRegression
+
+    return SoftmaxRegression(
+        C=args.C,
+        l1_ratio=args.l1_ratio,
+        solver=args.solver,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        fit_intercept=not args.no_intercept,
+        class_weight=args.class_weight,
+        random_state=args.random_state,
+    )
+
+
+def _should_stream(args: argparse.Namespace) -> bool:
+    import os
+
+    from softmax.cli._common import CLIError
+
+    if args.stream:
+        return True
+    if not os.path.isfile(args.data) or args.memory_budget is None:
+        return False
+    too_big = os.path.getsize(args.data) > args.memory_budget * 1024 * 1024
+    if not too_big:
+        return False
+    import importlib.util
+
+    if importlib.util.find_spec("softmax.streaming") is None:
+        raise CLIError(
+            f"{args.data} is larger than --memory-budget {args.memory_budget:g} MB and this "
+            "softmax has no streaming backend; raise --memory-budget to read it into memory"
+        )
+    return True
+
+
+def _stream_source(args: argparse.Namespace) -> Any:
+    import os
+
+    from softmax.cli._common import CLIError
+
+    if not os.path.isfile(args.data):
+        raise CLIError(f"--stream needs a data file; no such file: {args.data}")
+    try:
+        from softmax.streaming import FileSource
+    except ImportError as exc:
+        raise CLIError(
+            f"--stream needs the streaming backend: pip install softmax[stream] ({exc})"
+        ) from None
+    if args.block_rows < 1:
+        raise CLIError("--block-rows must be at least 1")
+    return FileSource(args.data, target=args.target, block_rows=args.block_rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+    import warnings
+
+    import numpy as np
+
+    from softmax.cli._common import (
+        FitProgress,
+        check_output_path,
+        emit_json,
+        load_data,
+    )
+    from softmax.io import save_model
+
+    output = check_output_path(args.output)
+    estimator = estimator_from_args(args)
+    streaming = _should_stream(args)
+    if streaming:
+        X, y, source, n_samples = _stream_source(args), None, args.data, None
+    else:
+        data = load_data(args.data, target=args.target, fmt=args.format)
+        X, y, source, n_samples = data.features_for_model(), data.y, data.source, data.n_samples
+
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with FitProgress(args.max_iter, enabled=not (args.quiet or args.json)) as progress:
+            estimator.fit(X, y, callback=progress)
+    seconds = time.perf_counter() - start
+    save_model(estimator, output)
+
+    summary: dict[str, Any] = {
+        "model": str(output),
+        "data": source,
+        "n_samples": n_samples,
+        "n_features": int(estimator.n_features_in_),
+        "classes": [str(c) for c in estimator.classes_],
+        "solver": getattr(estimator, "solver_", None),
+        "n_iter": getattr(estimator, "n_iter_", None),
+        "converged": getattr(estimator, "converged_", None),
+        "objective": getattr(estimator, "objective_", None),
+        "fit_seconds": round(seconds, 3),
+        "streamed": streaming,
+        "warnings": [str(w.message).splitlines()[0] for w in caught],
+    }
+    if not streaming:
+        summary["train_accuracy"] = float(np.mean(estimator.predict(X) == y))
+    if args.json:
+        emit_json(summary)
+        return 0
+    import sys
+
+    for message in summary["warnings"]:
+        print(f"warning: {message}", file=sys.stderr)
+    rows = f"{n_samples} rows, " if n_samples is not None else ""
+    print(
+        f"fitted on {source}: {rows}{summary['n_features']} features, "
+        f"{len(summary['classes'])} classes"
+    )
+    status = "converged" if summary["converged"] else "NOT converged"
+    print(
+        f"solver {summary['solver']}: {summary['n_iter']} iterations, {status}, "
+        f"objective {summary['objective']:.6g}, {seconds:.2f} s"
+    )
+    if "train_accuracy" in summary:
+        print(f"training accuracy {summary['train_accuracy']:.4f}")
+    print(f"model written to {output}")
+    return 0

@@ -1,0 +1,467 @@
+"""The command line, run for real: in process (main + capsys) and as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.special
+from sklearn.datasets import dump_svmlight_file, load_iris
+
+from softmax import SoftmaxRegression, load_model
+from softmax.cli import main
+
+pd = pytest.importorskip("pandas")
+
+SPECIES = np.array(["setosa", "versicolor", "virginica"])
+
+
+def run_cli(capsys, *argv):
+    """main(argv) in process; returns (status, stdout, stderr)."""
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def run_subprocess(*argv, cwd=None, timeout=120):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, "-m", "softmax", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(status, err):
+    assert status != 0
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "error" in lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Iris as CSV (train/test), Parquet, NPZ and LIBSVM, and a model fitted by the CLI."""
+    folder = tmp_path_factory.mktemp("cli")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    frame = X.copy()
+    frame["species"] = SPECIES[y]
+    order = np.random.default_rng(0).permutation(len(frame))
+    train, test = frame.iloc[order[:110]], frame.iloc[order[110:]]
+    paths = {
+        "train": folder / "train.csv",
+        "test": folder / "test.csv",
+        "parquet": folder / "test.parquet",
+        "npz": folder / "iris.npz",
+        "svm": folder / "iris.svm",
+        "folder": folder,
+    }
+    train.to_csv(paths["train"], index=False)
+    test.to_csv(paths["test"], index=False)
+    test.to_parquet(paths["parquet"], index=False)
+    np.savez(paths["npz"], X=X.to_numpy(), y=y.to_numpy())
+    dump_svmlight_file(X.to_numpy(), y.to_numpy(), str(paths["svm"]))
+    paths["model"] = folder / "model.safetensors"
+    status = main(["fit", str(paths["train"]), "--target", "species", "-o", str(paths["model"])])
+    assert status == 0
+    paths["train_frame"], paths["test_frame"] = train, test
+    return paths
+
+
+# -- apply ---------------------------------------------------------------------------
+
+
+def test_apply_prints_the_softmax(capsys):
+    status, out, _ = run_cli(capsys, "apply", "1 2 3 4 1 2 3")
+    assert status == 0
+    assert out.strip() == "0.024 0.064 0.175 0.475 0.024 0.064 0.175"
+
+
+def test_apply_log_temperature_and_json(capsys):
+    x = np.array([1.0, -2.0, 0.5])
+    status, out, _ = run_cli(capsys, "apply", "1,-2,0.5", "--temperature", "0.5", "--json")
+    assert status == 0
+    doc = json.loads(out)
+    np.testing.assert_allclose(doc["output"], scipy.special.softmax(x / 0.5), rtol=1e-14)
+    status, out, _ = run_cli(capsys, "apply", "1", "-2", "0.5", "--log", "--digits", "6")
+    expected = scipy.special.log_softmax(x)
+    assert out.split() == [f"{v:.6f}" for v in expected]
+
+
+@pytest.mark.parametrize(
+    "argv", [["apply", "1 two 3"], ["apply", "1 2", "--temperature", "-1"], ["apply", ","]]
+)
+def test_apply_bad_input(capsys, argv):
+    status, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(status, err)
+
+
+# -- fit / evaluate / predict / info / export on files --------------------------------
+
+
+def test_fit_model_equals_library_fit(files):
+    model = load_model(files["model"])
+    train = files["train_frame"]
+    reference = SoftmaxRegression().fit(train.drop(columns="species"), train["species"])
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-6, atol=1e-8)
+    assert list(model.feature_names_in_) == list(train.columns[:-1])
+    assert model.classes_.tolist() == SPECIES.tolist()
+
+
+def test_fit_json_summary(files, capsys, tmp_path):
+    out_model = tmp_path / "m.safetensors"
+    status, out, _ = run_cli(
+        capsys,
+        "fit",
+        files["train"],
+        "--target",
+        "species",
+        "-o",
+        out_model,
+        "--C",
+        "0.5",
+        "--json",
+    )
+    assert status == 0
+    doc = json.loads(out)
+    assert doc["n_samples"] == 110 and doc["n_features"] == 4 and doc["converged"] is True
+    assert doc["classes"] == SPECIES.tolist()
+    assert 0.9 < doc["train_accuracy"] <= 1.0
+    assert load_model(out_model).C == 0.5
+
+
+def test_evaluate_report_matches_sklearn(files, capsys, tmp_path):
+    from sklearn.metrics import accuracy_score, log_loss
+
+    test = files["test_frame"]
+    model = load_model(files["model"])
+    X_test = test.drop(columns="species")
+    proba = model.predict_proba(X_test)
+    status, out, _ = run_cli(
+        capsys, "evaluate", files["model"], files["test"], "--target", "species", "--json"
+    )
+    assert status == 0
+    doc = json.loads(out)
+    assert doc["accuracy"] == pytest.approx(accuracy_score(test["species"], model.predict(X_test)))
+    assert doc["log_loss"] == pytest.approx(log_loss(test["species"], proba, labels=SPECIES))
+    assert np.sum(doc["confusion_matrix"]) == len(test)
+    # The text report carries the same numbers.
+    status, out, _ = run_cli(
+        capsys, "evaluate", files["model"], files["test"], "--target", "species"
+    )
+    assert status == 0
+    assert f"accuracy  {doc['accuracy']:.4f}" in out and "ECE" in out and "virginica" in out
+
+
+def test_evaluate_parquet_and_plots(files, capsys, tmp_path):
+    from matplotlib.image import imread
+
+    plots = tmp_path / "plots"
+    status, out, _ = run_cli(
+        capsys,
+        "evaluate",
+        files["model"],
+        files["parquet"],
+        "--target",
+        "species",
+        "--plots",
+        plots,
+        "--json",
+    )
+    assert status == 0
+    doc = json.loads(out)
+    assert sorted(os.path.basename(f) for f in doc["figures"]) == [
+        "confusion_matrix.png",
+        "reliability.png",
+    ]
+    for name in doc["figures"]:
+        image = imread(name)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+
+
+def test_predict_csv_proba_and_stdout(files, capsys, tmp_path):
+    model = load_model(files["model"])
+    X_test = files["test_frame"].drop(columns="species")
+    out_csv = tmp_path / "pred.csv"
+    status, out, _ = run_cli(
+        capsys, "predict", files["model"], files["test"], "-o", out_csv, "--proba"
+    )
+    assert status == 0 and "wrote 40 predictions" in out
+    written = pd.read_csv(out_csv)
+    assert written["prediction"].tolist() == model.predict(X_test).tolist()
+    np.testing.assert_allclose(
+        written[[f"proba_{c}" for c in SPECIES]].to_numpy(),
+        model.predict_proba(X_test),
+        rtol=1e-12,
+    )
+    # Without -o: CSV on stdout.
+    status, out, _ = run_cli(capsys, "predict", files["model"], files["test"])
+    lines = out.strip().splitlines()
+    assert lines[0] == "prediction" and lines[1:] == model.predict(X_test).tolist()
+
+
+def test_predict_parquet_output_and_json(files, capsys, tmp_path):
+    out_pq = tmp_path / "pred.parquet"
+    status, out, _ = run_cli(
+        capsys, "predict", files["model"], files["test"], "-o", out_pq, "--json"
+    )
+    assert status == 0
+    doc = json.loads(out)
+    assert doc["n_samples"] == 40 and sum(doc["counts"].values()) == 40
+    assert pd.read_parquet(out_pq).shape == (40, 1)
+
+
+def test_npz_libsvm_and_builtin_data(capsys, files, tmp_path):
+    X, y = load_iris(return_X_y=True)
+    for data in (files["npz"], files["svm"], "iris"):
+        model_path = tmp_path / "m.safetensors"
+        status, out, err = run_cli(capsys, "fit", data, "-o", model_path, "--json")
+        assert status == 0, err
+        assert json.loads(out)["n_samples"] == 150
+        status, out, err = run_cli(capsys, "evaluate", model_path, data, "--json")
+        assert status == 0, err
+        reference = SoftmaxRegression().fit(X, y)
+        assert json.loads(out)["accuracy"] == pytest.approx(reference.score(X, y), abs=0.01)
+
+
+def test_info_and_export(files, capsys, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    status, out, _ = run_cli(capsys, "info", files["model"], "--json")
+    assert status == 0
+    doc = json.loads(out)
+    assert doc["classes"]["values"] == SPECIES.tolist() and doc["n_features_in"] == 4
+    status, out, _ = run_cli(capsys, "info", files["model"])
+    assert "setosa, versicolor, virginica" in out and "petal width (cm)" in out
+
+    onnx_path = tmp_path / "m.onnx"
+    status, out, _ = run_cli(capsys, "export", files["model"], "-o", onnx_path, "--json")
+    assert status == 0 and json.loads(out)["opset"] == 17
+    model = load_model(files["model"])
+    X = files["test_frame"].drop(columns="species")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    _, proba, _ = session.run(None, {"X": X.to_numpy()})
+    np.testing.assert_allclose(proba, model.predict_proba(X), atol=1e-6, rtol=0)
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("softmax.streaming") is None,
+    reason="streaming backend not present",
+)
+def test_fit_stream_matches_in_memory(files, capsys, tmp_path):
+    model_path = tmp_path / "s.safetensors"
+    status, out, err = run_cli(
+        capsys,
+        "fit",
+        files["train"],
+        "--target",
+        "species",
+        "-o",
+        model_path,
+        "--stream",
+        "--block-rows",
+        "32",
+        "--json",
+    )
+    assert status == 0, err
+    assert json.loads(out)["streamed"] is True
+    streamed, in_memory = load_model(model_path), load_model(files["model"])
+    np.testing.assert_allclose(streamed.coef_, in_memory.coef_, rtol=1e-4, atol=1e-5)
+
+
+# -- bad input: one line on stderr, non-zero status, no traceback --------------------
+
+
+def _bad_cases(files, tmp_path):
+    wrong_features = tmp_path / "wrong.csv"
+    files["test_frame"].drop(columns="petal width (cm)").to_csv(wrong_features, index=False)
+    text_feature = tmp_path / "text.csv"
+    frame = files["test_frame"].copy()
+    frame["sepal length (cm)"] = frame["sepal length (cm)"].astype(object)
+    frame.iloc[3, 0] = "five"
+    frame.to_csv(text_feature, index=False)
+    narrow = tmp_path / "narrow.npz"
+    np.savez(narrow, X=np.zeros((5, 3)), y=np.arange(5))
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
+    odd = tmp_path / "data.xyz"
+    odd.write_text("1,2\n")
+    model, test = files["model"], files["test"]
+    return {
+        "missing-file": (["fit", tmp_path / "nope.csv", "--target", "y", "-o", "m"], "no such"),
+        "unknown-dataset": (["fit", "cifar", "-o", tmp_path / "m"], "cifar"),
+        "unknown-column": (["fit", test, "--target", "kind", "-o", tmp_path / "m"], "kind"),
+        "no-target": (["fit", test, "-o", tmp_path / "m"], "--target"),
+        "non-numeric": (
+            ["fit", text_feature, "--target", "species", "-o", tmp_path / "m"],
+            "not numeric",
+        ),
+        "other-features-csv": (
+            ["evaluate", model, wrong_features, "--target", "species"],
+            "other features",
+        ),
+        "other-features-npz": (["predict", model, narrow], "other features"),
+        "missing-model": (["info", tmp_path / "none.safetensors"], "no such"),
+        "corrupt-model": (["evaluate", corrupt, test, "--target", "species"], "cannot load"),
+        "corrupt-model-info": (["info", corrupt], "cannot read"),
+        "unknown-format": (["fit", odd, "-o", tmp_path / "m"], "--format"),
+        "output-folder-missing": (
+            ["fit", test, "--target", "species", "-o", tmp_path / "no" / "m"],
+            "does not exist",
+        ),
+        "predict-bad-suffix": (["predict", model, test, "-o", tmp_path / "p.txt"], ".csv"),
+        "demo-sizes": (["demo", "--train-size", "9999", "--out", tmp_path / "d"], "at most"),
+    }
+
+
+def test_bad_input_in_process(files, capsys, tmp_path):
+    for name, (argv, fragment) in _bad_cases(files, tmp_path).items():
+        status, _out, err = run_cli(capsys, *argv)
+        line = assert_one_line_error(status, err)
+        assert fragment in line, (name, line)
+        assert status == 1, name
+    assert not (tmp_path / "m").exists()  # no model written by a failed fit
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main(["fit"]) == 2
+    assert main(["no-such-command"]) == 2
+    assert main([]) == 2
+    capsys.readouterr()
+
+
+def test_bad_input_subprocess(files, tmp_path):
+    cases = _bad_cases(files, tmp_path)
+    for name in ("unknown-column", "other-features-csv", "corrupt-model", "non-numeric"):
+        argv, fragment = cases[name]
+        proc = run_subprocess(*argv)
+        line = assert_one_line_error(proc.returncode, proc.stderr)
+        assert fragment in line, (name, line)
+
+
+# -- subprocess: entry point, fast --help, demo --------------------------------------
+
+
+def test_help_does_not_import_heavy_modules():
+    code = (
+        "import sys; from softmax.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('numpy', 'sklearn', 'scipy', 'matplotlib', 'pandas') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_help_and_version_subprocess():
+    proc = run_subprocess("--help")
+    assert proc.returncode == 0
+    for command in ("fit", "evaluate", "predict", "info", "export", "demo", "apply", "bandit"):
+        assert command in proc.stdout
+    proc = run_subprocess("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("softmax ")
+
+
+def test_apply_subprocess():
+    proc = run_subprocess("apply", "1 2 3 4 1 2 3")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == "0.024 0.064 0.175 0.475 0.024 0.064 0.175"
+
+
+@pytest.mark.slow
+def test_demo_subprocess_writes_report_model_and_images(tmp_path):
+    from matplotlib.image import imread
+
+    out = tmp_path / "demo"
+    proc = run_subprocess(
+        "demo",
+        "--train-size",
+        "1000",
+        "--test-size",
+        "500",
+        "--out",
+        out,
+        "--json",
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["n_train"] == 1000 and doc["n_test"] == 500 and doc["n_samples"] == 500
+    # Softmax regression on 1,000 real digits reaches well over 80% on held-out ones.
+    assert doc["accuracy"] > 0.8
+    assert len(doc["per_class"]) == 10 and 0 <= doc["ece"] < 0.2
+    names = sorted(os.path.basename(f) for f in doc["figures"])
+    assert names == ["class_weights.png", "confusion_matrix.png", "reliability.png"]
+    for name in doc["figures"]:
+        with open(name, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+        image = imread(name)
+        assert image.shape[0] > 300 and image.shape[1] > 300
+        assert image[..., :3].std() > 0.05  # not a blank canvas
+    model = load_model(doc["model"])
+    assert model.coef_.shape == (10, 784)
+
+
+def test_demo_in_process_text(capsys, tmp_path):
+    status, out, err = run_cli(
+        capsys,
+        "demo",
+        "--train-size",
+        "300",
+        "--test-size",
+        "200",
+        "--out",
+        tmp_path,
+        "--no-plots",
+        "--max-iter",
+        "50",
+    )
+    assert status == 0, err
+    assert "accuracy" in out and "confusion matrix" in out
+    assert (tmp_path / "model.safetensors").exists()
+    assert not (tmp_path / "class_weights.png").exists()
+
+
+def test_bandit_command_is_registered(capsys):
+    with pytest.raises(SystemExit) as exc:
+        from softmax.cli import build_parser
+
+        build_parser().parse_args(["bandit", "--help"])
+    assert exc.value.code == 0
+    assert "bandit" in capsys.readouterr().out
+
+
+def test_progress_bar_shows_objective_on_a_terminal(monkeypatch):
+    import io
+
+    from softmax.cli._common import FitProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    X, y = load_iris(return_X_y=True)
+    with FitProgress(1000) as progress:
+        SoftmaxRegression(solver="lbfgs").fit(X, y, callback=progress)
+    assert progress.iterations > 1
+    assert "fitting" in screen.getvalue()
+    # The objective it last saw is the fitted model's objective.
+    reference = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    assert progress.last_objective == pytest.approx(reference.objective_, rel=1e-6)
+
+
+def test_no_progress_bar_when_not_a_terminal(capsys):
+    from softmax.cli._common import FitProgress
+
+    with FitProgress(10) as progress:
+        progress(1, 2.0)
+    assert capsys.readouterr().err == ""
