@@ -1,0 +1,188 @@
+"""Benchmark: row-wise softmax / log_softmax against SciPy, PyTorch and np.exp.
+
+Run::
+
+    python benchmarks/bench_functions.py            # full run, writes results
+    python benchmarks/bench_functions.py --quick    # fewer repeats, no file
+
+Every candidate is timed on the same array, interleaved round by round in one
+process (so a load spike hits all of them alike), and the median is reported.
+``np.exp(x)`` (allocating its output, as every candidate does) is the floor:
+a softmax must read ``x``, exponentiate it and write the result.
+Threads: NumPy ufuncs and the numba kernels are single-threaded, so torch is
+pinned to one thread (``torch.set_num_threads(1)``) for a like-for-like
+comparison; BLAS is not involved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy
+import scipy.special as sps
+
+from softmax import _kernels
+from softmax.functions import log_softmax, softmax
+
+SHAPES = [(10000, 1000), (1000000, 10), (100, 100000)]
+DTYPES = [np.float32, np.float64]
+
+
+def cpu_info() -> str:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical cores"
+
+
+def load() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:  # pragma: no cover
+        return "n/a"
+
+
+def numpy_path(f):
+    def run(x):
+        _kernels.USE_NUMBA = False
+        try:
+            return f(x)
+        finally:
+            _kernels.USE_NUMBA = True
+
+    return run
+
+
+def candidates(log: bool):
+    torch = None
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    ours = log_softmax if log else softmax
+    c = {
+        "softmax (ours)": ours,
+        "ours, NumPy path": numpy_path(ours),
+        "scipy": (lambda x: sps.log_softmax(x, axis=-1))
+        if log
+        else (lambda x: sps.softmax(x, axis=-1)),
+    }
+    if torch is not None:
+        tf = torch.log_softmax if log else torch.softmax
+        c["torch"] = lambda x: tf(torch.from_numpy(x), -1)
+    c["np.exp"] = np.exp
+    return c
+
+
+def bench(x, cands, repeats):
+    times = {name: [] for name in cands}
+    for f in cands.values():  # warm up (numba compile, page faults)
+        f(x)
+    for _ in range(repeats):
+        for name, f in cands.items():
+            t0 = time.perf_counter()
+            f(x)
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--quick", action="store_true", help="5 repeats, do not write results")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "functions.md"))
+    args = p.parse_args(argv)
+    repeats = 5 if args.quick else args.repeats
+    rng = np.random.default_rng(0)
+    rows = []
+    load_before = load()
+    for log in (False, True):
+        cands = candidates(log)
+        for shape in SHAPES:
+            for dtype in DTYPES:
+                x = rng.standard_normal(shape).astype(dtype)
+                t = bench(x, cands, repeats)
+                ours = t["softmax (ours)"]
+                row = {
+                    "fn": "log_softmax" if log else "softmax",
+                    "shape": shape,
+                    "dtype": np.dtype(dtype).name,
+                    **t,
+                    "scipy/ours": t["scipy"] / ours,
+                    "torch/ours": t["torch"] / ours if "torch" in t else float("nan"),
+                    "ours/exp": ours / t["np.exp"],
+                }
+                rows.append(row)
+                print(
+                    f"{row['fn']:11s} {shape!s:14s} {row['dtype']:7s} "
+                    + " ".join(f"{k}={v:7.1f}ms" for k, v in t.items())
+                    + f" | scipy/ours {row['scipy/ours']:.2f}x torch/ours {row['torch/ours']:.2f}x"
+                    f" ours/exp {row['ours/exp']:.2f}",
+                    flush=True,
+                )
+    load_after = load()
+    if args.quick:
+        return 0
+    try:
+        import torch
+
+        torch_v = f"{torch.__version__} (1 thread)"
+    except ImportError:
+        torch_v = "not installed"
+    try:
+        import numba
+
+        numba_v = numba.__version__
+    except ImportError:
+        numba_v = "not installed"
+    names = [k for k in rows[0] if k not in ("fn", "shape", "dtype") and "/" not in k]
+    lines = [
+        "# Benchmark: softmax function family",
+        "",
+        f"Command: `python benchmarks/bench_functions.py --repeats {repeats}`; "
+        "median of the interleaved runs, milliseconds (lower is better).",
+        "",
+        f"- CPU: {cpu_info()}",
+        f"- Python {platform.python_version()}, NumPy {np.__version__}, SciPy {scipy.__version__}, "
+        f"PyTorch {torch_v}, numba {numba_v}",
+        "- Threads: NumPy/numba single-threaded; torch.set_num_threads(1)",
+        f"- Load before: `{load_before}`",
+        f"- Load after: `{load_after}`",
+        "",
+        "| function | shape | dtype | "
+        + " | ".join(names)
+        + " | scipy / ours | torch / ours | ours / np.exp |",
+        "|" + "---|" * (len(names) + 6),
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['fn']} | {r['shape'][0]}x{r['shape'][1]} | {r['dtype']} | "
+            + " | ".join(f"{r[n]:.1f}" for n in names)
+            + f" | {r['scipy/ours']:.2f}x | {r['torch/ours']:.2f}x | {r['ours/exp']:.2f} |"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out)  # never a half-written results file
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,881 @@
+r"""The softmax function family: exact on every input, and fast.
+
+.. math::
+
+    \operatorname{softmax}(x)_k = \frac{e^{x_k / T}}{\sum_j e^{x_j / T}}, \qquad
+    \operatorname{logsumexp}(x) = \log \sum_j e^{x_j}
+
+All functions work along one axis (``axis=-1`` by default; note that
+:func:`scipy.special.softmax` uses the whole array by default) and follow one
+numerics policy:
+
+=========================  ==========================  =======================  ============
+input                      softmax                     log_softmax              logsumexp
+=========================  ==========================  =======================  ============
+huge finite values         exact, no overflow          exact                    exact
+some entries ``-inf``      those get 0                 ``-inf``                 ignored
+all ``-inf`` / all masked  all 0                       all ``-inf``             ``-inf``
+some entries ``+inf``      mass split evenly over the  ``-log(m)`` on the m     ``+inf``
+                           m ``+inf`` entries          ``+inf``, ``-inf`` else
+NaN in a row               that row all NaN            NaN                      NaN
+empty axis                 empty                       empty                    ``-inf``
+int / bool                 computed in float64
+float16/32/64              same dtype out
+temperature ``T``          ``softmax(x / T)``; ``T = 0`` is the hard max (ties split)
+=========================  ==========================  =======================  ============
+
+NumPy arrays take a fast path: finite rows go through the row-blocked kernels
+of :mod:`softmax._kernels` (numba-compiled when the ``fast`` extra is
+installed), and only rows whose logsumexp comes out non-finite (a NaN, a
+``+inf``, or nothing but ``-inf``) are recomputed by the careful generic code.
+Other Array API arrays (PyTorch, CuPy, JAX, ...) go through the generic code
+in their own namespace and come back as the same kind of array on the same
+device. No function ever writes into its input or emits a RuntimeWarning.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Literal
+
+import numpy as np
+
+from softmax import _kernels
+from softmax._array_api import array_namespace, real_float_dtype
+
+__all__ = [
+    "cross_entropy",
+    "log_softmax",
+    "logsumexp",
+    "softmax",
+    "softmax_jacobian",
+    "softmax_jvp",
+    "softmax_vjp",
+]
+
+ArrayLike = Any  # NumPy array-likes or any Array API array
+
+
+# --------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------
+
+
+def _check_temperature(temperature: Any) -> float:
+    if isinstance(temperature, (bool, np.bool_)) or not isinstance(
+        temperature, (numbers.Real, np.floating, np.integer)
+    ):
+        raise ValueError(
+            f"temperature must be a real number >= 0, got {temperature!r}; "
+            "use 1.0 for the plain softmax and 0 for the hard max"
+        )
+    t = float(temperature)
+    if not math.isfinite(t) or t < 0:
+        raise ValueError(
+            f"temperature must be finite and >= 0, got {t!r}; use 0 for the hard-max "
+            "limit and a large finite value for a nearly uniform distribution"
+        )
+    return t
+
+
+def _normalize_axis(axis: Any, ndim: int) -> int:
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (numbers.Integral, np.integer)):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    axis = int(axis)
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(
+            f"axis {axis} is out of bounds for an array of dimension {ndim}; "
+            f"pass an axis in [{-ndim}, {ndim - 1}]"
+            + (" (a 0-d input has no axis: pass a 1-d array)" if ndim == 0 else "")
+        )
+    return axis % ndim
+
+
+def _np_float(x: ArrayLike, name: str = "x") -> tuple[np.ndarray, np.dtype, np.dtype]:
+    """``x`` as an ndarray, the dtype to compute in and the dtype to return."""
+    a = np.asarray(x)
+    kind = a.dtype.kind
+    if kind == "f":
+        out_dtype = a.dtype
+    elif kind in "biu":
+        out_dtype = np.dtype(np.float64)
+    elif kind == "c":
+        raise TypeError(
+            f"complex input ({name}.dtype={a.dtype}) is not supported: the softmax family is "
+            "defined for real numbers; pass the real part or the modulus instead"
+        )
+    else:
+        raise TypeError(
+            f"unsupported dtype {a.dtype} for {name}: pass real numbers (float, int or bool)"
+        )
+    # The kernels run in float32/float64; float16 (and longer floats, which
+    # the kernels do not have) are computed in the nearest of the two.
+    if out_dtype == np.float16:
+        work = np.dtype(np.float32)
+    elif out_dtype in (np.float32, np.float64):
+        work = out_dtype
+    else:
+        work = np.dtype(np.float64)
+    return a, work, out_dtype
+
+
+def _broadcast_to(xp: Any, arr: Any, shape: tuple[int, ...], name: str) -> Any:
+    try:
+        return xp.broadcast_to(arr, shape)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"{name} of shape {tuple(arr.shape)} does not broadcast to the input's shape "
+            f"{tuple(shape)}; give {name} the input's shape or one that broadcasts to it"
+        ) from exc
+
+
+def _np_mask(where: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
+    w = np.asarray(where)
+    if w.dtype != np.bool_:
+        raise TypeError(
+            f"where must be a boolean mask (True = keep), got dtype {w.dtype}; "
+            "use e.g. where=(mask != 0)"
+        )
+    return _broadcast_to(np, w, shape, "where")
+
+
+# --------------------------------------------------------------------------
+# generic (any namespace) implementations along the last axis
+# --------------------------------------------------------------------------
+
+
+def _generic_softmax(xp: Any, x: Any, t: float, log: bool) -> Any:
+    """(log-)softmax of ``x`` along the last axis, handling every special value.
+
+    ``x`` is a real floating array that may hold NaN and +-inf (masked entries
+    already set to -inf). Used for non-NumPy arrays and for the few NumPy rows
+    the fast path flags.
+    """
+    dtype = x.dtype
+    inf = float("inf")
+    nan_row = xp.any(xp.isnan(x), axis=-1, keepdims=True)
+    if t == 0.0:
+        # Hard max: the mass is split over the entries equal to the row max
+        # (the +inf entries when there are any); a row of -inf gets none.
+        m = xp.max(x, axis=-1, keepdims=True)
+        top = (x == m) & (m > -inf)
+    else:
+        top = x == inf
+    count = xp.sum(_astype(xp, top, dtype), axis=-1, keepdims=True)
+    has_top = count > 0
+    safe_count = xp.where(has_top, count, xp.ones_like(count))
+    if t == 0.0:
+        # every row is decided by its top entries (or is all -inf)
+        if log:
+            res = xp.where(top, -xp.log(safe_count), xp.full_like(x, -inf))
+        else:
+            res = _astype(xp, top, dtype) / safe_count
+    else:
+        # The finite part of the computation sees NaN and +inf as -inf (their
+        # rows are decided by the masks above), so no operation below makes
+        # an inf or NaN that was not there: no RuntimeWarning in any library.
+        xc = xp.where(top | xp.isnan(x), xp.full_like(x, -inf), x)
+        m = xp.max(xc, axis=-1, keepdims=True)
+        m_safe = xp.where(m > -inf, m, xp.zeros_like(m))
+        # T < 1: shift, then divide (x / T alone could overflow to +inf);
+        # T > 1: divide, then shift (x - max alone could overflow to -inf).
+        # Either way an overflow to -inf only happens where the true value is
+        # below -max_float, so its exp is 0 and its log -inf, as they should be.
+        if t <= 1.0:
+            z = xc - m_safe
+            if t != 1.0:
+                z = z / t
+        else:
+            z = xc / t - m_safe / t
+        e = xp.exp(z)
+        s = xp.sum(e, axis=-1, keepdims=True)
+        pos = s > 0
+        safe_s = xp.where(pos, s, xp.ones_like(s))
+        if log:
+            finite_part = xp.where(pos, z - xp.log(safe_s), xp.full_like(x, -inf))
+            top_part = xp.where(top, -xp.log(safe_count), xp.full_like(x, -inf))
+        else:
+            finite_part = e / safe_s
+            top_part = _astype(xp, top, dtype) / safe_count
+        res = xp.where(has_top, top_part, finite_part)
+    return xp.where(nan_row, xp.full_like(x, float("nan")), res)
+
+
+def _generic_logsumexp(xp: Any, x: Any, b: Any | None) -> tuple[Any, Any]:
+    """logsumexp and sign of ``x`` (weights ``b``) along the last axis, keepdims.
+
+    Zero weights (and masked entries, set to -inf by the caller) are ignored,
+    as in :func:`scipy.special.logsumexp`. The sign is 0 where the sum is 0.
+    """
+    dtype = x.dtype
+    inf = float("inf")
+    nan_row = xp.any(xp.isnan(x), axis=-1, keepdims=True)
+    if b is not None:
+        nan_row = nan_row | xp.any(xp.isnan(b), axis=-1, keepdims=True)
+        zero = b == 0
+        x = xp.where(zero, xp.full_like(x, -inf), x)
+        b = xp.where(zero | xp.isnan(b), xp.zeros_like(b), b)
+    posinf = x == inf
+    # finite part: NaN and +inf entries count as -inf here (decided below)
+    xc = xp.where(posinf | xp.isnan(x), xp.full_like(x, -inf), x)
+    m = xp.max(xc, axis=-1, keepdims=True)
+    m_safe = xp.where(m > -inf, m, xp.zeros_like(m))
+    e = xp.exp(xc - m_safe)
+    if b is not None:
+        e = e * b
+        top = xp.sum(xp.where(posinf, b, xp.zeros_like(b)), axis=-1, keepdims=True)
+    else:
+        top = xp.sum(_astype(xp, posinf, dtype), axis=-1, keepdims=True)
+    s = xp.sum(e, axis=-1, keepdims=True)
+    has_inf = xp.any(posinf, axis=-1, keepdims=True)
+    sign = xp.where(has_inf, xp.sign(top), xp.sign(s))
+    abs_s = xp.abs(s)
+    safe_s = xp.where(abs_s > 0, abs_s, xp.ones_like(abs_s))
+    out = xp.where(abs_s > 0, xp.log(safe_s) + m_safe, xp.full_like(s, -inf))
+    # +inf terms dominate; +inf and -inf weights that cancel give NaN
+    out = xp.where(
+        has_inf, xp.where(top != 0, xp.full_like(s, inf), xp.full_like(s, float("nan"))), out
+    )
+    nan = xp.full_like(s, float("nan"))
+    out = xp.where(nan_row, nan, out)
+    sign = xp.where(nan_row | (has_inf & (top == 0)), nan, sign)
+    return out, sign
+
+
+def _astype(xp: Any, x: Any, dtype: Any) -> Any:
+    # np.astype is NumPy >= 2 only; the method works on every NumPy version
+    return x.astype(dtype) if xp is np else xp.astype(x, dtype)
+
+
+def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
+    if xp is np:
+        return np.dtype(dtype).kind in {"integral": "iu", "real floating": "f"}[kind]
+    return xp.isdtype(dtype, kind)
+
+
+def _moveaxis(xp: Any, x: Any, src: int, dst: int) -> Any:
+    if src % x.ndim == dst % x.ndim:
+        return x
+    return xp.moveaxis(x, src, dst)
+
+
+# --------------------------------------------------------------------------
+# NumPy fast path
+# --------------------------------------------------------------------------
+
+
+def _np_softmax(x, axis, t, where, out, log):
+    a, work, out_dtype = _np_float(x)
+    axis = _normalize_axis(axis, a.ndim)
+    mask = None if where is None else _np_mask(where, a.shape)
+    moved = _moveaxis(np, a, axis, -1)
+    batch, k = moved.shape[:-1], moved.shape[-1]
+    n = math.prod(batch)
+    buf = np.empty((n, k), dtype=work)
+    if out is not None:
+        _check_out(out, a.shape, out_dtype)
+    with np.errstate(all="ignore"):
+        if mask is None and t == 1.0 and moved.flags.c_contiguous:
+            # the common case: copy block by block just ahead of the kernel
+            lse = _kernels.rows_into(moved.reshape(n, k), buf, log)
+        else:
+            buf3 = buf.reshape(moved.shape)
+            np.copyto(buf3, moved, casting="unsafe")
+            mmask = None
+            if mask is not None:
+                mmask = np.moveaxis(mask, axis, -1)
+                np.copyto(buf3, -np.inf, where=~mmask)
+            if t == 0.0:
+                lse = np.full(n, np.nan)  # every row takes the generic path
+            else:
+                if t < 1.0 and k:
+                    # shift first: x / T alone could overflow (see _generic_softmax)
+                    buf -= np.max(buf, axis=1, keepdims=True)
+                if t != 1.0:
+                    buf /= t
+                lse = _kernels._rows_(buf, log) if k else np.full(n, -np.inf)
+        if k and not np.isfinite(lse).all():
+            bad = np.flatnonzero(~np.isfinite(lse))
+            if bad.size:
+                rows = _take_rows(moved, bad, work, mask, axis)
+                buf[bad] = _generic_softmax(np, rows, t, log)
+    res = _moveaxis(np, buf.reshape(moved.shape), -1, axis)
+    if out is not None:
+        np.copyto(out, res, casting="same_kind")
+        return out
+    if res.dtype != out_dtype:
+        with np.errstate(over="ignore"):  # float16: beyond its range is +-inf
+            res = res.astype(out_dtype)
+    return res
+
+
+def _take_rows(
+    moved: np.ndarray, rows: np.ndarray, work: np.dtype, mask: np.ndarray | None, axis: int
+) -> np.ndarray:
+    """Rows (flat indices over the batch shape) of ``moved`` as (len(rows), K), masked."""
+    batch = moved.shape[:-1]
+    # index the original (possibly strided) array: reshaping it to 2-D could copy it all
+    idx = np.unravel_index(rows, batch) if batch else (rows * 0,)
+    src = moved if batch else moved[None]
+    out = src[idx].astype(work)
+    if mask is not None:
+        mm = np.moveaxis(mask, axis, -1)
+        out[~(mm if batch else mm[None])[idx]] = -np.inf
+    return out
+
+
+def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if not isinstance(out, np.ndarray):
+        raise TypeError("out must be a NumPy array (out= is supported for NumPy input only)")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, but the result has shape {shape}")
+    if not np.can_cast(dtype, out.dtype, casting="same_kind"):
+        raise TypeError(f"out has dtype {out.dtype}; the result ({dtype}) needs a float array")
+
+
+# --------------------------------------------------------------------------
+# generic-namespace path
+# --------------------------------------------------------------------------
+
+
+def _xp_prepare(xp: Any, x: Any, axis: Any, where: Any) -> tuple[Any, int, Any]:
+    dtype = real_float_dtype(xp, x)
+    axis = _normalize_axis(axis, x.ndim)
+    xf = _astype(xp, x, dtype) if x.dtype != dtype else x
+    moved = _moveaxis(xp, xf, axis, -1)
+    if where is not None:
+        if where.dtype != xp.bool:
+            raise TypeError(f"where must be a boolean mask (True = keep), got dtype {where.dtype}")
+        w = _moveaxis(xp, _broadcast_to(xp, where, tuple(x.shape), "where"), axis, -1)
+        moved = xp.where(w, moved, xp.full_like(moved, -float("inf")))
+    return moved, axis, dtype
+
+
+def _xp_softmax(xp, x, axis, t, where, out, log):
+    if out is not None:
+        raise TypeError("out= is supported for NumPy arrays only")
+    moved, axis, _ = _xp_prepare(xp, x, axis, where)
+    # NumPy-backed namespaces (array_api_strict, ...) warn on overflow to
+    # -inf in x - max, which is the correct limit here (exp gives 0)
+    with np.errstate(all="ignore"):
+        return _moveaxis(xp, _generic_softmax(xp, moved, t, log), -1, axis)
+
+
+# --------------------------------------------------------------------------
+# public functions
+# --------------------------------------------------------------------------
+
+
+def softmax(
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    temperature: float = 1.0,
+    where: ArrayLike | None = None,
+    out: np.ndarray | None = None,
+) -> Any:
+    r"""Softmax along one axis: ``exp(x / T) / sum(exp(x / T))``.
+
+    Parameters
+    ----------
+    x : array_like of shape (..., K, ...)
+        Real input (float16/32/64 kept; bool and int computed in float64).
+        NumPy input or any Array API array (PyTorch, CuPy, JAX, ...).
+    axis : int, default=-1
+        The axis of length ``K`` to normalise over. Unlike
+        :func:`scipy.special.softmax`, whose default is the whole array, the
+        default is the last axis (one distribution per row).
+    temperature : float, default=1.0
+        ``T >= 0``. ``T = 0`` is the hard-max limit (the mass is split evenly
+        over the entries tied for the maximum); large ``T`` tends to uniform.
+    where : array_like of bool, optional
+        Mask broadcastable to ``x``; ``False`` entries are left out of the
+        normalisation and get 0. A fully masked row is all 0.
+    out : ndarray, optional
+        NumPy array of the result's shape to write into (may be ``x``).
+
+    Returns
+    -------
+    ndarray of the shape of ``x``
+        Non-negative, summing to 1 along ``axis`` (0 for rows with no
+        unmasked finite-or-+inf entry), NaN for rows that contain a NaN.
+        ``+inf`` entries share the mass evenly (the limit).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmax import softmax
+    >>> np.round(softmax([1, 2, 3, 4, 1, 2, 3]), 3)
+    array([0.024, 0.064, 0.175, 0.475, 0.024, 0.064, 0.175])
+    >>> softmax([1.0, 3.0, 3.0], temperature=0)
+    array([0. , 0.5, 0.5])
+    """
+    t = _check_temperature(temperature)
+    xp = array_namespace(x, where)
+    if xp is np:
+        return _np_softmax(x, axis, t, where, out, log=False)
+    return _xp_softmax(xp, x, axis, t, where, out, log=False)
+
+
+def log_softmax(
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    temperature: float = 1.0,
+    where: ArrayLike | None = None,
+    out: np.ndarray | None = None,
+) -> Any:
+    r"""Logarithm of :func:`softmax`, computed directly: ``x/T - logsumexp(x/T)``.
+
+    Parameters
+    ----------
+    x : array_like of shape (..., K, ...)
+        Real input, as for :func:`softmax`.
+    axis : int, default=-1
+        Axis to normalise over (scipy's default is the whole array).
+    temperature : float, default=1.0
+        ``T >= 0``; ``T = 0`` gives ``-log(m)`` on the ``m`` maxima, ``-inf``
+        elsewhere.
+    where : array_like of bool, optional
+        Mask broadcastable to ``x``; masked entries get ``-inf``.
+    out : ndarray, optional
+        NumPy array of the result's shape to write into.
+
+    Returns
+    -------
+    ndarray of the shape of ``x``
+        Values ``<= 0``; ``-inf`` for entries with zero probability, NaN for
+        rows containing a NaN.
+
+    Examples
+    --------
+    >>> from softmax import log_softmax
+    >>> log_softmax([1000.0, 1000.0])
+    array([-0.69314718, -0.69314718])
+    """
+    t = _check_temperature(temperature)
+    xp = array_namespace(x, where)
+    if xp is np:
+        return _np_softmax(x, axis, t, where, out, log=True)
+    return _xp_softmax(xp, x, axis, t, where, out, log=True)
+
+
+def logsumexp(
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+    where: ArrayLike | None = None,
+) -> Any:
+    r"""``log(sum(b * exp(x)))`` along one axis, without overflow.
+
+    Parameters
+    ----------
+    x : array_like of shape (..., K, ...)
+        Real input.
+    axis : int, default=-1
+        Axis to reduce (scipy's default is the whole array).
+    b : array_like, optional
+        Weights broadcastable to ``x``; may be negative (then use
+        ``return_sign``). Terms with ``b == 0`` are ignored, even where ``x``
+        is ``inf``.
+    keepdims : bool, default=False
+        Keep the reduced axis with length 1.
+    return_sign : bool, default=False
+        Also return the sign of the sum (0 where the sum is 0). Without it a
+        negative sum gives NaN, as in :func:`scipy.special.logsumexp`.
+    where : array_like of bool, optional
+        Mask broadcastable to ``x``; only ``True`` entries are summed.
+
+    Returns
+    -------
+    lse : ndarray of shape (..., ...) (``x`` without ``axis``)
+        ``-inf`` for empty or all ``-inf`` rows, ``+inf`` if a term is
+        ``+inf``, NaN if a term is NaN. Same float dtype as ``x``.
+    sign : ndarray, only with ``return_sign``
+        +1, -1 or 0.
+
+    Examples
+    --------
+    >>> from softmax import logsumexp
+    >>> float(logsumexp([1e308, 1e308]))
+    1e+308
+    >>> logsumexp([0.0, 0.0], b=[1, -2], return_sign=True)
+    (array(0.), array(-1.))
+    """
+    xp = array_namespace(x, b, where)
+    if xp is np:
+        a, work, out_dtype = _np_float(x)
+        ax = _normalize_axis(axis, a.ndim)
+        mask = None if where is None else _np_mask(where, a.shape)
+        moved = _moveaxis(np, a, ax, -1)
+        batch, k = moved.shape[:-1], moved.shape[-1]
+        with np.errstate(all="ignore"):
+            if b is None:
+                buf = np.empty(moved.shape, dtype=work)
+                np.copyto(buf, moved, casting="unsafe")
+                if mask is not None:
+                    np.copyto(buf, -np.inf, where=~np.moveaxis(mask, ax, -1))
+                buf2 = buf.reshape(math.prod(batch), k)
+                lse = _kernels._rows_(buf2, True) if k else np.full(buf2.shape[0], -np.inf)
+                bad = np.flatnonzero(~np.isfinite(lse))
+                if bad.size and k:
+                    rows = _take_rows(moved, bad, work, mask, ax)
+                    lse[bad] = _generic_logsumexp(np, rows, None)[0][:, 0]
+                lse = lse.reshape(batch)
+                sign = np.where(np.isnan(lse), np.nan, np.where(lse == -np.inf, 0.0, 1.0))
+            else:
+                bb = np.asarray(b)
+                if bb.dtype.kind not in "biuf":
+                    raise TypeError(f"b must be real numbers, got dtype {bb.dtype}")
+                bb = _broadcast_to(np, bb, a.shape, "b").astype(work)
+                xf = a.astype(work)
+                if mask is not None:
+                    xf = np.where(mask, xf, -np.inf)
+                    bb = np.where(mask, bb, 0.0)
+                if k == 0:
+                    lse, sign = np.full(batch, -np.inf, work), np.zeros(batch, work)
+                else:
+                    lse, sign = _generic_logsumexp(
+                        np, _moveaxis(np, xf, ax, -1), _moveaxis(np, bb, ax, -1)
+                    )
+                    lse, sign = lse[..., 0], sign[..., 0]
+                if not return_sign:
+                    lse = np.where(sign < 0, np.nan, lse)
+        with np.errstate(over="ignore"):  # float16: beyond its range is +-inf
+            lse = lse.astype(out_dtype)
+            sign = sign.astype(out_dtype)
+        if keepdims:
+            lse = np.expand_dims(lse, ax)
+            sign = np.expand_dims(sign, ax)
+        return (lse, sign) if return_sign else lse
+
+    moved, ax, dtype = _xp_prepare(xp, x, axis, where)
+    bm = None
+    if b is not None:
+        bm = _broadcast_to(xp, _like(xp, b, x, dtype), tuple(x.shape), "b")
+        bm = _moveaxis(xp, bm, ax, -1)
+        if where is not None:
+            w = _moveaxis(xp, _broadcast_to(xp, where, tuple(x.shape), "where"), ax, -1)
+            bm = xp.where(w, bm, xp.zeros_like(bm))
+    if x.shape[ax] == 0:
+        shape = (*moved.shape[:-1], 1)
+        lse = xp.full(shape, -float("inf"), dtype=dtype, device=_device(x))
+        sign = xp.zeros(shape, dtype=dtype, device=_device(x))
+    else:
+        with np.errstate(all="ignore"):  # see _xp_softmax
+            lse, sign = _generic_logsumexp(xp, moved, bm)
+    if not return_sign:
+        lse = xp.where(sign < 0, xp.full_like(lse, float("nan")), lse)
+    if keepdims:
+        lse, sign = _moveaxis(xp, lse, -1, ax), _moveaxis(xp, sign, -1, ax)
+    else:
+        lse, sign = lse[..., 0], sign[..., 0]
+    return (lse, sign) if return_sign else lse
+
+
+def _like(xp: Any, a: Any, ref: Any, dtype: Any = None) -> Any:
+    """``a`` as an array of namespace ``xp`` on the device of ``ref`` (lists ok)."""
+    if xp is np:
+        return np.asarray(a, dtype=dtype)
+    if isinstance(a, (int, float, bool, list, tuple)):
+        return xp.asarray(a, dtype=dtype, device=_device(ref))
+    return a if dtype is None or a.dtype == dtype else xp.astype(a, dtype)
+
+
+def _device(x: Any) -> Any:
+    from softmax._array_api import device_of
+
+    return device_of(x)
+
+
+def softmax_jacobian(x: ArrayLike, axis: int = -1, *, temperature: float = 1.0) -> Any:
+    r"""Jacobian of :func:`softmax`: ``(diag(s) - s s^T) / T`` for each row.
+
+    Parameters
+    ----------
+    x : array_like of shape (..., K, ...)
+        Real input.
+    axis : int, default=-1
+        The softmax axis.
+    temperature : float, default=1.0
+        ``T > 0`` (the hard max ``T = 0`` has no useful derivative).
+
+    Returns
+    -------
+    J : ndarray of shape (B..., K, K)
+        ``J[..., i, j] = d softmax(x)_i / d x_j``, where ``B...`` is the shape
+        of ``x`` without ``axis``. Symmetric.
+
+    Examples
+    --------
+    >>> from softmax import softmax_jacobian
+    >>> softmax_jacobian([0.0, 0.0])
+    array([[ 0.25, -0.25],
+           [-0.25,  0.25]])
+    """
+    t = _check_grad_temperature(temperature)
+    xp = array_namespace(x)
+    s = softmax(x, axis, temperature=t)
+    ax = _normalize_axis(axis, s.ndim)
+    s = _moveaxis(xp, s, ax, -1)
+    si = s[..., :, None]
+    sj = s[..., None, :]
+    k = s.shape[-1]
+    eye = xp.eye(k, dtype=s.dtype) if xp is np else xp.eye(k, dtype=s.dtype, device=_device(s))
+    jac = si * eye - si * sj
+    return jac / t if t != 1.0 else jac
+
+
+def _check_grad_temperature(temperature: Any) -> float:
+    t = _check_temperature(temperature)
+    if t == 0.0:
+        raise ValueError(
+            "temperature=0 is the hard max, which is piecewise constant: its derivative "
+            "is 0 or undefined; pass a small positive temperature instead"
+        )
+    return t
+
+
+def _softmax_product(x: ArrayLike, v: ArrayLike, axis: int, t: float, name: str) -> Any:
+    xp = array_namespace(x, v)
+    s = softmax(x, axis, temperature=t)
+    if xp is np:
+        va = np.asarray(v)
+        if va.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be real numbers, got dtype {va.dtype}")
+        va = _broadcast_to(np, va, s.shape, name)
+        with np.errstate(all="ignore"):
+            dot = np.sum(s * va, axis=axis, keepdims=True)
+            res = s * (va - dot)
+            if t != 1.0:
+                res /= t
+        return res.astype(s.dtype, copy=False)
+    va = _broadcast_to(xp, _like(xp, v, s, s.dtype), tuple(s.shape), name)
+    with np.errstate(all="ignore"):  # NumPy-backed namespaces: 0 * inf in v is NaN
+        dot = xp.sum(s * va, axis=_normalize_axis(axis, s.ndim), keepdims=True)
+        res = s * (va - dot)
+        return res / t if t != 1.0 else res
+
+
+def softmax_jvp(x: ArrayLike, v: ArrayLike, axis: int = -1, *, temperature: float = 1.0) -> Any:
+    r"""Jacobian-vector product ``J v`` of :func:`softmax`, in O(K) per row.
+
+    ``J v = s * (v - sum(s * v)) / T`` along ``axis``, without forming ``J``.
+
+    Parameters
+    ----------
+    x : array_like of shape (..., K, ...)
+        Real input.
+    v : array_like, broadcastable to the shape of ``x``
+        Tangent vectors (one per row along ``axis``).
+    axis : int, default=-1
+        The softmax axis.
+    temperature : float, default=1.0
+        ``T > 0``.
+
+    Returns
+    -------
+    ndarray of the shape of ``x``
+
+    Examples
+    --------
+    >>> from softmax import softmax_jvp
+    >>> softmax_jvp([0.0, 0.0], [1.0, 0.0])
+    array([ 0.25, -0.25])
+    """
+    t = _check_grad_temperature(temperature)
+    return _softmax_product(x, v, axis, t, "v")
+
+
+def softmax_vjp(x: ArrayLike, g: ArrayLike, axis: int = -1, *, temperature: float = 1.0) -> Any:
+    r"""Vector-Jacobian product ``g^T J`` of :func:`softmax`, in O(K) per row.
+
+    The softmax Jacobian is symmetric, so this equals :func:`softmax_jvp`:
+    ``s * (g - sum(s * g)) / T`` along ``axis``. It is what backpropagation
+    through a softmax computes.
+
+    Parameters
+    ----------
+    x : array_like of shape (..., K, ...)
+        Real input.
+    g : array_like, broadcastable to the shape of ``x``
+        Cotangent vectors (gradients with respect to the softmax output).
+    axis : int, default=-1
+        The softmax axis.
+    temperature : float, default=1.0
+        ``T > 0``.
+
+    Returns
+    -------
+    ndarray of the shape of ``x``
+        The gradient with respect to ``x``.
+
+    Examples
+    --------
+    >>> from softmax import softmax_vjp
+    >>> softmax_vjp([0.0, 0.0], [1.0, 0.0])
+    array([ 0.25, -0.25])
+    """
+    t = _check_grad_temperature(temperature)
+    return _softmax_product(x, g, axis, t, "g")
+
+
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    axis: int = -1,
+    *,
+    sample_weight: ArrayLike | None = None,
+    class_weight: ArrayLike | None = None,
+    label_smoothing: float = 0.0,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+) -> Any:
+    r"""Cross-entropy between ``softmax(logits)`` and targets, from :func:`log_softmax`.
+
+    Never computed as the log of a softmax, so it stays finite for logits of
+    any size. Follows :func:`torch.nn.functional.cross_entropy`.
+
+    Parameters
+    ----------
+    logits : array_like of shape (..., C, ...)
+        Unnormalised scores; ``axis`` is the class axis.
+    target : array_like
+        Either integer class indices of shape ``logits.shape`` without
+        ``axis`` (values in ``[0, C)``), or probability rows of the shape of
+        ``logits`` (non-negative, summing to 1 along ``axis``).
+    axis : int, default=-1
+        The class axis.
+    sample_weight : array_like of shape (...), optional
+        One non-negative weight per sample (the shape of ``logits`` without
+        ``axis``).
+    class_weight : array_like of shape (C,), optional
+        One weight per class, applied as in PyTorch's ``weight=``.
+    label_smoothing : float in [0, 1], default=0.0
+        Mixes the target with the uniform distribution: ``(1 - eps) y + eps / C``.
+    reduction : {"mean", "sum", "none"}, default="mean"
+        ``"none"`` returns one loss per sample. ``"mean"`` with class indices
+        is the weighted mean ``sum(w_i l_i) / sum(w_i)`` with
+        ``w_i = sample_weight_i * class_weight[y_i]`` (PyTorch's rule); with
+        probability targets it is ``sum(sample_weight_i l_i) / sum(sample_weight_i)``
+        (PyTorch divides by the number of samples).
+
+    Returns
+    -------
+    float array (0-d) or ndarray of shape (...)
+        The loss. ``0 * log(0)`` counts as 0, so probability targets with
+        zeros where the model puts no mass give finite losses. The mean of
+        no samples (or of samples whose weights are all 0) is NaN.
+
+    Examples
+    --------
+    >>> from softmax import cross_entropy
+    >>> round(float(cross_entropy([[2.0, 0.0], [0.0, 2.0]], [0, 1])), 6)
+    0.126928
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    xp = array_namespace(logits, target, sample_weight, class_weight)
+    if xp is np:
+        logits = np.asarray(logits)
+    target = _like(xp, target, logits)
+    logp = log_softmax(logits, axis)
+    ax = _normalize_axis(axis, logp.ndim)
+    logp = _moveaxis(xp, logp, ax, -1)
+    dtype = logp.dtype
+    c = logp.shape[-1]
+    batch = tuple(logp.shape[:-1])
+    dev = None if xp is np else _device(logp)
+
+    def asarr(a: Any) -> Any:
+        return _like(xp, a, logp, dtype)
+
+    cw = None
+    if class_weight is not None:
+        cw = asarr(class_weight)
+        if tuple(cw.shape) != (c,):
+            raise ValueError(
+                f"class_weight must have one entry per class, shape ({c},); "
+                f"got shape {tuple(cw.shape)}"
+            )
+    sw = None
+    if sample_weight is not None:
+        sw = asarr(sample_weight)
+        sw = _broadcast_to(xp, sw, batch, "sample_weight")
+        if bool(xp.any(sw < 0)):
+            raise ValueError("sample_weight must be non-negative")
+
+    classes = xp.arange(c) if xp is np else xp.arange(c, device=dev)
+    tshape = tuple(target.shape)
+    if tshape == tuple(logits.shape) and c > 0 and _isdtype(xp, target.dtype, "real floating"):
+        # probability rows
+        p = _moveaxis(xp, _astype(xp, target, dtype), ax, -1)
+        tol = max(1e-6, 100 * float(xp.finfo(dtype).eps))
+        if bool(xp.any(xp.isnan(p))) or bool(xp.any(p < 0)):
+            raise ValueError("probability targets must be non-negative numbers (no NaN)")
+        if bool(xp.any(xp.abs(xp.sum(p, axis=-1) - 1) > tol)):
+            raise ValueError(
+                "probability targets must sum to 1 along the class axis; normalise them "
+                "(p / p.sum(axis, keepdims=True)) or pass integer class indices"
+            )
+        if eps:
+            p = p * (1 - eps) + eps / c
+        # 0 * log 0 = 0: a class with no target mass contributes nothing,
+        # even where the model gives it none (logp = -inf)
+        weight = p if cw is None else p * cw
+        terms = weight * xp.where(weight > 0, logp, xp.zeros_like(logp))
+        loss = -xp.sum(terms, axis=-1)
+        denom_w = xp.ones_like(loss)
+    else:
+        if tshape != batch:
+            raise ValueError(
+                f"target of shape {tshape} fits neither class indices (shape {batch}: the "
+                f"logits' shape without axis {ax}) nor probability rows (shape "
+                f"{tuple(logits.shape)})"
+            )
+        if _isdtype(xp, target.dtype, "integral"):
+            y = target
+        elif _isdtype(xp, target.dtype, "real floating") and bool(
+            xp.all(target == xp.round(target))
+        ):
+            y = _astype(xp, target, xp.int64)  # integral floats: class indices
+        else:
+            raise TypeError(
+                f"class-index targets must be integers, got dtype {target.dtype}; "
+                "pass probability rows of the logits' shape for soft targets"
+            )
+        if math.prod(tshape) and (bool(xp.any(y < 0)) or bool(xp.any(y >= c))):
+            raise ValueError(
+                f"class indices must be in [0, {c}) for {c} classes; got values in "
+                f"[{int(xp.min(y))}, {int(xp.max(y))}]"
+            )
+        onehot = y[..., None] == classes
+        nll = -xp.sum(xp.where(onehot, logp, xp.zeros_like(logp)), axis=-1)
+        if cw is not None:
+            wy = xp.sum(xp.where(onehot, cw, xp.zeros_like(logp)), axis=-1)
+            # zero weight: the sample counts for nothing, even at logp = -inf
+            nll = wy * xp.where(wy != 0, nll, xp.zeros_like(nll))
+            cwb = cw * xp.ones_like(logp)
+            smooth = -xp.sum(cwb * xp.where(cwb != 0, logp, xp.zeros_like(logp)), axis=-1)
+        else:
+            wy = xp.ones_like(nll)
+            smooth = -xp.sum(logp, axis=-1)
+        loss = (1 - eps) * nll + (eps / c) * smooth if eps else nll
+        denom_w = wy
+    if sw is not None:
+        loss = sw * xp.where(sw != 0, loss, xp.zeros_like(loss))
+        denom_w = denom_w * sw
+    if reduction == "none":
+        return loss
+    total = xp.sum(loss)
+    if reduction == "sum":
+        return total
+    # no samples, or all weights 0: the mean is undefined, NaN (as in torch)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / xp.sum(denom_w)
