@@ -36,9 +36,11 @@ _EXPORTS: dict[str, str] = {
     "SoftmaxRegression": "softmax.regression",
     "SoftmaxScaler": "softmax.preprocessing",
     "load_model": "softmax.io",
+    "FileSource": "softmax.streaming",
 }
 
 __all__ = [
+    "FileSource",
     "SoftmaxRegression",
     "SoftmaxScaler",
     "__version__",
@@ -64,6 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from softmax.io import load_model
     from softmax.preprocessing import SoftmaxScaler
+    from softmax.streaming import FileSource
     from softmax.regression import SoftmaxRegression
 
 

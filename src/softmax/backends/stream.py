@@ -1,0 +1,609 @@
+"""Rows streamed from files in blocks: exact fits on data bigger than memory.
+
+:func:`build_row_data` turns a :class:`softmax.streaming.FileSource` into a
+:class:`~softmax.backends._base.RowData`. Every loss/gradient evaluation (and
+every Hessian-vector product) is one pass over the blocks of the file, each
+block computed with the same :mod:`softmax.linear_loss` functions as the
+in-memory backend, and summed in float64. The batch solvers therefore reach
+the in-memory solution (the sums differ only by the order of float64
+additions), while memory holds one block, the model and a few ``coef``-sized
+vectors whatever the size of the file.
+
+Stochastic solvers get :meth:`StreamData.iter_minibatches`: units of the file
+(blocks, or Parquet row groups) in a random order, rows shuffled within each
+block.
+
+When the source has a ``checkpoint`` directory, every answer is logged there
+(:class:`softmax.streaming.Checkpoint`) and replayed to a restarted fit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from softmax.backends._base import RowData
+from softmax.linear_loss import block_hessian, block_hessp, block_loss_gradient
+from softmax.streaming import Checkpoint, FileSource, _progress_bar
+
+__all__ = ["StreamData", "build_row_data"]
+
+
+def build_row_data(
+    X: Any,
+    y: Any = None,
+    *,
+    sample_weight: Any = None,
+    classes: Any = None,
+    class_weight: Any = None,
+    fit_intercept: bool = True,
+    dtype: Any = None,
+) -> StreamData:
+    """A :class:`StreamData` over a file source (the estimator's entry point).
+
+    Parameters
+    ----------
+    X : FileSource
+        Any object with ``__softmax_row_source__ = True`` and the
+        :class:`~softmax.streaming.FileSource` reading methods.
+    y : None
+        A source carries its labels (``target=``); passing ``y`` is an error.
+    sample_weight : array-like of shape (n_samples,), optional
+        Per-row weights in file order (for weights stored in the file use
+        ``FileSource(weight=...)`` instead).
+    classes : array-like, optional
+        Class labels to encode against (default: the source's, found in its
+        first pass). Every label of the file must be one of them.
+    class_weight : dict, "balanced" or None
+        As in scikit-learn; ``"balanced"`` costs one pass over the labels.
+    fit_intercept : bool, default True
+    dtype : {numpy.float32, numpy.float64}, optional
+        Compute dtype; default the source's.
+
+    Returns
+    -------
+    StreamData
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is not a row source.
+    ValueError
+        If ``y`` is given, a weight array has the wrong length or bad values,
+        or a label is not among ``classes``.
+    """
+    if not getattr(X, "__softmax_row_source__", False):
+        raise TypeError(f"expected a FileSource, got {type(X).__name__}")
+    if y is not None:
+        raise ValueError(
+            "a FileSource carries its own labels (its target= column); call fit(source) without y"
+        )
+    source: FileSource = X
+    source.scan()
+    cls = source.classes
+    if classes is not None:
+        from softmax.streaming import _unique_labels
+
+        cls = _unique_labels(classes)
+        if source._scan is not None and source._scan.label_kind not in ("native",):
+            from softmax.streaming import _as_kind
+
+            cls = _as_kind(cls.astype(str), source._scan.label_kind)
+        missing = np.setdiff1d(source.classes, cls)
+        if missing.size:
+            raise ValueError(
+                f"the file has labels {missing[:10].tolist()} that are not in classes"
+            )
+    sw = None
+    if sample_weight is not None:
+        if source.weight is not None:
+            raise ValueError(
+                "the source already has a weight column; give sample weights once "
+                "(either FileSource(weight=...) or fit(sample_weight=...))"
+            )
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.ndim != 1 or sw.shape[0] != source.n_samples:
+            raise ValueError(
+                f"sample_weight has shape {sw.shape}; expected ({source.n_samples},), one "
+                "weight per row of the file"
+            )
+        if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+            raise ValueError("sample_weight must be finite and non-negative")
+    cw = _class_weights(class_weight, cls, source, sw)
+    return StreamData(
+        source,
+        classes=cls,
+        sample_weight=sw,
+        class_weights=cw,
+        fit_intercept=fit_intercept,
+        dtype=source.dtype if dtype is None else np.dtype(dtype),
+    )
+
+
+def _class_weights(
+    class_weight: Any, classes: np.ndarray, source: FileSource, sample_weight: np.ndarray | None
+) -> np.ndarray | None:
+    if class_weight is None:
+        return None
+    K = len(classes)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(
+                f"class_weight must be a dict, 'balanced' or None, got {class_weight!r}"
+            )
+        # scikit-learn's rule: total weight / (n_classes * weight of class k),
+        # counting rows by their sample weights when there are any
+        counts = np.zeros(K, dtype=np.float64)
+        for b in source.iter_blocks():
+            w = b.weight
+            if sample_weight is not None:
+                w = sample_weight[b.start : b.start + b.X.shape[0]]
+            counts += np.bincount(source.encode(b.y, classes), weights=w, minlength=K)
+        present = counts > 0
+        out = np.ones(K, dtype=np.float64)
+        out[present] = counts.sum() / (K * counts[present])
+        return out
+    if isinstance(class_weight, dict):
+        out = np.ones(K, dtype=np.float64)
+        known = {c.item() if hasattr(c, "item") else c: k for k, c in enumerate(classes)}
+        for label, w in class_weight.items():
+            if label not in known:
+                raise ValueError(f"class_weight has label {label!r}, which is not a class")
+            out[known[label]] = float(w)
+        if not np.all(np.isfinite(out)) or np.any(out < 0):
+            raise ValueError("class weights must be finite and non-negative")
+        return out
+    raise ValueError(f"class_weight must be a dict, 'balanced' or None, got {class_weight!r}")
+
+
+def _digest(kind: str, *arrays: np.ndarray) -> str:
+    h = hashlib.sha256(kind.encode())
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+class StreamData(RowData):
+    """Rows of a :class:`~softmax.streaming.FileSource`, one pass per evaluation.
+
+    Parameters
+    ----------
+    source : FileSource
+        A scanned source.
+    classes : ndarray of shape (n_classes,)
+        Sorted class labels; codes index them.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Weights by row index (file order); the source's weight column is
+        used when it has one.
+    class_weights : ndarray of shape (n_classes,) or None
+    fit_intercept : bool
+    dtype : numpy.dtype
+        Blocks are cast to it.
+
+    Attributes
+    ----------
+    checkpoint : Checkpoint or None
+        Where evaluations are logged (from ``source.checkpoint``).
+    n_replayed : int
+        Evaluations answered from the checkpoint log instead of the file.
+    record_evaluations : bool
+        Log and replay evaluations (solvers that checkpoint their own state,
+        like ``"sgd"``, turn it off).
+    """
+
+    def __init__(
+        self,
+        source: FileSource,
+        *,
+        classes: np.ndarray,
+        sample_weight: np.ndarray | None,
+        class_weights: np.ndarray | None,
+        fit_intercept: bool,
+        dtype: np.dtype,
+    ) -> None:
+        self.source = source
+        self.classes = classes
+        self.n_samples = source.n_samples
+        self.n_features = source.n_features
+        self.feature_names = list(source.feature_names)
+        self.fit_intercept = bool(fit_intercept)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self._sample_weight = sample_weight
+        self._class_weights = class_weights
+        self.n_passes = 0
+        self.n_replayed = 0
+        self.record_evaluations = True
+        self._n_evals = 0
+        self._cache: _BlockCache | None = None
+        if getattr(source, "cache", None) is not None:
+            fp = source.fingerprint()  # what the cached bytes depend on: file, columns, encoding
+            fp.update(
+                classes=np.asarray(classes).astype(str).tolist(), compute_dtype=self.dtype.name
+            )
+            self._cache = _BlockCache(source.cache, fp, self.n_features)
+        self.weight_sum = self._weight_sum()
+        self.checkpoint: Checkpoint | None = None
+        if source.checkpoint is not None:
+            self.checkpoint = Checkpoint(source.checkpoint)
+            self.checkpoint.bind(self._fingerprint())
+
+    # -- helpers ----------------------------------------------------------------
+
+    @property
+    def unweighted(self) -> bool:
+        return (
+            self._sample_weight is None
+            and self._class_weights is None
+            and self.source.weight is None
+        )
+
+    def _weight_sum(self) -> float:
+        if self.unweighted:
+            return float(self.n_samples)
+        total = 0.0
+        for _, _, w in self._blocks():
+            total += float(np.sum(w, dtype=np.float64))
+        return total
+
+    def _fingerprint(self) -> dict[str, Any]:
+        fp = self.source.fingerprint()
+        fp.update(
+            classes=np.asarray(self.classes).astype(str).tolist(),
+            fit_intercept=self.fit_intercept,
+            compute_dtype=self.dtype.name,
+            sample_weight=None
+            if self._sample_weight is None
+            else _digest("w", self._sample_weight),
+            class_weights=None if self._class_weights is None else self._class_weights.tolist(),
+        )
+        return fp
+
+    def _weights(self, start: int, codes: np.ndarray, w: np.ndarray | None) -> np.ndarray | None:
+        """Row weights ``s_i`` of a block from its file weights (or None: all ones)."""
+        if self._sample_weight is not None:
+            w = self._sample_weight[start : start + codes.shape[0]]
+        if self._class_weights is not None:
+            cw = self._class_weights[codes]
+            w = cw if w is None else w * cw
+        return w
+
+    def _raw_unit(self, u: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, Any]]:
+        """``(start, X, codes, file weights)`` of the blocks of unit ``u``.
+
+        From the block cache once it is built, else decoded from the file.
+        """
+        if self._cache is not None and self._cache.complete:
+            yield from self._cache.read_unit(u)
+            return
+        for block in self.source.read_unit(u):
+            X = block.X if block.X.dtype == self.dtype else block.X.astype(self.dtype)
+            yield block.start, X, self.source.encode(block.y, self.classes), block.weight
+
+    def _unit_arrays(self, u: int) -> Iterator[tuple[np.ndarray, np.ndarray, Any]]:
+        """``(X, codes, weights)`` of the blocks of unit ``u``."""
+        for start, X, codes, w in self._raw_unit(u):
+            yield X, codes, self._weights(start, codes, w)
+
+    def _blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray, Any]]:
+        """Every block in file order; the first full pass also fills the cache."""
+        writer = None
+        if self._cache is not None and not self._cache.complete:
+            writer = self._cache.writer()
+        for u in range(self.source.n_units):
+            for start, X, codes, w in self._raw_unit(u):
+                if writer is not None:
+                    writer.add(u, start, X, codes, w)
+                yield X, codes, self._weights(start, codes, w)
+        if writer is not None:
+            writer.finish()
+
+    def _pass(self, desc: str, fn: Callable[[np.ndarray, np.ndarray, Any], float]) -> float:
+        """Apply ``fn`` to every block; returns the summed loss. One pass."""
+        bar = _progress_bar(self.source.progress, self.n_samples, desc)
+        loss = 0.0
+        try:
+            for X, y, w in self._blocks():
+                loss += fn(X, y, w)
+                bar.update(X.shape[0])
+                bar.set_postfix(loss=f"{loss / max(_bar_n(bar), 1):.4g}", refresh=False)
+        finally:
+            bar.close()
+        self.n_passes += 1
+        return loss
+
+    # -- checkpoint replay ------------------------------------------------------
+
+    def _replay(self, key: str) -> dict[str, np.ndarray] | None:
+        """The logged answer to the next question if it is this one."""
+        if self.checkpoint is None or not self.record_evaluations:
+            return None
+        rec = self.checkpoint.eval_record(self._n_evals)
+        if rec is None:
+            return None
+        if str(rec["key"]) != key:
+            # The fit took another path from here on (other C, solver, start):
+            # the rest of the log answers other questions. Drop it.
+            self._truncate_log(self._n_evals)
+            return None
+        self._n_evals += 1
+        self.n_replayed += 1
+        return rec
+
+    def _record(self, key: str, **arrays: Any) -> None:
+        if self.checkpoint is None or not self.record_evaluations:
+            return
+        self.checkpoint.save_eval(self._n_evals, key=np.str_(key), **arrays)
+        self._n_evals += 1
+
+    def _truncate_log(self, start: int) -> None:
+        assert self.checkpoint is not None
+        folder = self.checkpoint.path / "evals"
+        for name in os.listdir(folder):
+            if name.endswith(".npz") and int(name[:-4]) >= start:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / name)
+
+    # -- RowData ----------------------------------------------------------------
+
+    def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
+        """Summed weighted cross-entropy and gradient: one pass over the file.
+
+        Parameters
+        ----------
+        coef : ndarray of shape (n_classes, n_features + fit_intercept)
+
+        Returns
+        -------
+        loss : float
+        gradient : ndarray of shape (n_classes, n_features + fit_intercept), float64
+        """
+        key = _digest("lg", coef)
+        rec = self._replay(key)
+        if rec is not None:
+            self.n_passes += 1
+            return float(rec["loss"]), np.array(rec["grad"])
+        grad = np.zeros(self.coef_shape, dtype=np.float64)
+
+        def fn(X, y, w):
+            loss, g = block_loss_gradient(coef, X, y, w, fit_intercept=self.fit_intercept)
+            grad[...] += g
+            return loss
+
+        loss = self._pass("loss+gradient", fn)
+        self._record(key, loss=loss, grad=grad)
+        return loss, grad
+
+    def loss(self, coef: np.ndarray) -> float:
+        """Summed weighted cross-entropy alone (one pass, no gradient product)."""
+        key = _digest("l", coef)
+        rec = self._replay(key)
+        if rec is not None:
+            self.n_passes += 1
+            return float(rec["loss"])
+
+        def fn(X, y, w):
+            return block_loss_gradient(
+                coef, X, y, w, fit_intercept=self.fit_intercept, need_gradient=False
+            )[0]
+
+        loss = self._pass("loss", fn)
+        self._record(key, loss=loss)
+        return loss
+
+    def gradient_hessian_product(
+        self, coef: np.ndarray
+    ) -> tuple[float, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """Loss, gradient (one pass) and ``V -> H V`` (one pass per product).
+
+        The per-block probabilities are recomputed at every product rather
+        than kept: keeping them would take ``n_samples * n_classes`` memory,
+        which is what streaming avoids.
+        """
+        coef = np.array(coef, dtype=np.float64)  # frozen: hessp may run later
+        loss, grad = self.loss_gradient(coef)
+
+        def hessp(V: np.ndarray) -> np.ndarray:
+            V = np.asarray(V, dtype=np.float64).reshape(coef.shape)
+            key = _digest("hv", coef, V)
+            rec = self._replay(key)
+            if rec is not None:
+                self.n_passes += 1
+                return np.array(rec["hv"])
+            out = np.zeros(coef.shape, dtype=np.float64)
+
+            def fn(X, y, w):
+                _, _, hp = block_hessp(coef, X, y, w, fit_intercept=self.fit_intercept)
+                out[...] += hp(V)
+                return 0.0
+
+            self._pass("Hessian product", fn)
+            self._record(key, hv=out)
+            return out
+
+        return loss, grad, hessp
+
+    def hessian(self, coef: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """Loss, gradient and the full Hessian, summed over blocks in one pass."""
+        key = _digest("H", coef)
+        rec = self._replay(key)
+        if rec is not None:
+            self.n_passes += 1
+            return float(rec["loss"]), np.array(rec["grad"]), np.array(rec["H"])
+        n_coef = self.coef_shape[0] * self.coef_shape[1]
+        grad = np.zeros(self.coef_shape, dtype=np.float64)
+        H = np.zeros((n_coef, n_coef), dtype=np.float64)
+
+        def fn(X, y, w):
+            loss, g, h = block_hessian(coef, X, y, w, fit_intercept=self.fit_intercept)
+            grad[...] += g
+            H[...] += h
+            return loss
+
+        loss = self._pass("Hessian", fn)
+        self._record(key, loss=loss, grad=grad, H=H)
+        return loss, grad, H
+
+    def iter_minibatches(
+        self, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
+        """One epoch of minibatches: units in random order, rows shuffled per block.
+
+        Each block of ``b`` rows is cut into ``ceil(b / batch_size)`` batches
+        of nearly equal size (no tiny last batch whose noisy gradient would
+        get a full step). Compressed NPZ members, which cannot be read out of
+        order, are visited front to back with rows shuffled per block.
+
+        Parameters
+        ----------
+        batch_size : int
+            Largest number of rows per batch.
+        rng : numpy.random.Generator
+            Source of the shuffle. Each unit gets its own child seed drawn
+            up front, so the batches of a unit do not depend on which units
+            were read before it.
+
+        Yields
+        ------
+        X_batch : ndarray of shape (batch, n_features)
+        y_codes : ndarray of shape (batch,), int64
+        weights : ndarray of shape (batch,), float64
+        """
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or (batch_size < 1)
+        ):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        n_units = self.source.n_units
+        order = np.arange(n_units) if self.source.sequential_only else rng.permutation(n_units)
+        seeds = rng.integers(0, 2**63 - 1, size=n_units)
+        self.n_passes += 1
+        for u in order:
+            urng = np.random.default_rng(int(seeds[u]))
+            for X, y, w in self._unit_arrays(int(u)):
+                if w is None:
+                    w = np.ones(X.shape[0], dtype=np.float64)
+                perm = urng.permutation(X.shape[0])
+                n_batches = math.ceil(X.shape[0] / batch_size)
+                for idx in np.array_split(perm, n_batches):
+                    idx.sort()  # sorted gather reads memory front to back
+                    yield X[idx], y[idx], w[idx]
+
+
+class _BlockCache:
+    """Parsed blocks saved as raw binary files, so later passes skip parsing.
+
+    The first complete pass in file order writes every block's features (in
+    the compute dtype), label codes (int64) and the file's weight column
+    (float64, when it has one) to ``X.bin``, ``y.bin`` and ``w.bin`` in
+    ``path``, then ``index.json`` (atomically) with each block's unit, first
+    row and length and the fingerprint of the file and the encoding. Sample
+    and class weights are applied on reading, so fits with other weights
+    share the cache. Later passes, and later
+    fits on the same source, read blocks back with positioned reads, which
+    costs a fraction of decoding CSV or Parquet. A cache whose fingerprint
+    does not match is rebuilt.
+    """
+
+    def __init__(self, path: str, fingerprint: dict[str, Any], n_features: int) -> None:
+        import json
+
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.fingerprint = json.loads(json.dumps(fingerprint))
+        self.dtype = np.dtype(fingerprint["compute_dtype"])
+        self.p = n_features
+        # unit -> [(row in the cache files, row in the source, rows)]
+        self.blocks: dict[int, list[tuple[int, int, int]]] = {}
+        self.weighted = False
+        self.complete = False
+        index = self.path / "index.json"
+        if index.exists():
+            meta = json.loads(index.read_text())
+            if meta.get("fingerprint") == self.fingerprint:
+                for u, pos, start, n in meta["blocks"]:
+                    self.blocks.setdefault(int(u), []).append((int(pos), int(start), int(n)))
+                self.weighted = bool(meta["weighted"])
+                self.complete = True
+
+    def writer(self) -> _CacheWriter:
+        return _CacheWriter(self)
+
+    def read_unit(self, u: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, Any]]:
+        p, dt = self.p, self.dtype
+        with (
+            open(self.path / "X.bin", "rb") as fx,
+            open(self.path / "y.bin", "rb") as fy,
+            contextlib.ExitStack() as stack,
+        ):
+            fw = stack.enter_context(open(self.path / "w.bin", "rb")) if self.weighted else None
+            for pos, start, n in self.blocks.get(u, []):
+                fx.seek(pos * p * dt.itemsize)
+                X = np.fromfile(fx, dtype=dt, count=n * p)
+                fy.seek(pos * 8)
+                y = np.fromfile(fy, dtype=np.int64, count=n)
+                w = None
+                if fw is not None:
+                    fw.seek(pos * 8)
+                    w = np.fromfile(fw, dtype=np.float64, count=n)
+                if X.shape[0] != n * p or y.shape[0] != n:
+                    raise ValueError(f"block cache {self.path} is truncated; delete it")
+                yield start, X.reshape(n, p), y, w
+
+
+class _CacheWriter:
+    def __init__(self, cache: _BlockCache) -> None:
+        self.cache = cache
+        (cache.path / "index.json").unlink(missing_ok=True)
+        self.fx = open(cache.path / "X.bin", "wb")  # noqa: SIM115 - closed in finish()
+        self.fy = open(cache.path / "y.bin", "wb")  # noqa: SIM115
+        self.fw: Any = None
+        self.rows = 0
+        self.blocks: list[tuple[int, int, int, int]] = []
+
+    def add(self, u: int, start: int, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> None:
+        np.ascontiguousarray(X, dtype=self.cache.dtype).tofile(self.fx)
+        np.asarray(y, dtype=np.int64).tofile(self.fy)
+        if w is not None:
+            if self.fw is None:
+                self.fw = open(self.cache.path / "w.bin", "wb")  # noqa: SIM115
+            np.asarray(w, dtype=np.float64).tofile(self.fw)
+        self.blocks.append((u, self.rows, start, X.shape[0]))
+        self.rows += X.shape[0]
+
+    def finish(self) -> None:
+        import json
+
+        from softmax.streaming import _atomic_write_bytes
+
+        for f in (self.fx, self.fy, self.fw):
+            if f is not None:
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
+        meta = {
+            "fingerprint": self.cache.fingerprint,
+            "blocks": self.blocks,
+            "weighted": self.fw is not None,
+        }
+        _atomic_write_bytes(self.cache.path / "index.json", json.dumps(meta).encode())
+        c = self.cache
+        c.blocks = {}
+        for u, pos, start, n in self.blocks:
+            c.blocks.setdefault(u, []).append((pos, start, n))
+        c.weighted = self.fw is not None
+        c.complete = True
+
+
+def _bar_n(bar: Any) -> int:
+    """Rows counted so far by a progress bar (0 for the no-op bar)."""
+    return int(getattr(bar, "n", 0))
