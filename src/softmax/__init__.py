@@ -66,8 +66,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from softmax.io import load_model
     from softmax.preprocessing import SoftmaxScaler
-    from softmax.streaming import FileSource
     from softmax.regression import SoftmaxRegression
+    from softmax.streaming import FileSource
 
 
 def __getattr__(name: str) -> Any:

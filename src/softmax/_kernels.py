@@ -180,6 +180,22 @@ def rows_into(x: np.ndarray, out: np.ndarray, log: bool) -> np.ndarray:
         if x is not out:
             np.copyto(out, x, casting="unsafe")
         return _rows_(out, log)
+    if (
+        USE_NUMBA
+        and out.size >= NUMBA_MIN_SIZE
+        and x.dtype == out.dtype
+        and x.flags.c_contiguous
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and not np.may_share_memory(x, out)
+    ):
+        nk = _numba()
+        if nk is not None:
+            try:
+                # one pass: read x, write out (no separate copy)
+                return nk.rows_into_(x, out, log)
+            except Exception as exc:  # pragma: no cover - a broken numba/LLVM install
+                _numba_failed(exc)
     step = max(1, (8 * BLOCK_BYTES) // max(1, k * out.itemsize))
     if step >= n:
         np.copyto(out, x, casting="unsafe")
@@ -203,16 +219,20 @@ def _rows_(z: np.ndarray, log: bool) -> np.ndarray:
         try:
             return nk.rows_(z, log)
         except Exception as exc:  # pragma: no cover - a broken numba/LLVM install
-            # The contract checks above passed, so this is numba failing to
-            # compile or load: fall back to NumPy for the rest of the session.
-            # z is untouched: the kernels fail at dispatch, before any write.
-            _NUMBA_STATE[0] = None
-            warnings.warn(
-                f"softmax: the numba kernels failed ({exc!r}); using the NumPy kernels",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            _numba_failed(exc)
     return _numpy_rows(z, log)
+
+
+def _numba_failed(exc: Exception) -> None:  # pragma: no cover - a broken numba/LLVM install
+    # The contract checks passed, so this is numba failing to compile or
+    # load: fall back to NumPy for the rest of the session. The arrays are
+    # untouched: the kernels fail at dispatch, before any write.
+    _NUMBA_STATE[0] = None
+    warnings.warn(
+        f"softmax: the numba kernels failed ({exc!r}); using the NumPy kernels",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _check(z: np.ndarray) -> None:
