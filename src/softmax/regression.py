@@ -1,0 +1,721 @@
+r"""The scikit-learn estimator :class:`SoftmaxRegression`.
+
+Softmax regression (multinomial logistic regression) models
+
+.. math::
+
+    P(y = k \mid x) = \frac{\exp(w_k \cdot x + b_k)}{\sum_j \exp(w_j \cdot x + b_j)},
+    \qquad k = 1, \dots, K,
+
+with one weight vector per class (the symmetric parametrisation) and fits it
+by minimising scikit-learn's ``LogisticRegression`` objective
+
+.. math::
+
+    C \sum_i s_i \, \mathrm{CE}\big(y_i, \mathrm{softmax}(W x_i + b)\big)
+    + \frac{1 - \rho}{2} \lVert W \rVert_F^2 + \rho \lVert W \rVert_1,
+
+where ``s_i = sample_weight_i * class_weight[y_i]``, ``rho = l1_ratio`` and the
+intercept ``b`` is not penalised. This module only does what an estimator
+does: it checks parameters and data, encodes labels, folds the weights into
+one per row, hands a :class:`~softmax.backends.RowData` to
+:func:`softmax.solvers.solve`, and turns coefficients into predictions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
+
+from softmax._kernels import log_softmax_rows_, softmax_rows_
+from softmax._validation import (
+    check_finite_input,
+    check_in_range,
+    check_int_at_least,
+    check_positive,
+    check_sample_weight,
+    class_weight_vector,
+    encode_labels,
+    encode_with_classes,
+    validate_data,
+)
+from softmax.backends import external_backend, is_dask_collection
+
+__all__ = ["SoftmaxRegression"]
+
+# float64 first: integer and object input is converted to float64, float32
+# input is kept (and fitted) in float32.
+_FLOAT_DTYPES = (np.float64, np.float32)
+
+# Installation hint per external backend module, for a clear ImportError.
+_BACKEND_EXTRAS = {"softmax.backends.dask": "dask", "softmax.backends.stream": "stream"}
+
+
+class SoftmaxRegression(ClassifierMixin, BaseEstimator):
+    r"""Softmax (multinomial logistic) regression, a drop-in for ``LogisticRegression``.
+
+    Minimises the same objective as scikit-learn's ``LogisticRegression`` with
+    the same ``C``, ``l1_ratio``, ``sample_weight`` and ``class_weight``, so
+    results compare one to one, but with defaults that reach the optimum
+    (``tol=1e-7``, ``max_iter=1000``, a solver chosen from the problem) and
+    with one weight vector per class also when there are two classes.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Inverse regularisation strength, > 0: the summed loss is multiplied by
+        ``C``. Larger ``C`` fits the training data more closely.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing in [0, 1]: 0 is the L2 (ridge) penalty
+        ``||W||_F^2 / 2``, 1 the L1 (lasso) penalty ``||W||_1``. The intercept
+        is never penalised.
+    fit_intercept : bool, default=True
+        Whether to fit one intercept per class.
+    class_weight : dict, "balanced" or None, default=None
+        Per-class weights multiplying the sample weights: ``{label: weight}``
+        (labels not named weigh 1), or ``"balanced"`` for
+        ``sum(s) / (n_classes * class total of s)``, as scikit-learn computes it.
+    solver : str, default="auto"
+        ``"auto"``, ``"lbfgs"``, ``"newton-cg"``, ``"newton-cholesky"``,
+        ``"proximal"`` (L1 / elastic net) or ``"sgd"`` (minibatches). ``"auto"``
+        picks from the number of coefficients and the penalty; the choice is
+        stored in ``solver_``. See ``docs/solvers.md``.
+    tol : float, default=1e-7
+        Stopping tolerance of the solver (its meaning is the solver's).
+    max_iter : int, default=1000
+        Maximum number of solver iterations (epochs for ``"sgd"``).
+    warm_start : bool, default=False
+        Start from the previous fit's coefficients when the classes and
+        features are the same.
+    verbose : int, default=0
+        Progress messages from the solver when > 0.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed for the stochastic solver (shuffling); unused by the others.
+    optimizer : str, default="adam"
+        Update rule of ``solver="sgd"`` and :meth:`partial_fit`.
+    learning_rate : float or "auto", default="auto"
+        Step size of ``solver="sgd"`` and :meth:`partial_fit`.
+    batch_size : int, default=256
+        Minibatch size of ``solver="sgd"``.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_classes, n_features)
+        Weights ``W``, float32 when fitted on float32 data, else float64.
+    intercept_ : ndarray of shape (n_classes,)
+        Intercepts ``b``, centred to sum to 0 (the model is unchanged by a
+        common shift); zeros when ``fit_intercept=False``.
+    classes_ : ndarray of shape (n_classes,)
+        The sorted distinct labels; column ``k`` of ``predict_proba`` is
+        ``classes_[k]``.
+    n_features_in_ : int
+        Number of features seen in fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when fitted on a data frame with string column names.
+    n_iter_ : int
+        Iterations the solver made.
+    objective_ : float
+        The objective (formula above) at the solution.
+    converged_ : bool
+        Whether the solver met its tolerance before ``max_iter``.
+    n_passes_ : int
+        Passes over the data (loss/gradient evaluations and Hessian products).
+    solver_ : str
+        The solver used (``"auto"`` resolved).
+
+    See Also
+    --------
+    sklearn.linear_model.LogisticRegression : same objective; for two classes
+        it fits one weight vector (see Notes).
+
+    Notes
+    -----
+    With two classes this is the same model as binary logistic regression:
+    ``P(y = classes_[1] | x) = sigmoid((w_1 - w_0) . x + b_1 - b_0)``. The L2
+    penalty is shared by ``w_0`` and ``w_1``; at the optimum ``w_0 = -w_1``,
+    so ``||w_0||^2 + ||w_1||^2 = ||w_1 - w_0||^2 / 2``: ``SoftmaxRegression(C)``
+    equals ``LogisticRegression(C=2 * C)`` with ``coef_ = w_1 - w_0``. With the
+    pure L1 penalty (``l1_ratio=1``) the two have the same ``C``.
+    ``decision_function`` follows scikit-learn's binary convention and returns
+    that log-odds ``(w_1 - w_0) . x + b_1 - b_0`` of shape (n_samples,).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from softmax import SoftmaxRegression
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = SoftmaxRegression(C=10.0).fit(X, y)
+    >>> clf.predict(X[:3])
+    array([0, 0, 0])
+    >>> clf.predict_proba(X[:1]).round(4)
+    array([[0.9972, 0.0028, 0.    ]])
+    >>> clf.converged_, clf.solver_
+    (True, 'newton-cholesky')
+    """
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        l1_ratio: float = 0.0,
+        fit_intercept: bool = True,
+        class_weight: dict[Any, float] | str | None = None,
+        solver: str = "auto",
+        tol: float = 1e-7,
+        max_iter: int = 1000,
+        warm_start: bool = False,
+        verbose: int = 0,
+        random_state: int | np.random.Generator | None = None,
+        optimizer: str = "adam",
+        learning_rate: float | str = "auto",
+        batch_size: int = 256,
+    ) -> None:
+        self.C = C
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.class_weight = class_weight
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.random_state = random_state
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+
+    def __sklearn_tags__(self):  # -> sklearn.utils.Tags (sklearn >= 1.6)
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_class = True
+        return tags
+
+    # -- fitting -----------------------------------------------------------------
+
+    def _check_params(self) -> dict[str, Any]:
+        """Validate the hyper-parameters; return them normalised."""
+        from softmax.solvers import SOLVERS
+
+        valid = ["auto", *SOLVERS]
+        if not isinstance(self.solver, str) or self.solver not in valid:
+            raise ValueError(f"solver must be one of {valid}; got {self.solver!r}.")
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise ValueError(f"fit_intercept must be True or False; got {self.fit_intercept!r}.")
+        tol = check_in_range(self.tol, "tol", 0.0, np.inf)
+        return {
+            "C": check_positive(self.C, "C"),
+            "l1_ratio": check_in_range(self.l1_ratio, "l1_ratio", 0.0, 1.0),
+            "tol": tol,
+            "max_iter": check_int_at_least(self.max_iter, "max_iter", 1),
+            # verbose=True is common usage: bools count as 0 / 1 here
+            "verbose": check_int_at_least(
+                int(self.verbose) if isinstance(self.verbose, bool) else self.verbose,
+                "verbose",
+                0,
+            ),
+            "batch_size": check_int_at_least(self.batch_size, "batch_size", 1),
+            "fit_intercept": bool(self.fit_intercept),
+        }
+
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        callback: Callable[[int, float], None] | None = None,
+    ) -> SoftmaxRegression:
+        """Fit the model: minimise the penalised weighted cross-entropy.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
+            Training rows: a NumPy array, SciPy sparse matrix (used as CSR),
+            pandas or polars data frame; float32 is kept, anything else is
+            converted to float64. A Dask collection or a
+            ``softmax.streaming.FileSource`` is fitted out of core.
+        y : array-like of shape (n_samples,)
+            Labels of any type (ints, strings, bools); at least two classes.
+            May be None only for a file source that carries its target.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights (not all zero); None weighs rows 1.
+        callback : callable, default=None
+            ``callback(iteration, objective)``, called once per solver iteration.
+
+        Returns
+        -------
+        self : SoftmaxRegression
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            Invalid parameters, empty X, NaN or inf in X, y of the wrong length,
+            only one class (with positive weight), negative or all-zero
+            sample weights, a ``class_weight`` label that is not a class, or a
+            solver that cannot do the penalty.
+        """
+        params = self._check_params()
+        backend = external_backend(X)
+        if backend is not None:
+            data, feature_names = self._external_data(backend, X, y, sample_weight, params)
+            X_checked = None
+        else:
+            data, X_checked = self._in_memory_data(X, y, sample_weight, params)
+            feature_names = getattr(self, "feature_names_in_", None)
+
+        from softmax.solvers import resolve_solver, solve
+
+        solver = resolve_solver(self.solver, data, params["l1_ratio"])
+        options: dict[str, Any] = {}
+        if solver == "sgd":
+            options = {
+                "optimizer": self.optimizer,
+                "learning_rate": self.learning_rate,
+                "batch_size": params["batch_size"],
+            }
+        result = solve(
+            data,
+            solver=solver,
+            C=params["C"],
+            l1_ratio=params["l1_ratio"],
+            coef0=self._warm_start_coef(data),
+            tol=params["tol"],
+            max_iter=params["max_iter"],
+            verbose=params["verbose"],
+            callback=callback,
+            random_state=self.random_state,
+            **options,
+        )
+
+        # Only now, with a result in hand, replace the fitted state.
+        self._set_coef(result.coef, data)
+        self.classes_ = np.asarray(data.classes)
+        self.n_features_in_ = int(data.n_features)
+        if feature_names is not None:
+            self.feature_names_in_ = np.asarray(feature_names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.n_iter_ = int(result.n_iter)
+        self.objective_ = float(result.objective)
+        self.converged_ = bool(result.converged)
+        self.n_passes_ = int(result.n_passes)
+        self.solver_ = solver
+        # partial_fit after fit continues with fit's penalty strength, which
+        # is relative to the weight of the rows fit has seen.
+        self._fit_weight_sum_ = float(data.weight_sum)
+        self._fit_n_samples_ = int(data.n_samples)
+        if not self.converged_:
+            warnings.warn(
+                self._convergence_advice(result, solver, params, X_checked),
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _in_memory_data(
+        self, X: Any, y: Any, sample_weight: Any, params: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        """Validate in-memory rows and labels; return ``(InMemoryData, X)``."""
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse="csr",
+            dtype=_FLOAT_DTYPES,
+            order="C",
+            y_numeric=False,
+            multi_output=False,
+        )
+        classes, codes = encode_labels(y)
+        if len(classes) < 2:
+            raise ValueError(
+                "SoftmaxRegression needs samples of at least 2 classes in the data, but "
+                f"the data contain only one class: {classes.tolist()}."
+            )
+        weights = check_sample_weight(sample_weight, X.shape[0])
+        per_class = class_weight_vector(
+            self.class_weight, classes, codes, None if sample_weight is None else weights
+        )
+        weights *= per_class[codes]
+        _check_class_totals(classes, codes, weights)
+
+        from softmax.backends.memory import InMemoryData
+
+        data = InMemoryData(X, codes, weights, classes, fit_intercept=params["fit_intercept"])
+        return data, X
+
+    def _external_data(
+        self, backend: str, X: Any, y: Any, sample_weight: Any, params: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        """Hand out-of-core rows to the backend module that owns them."""
+        try:
+            module = importlib.import_module(backend)
+        except ImportError as exc:
+            extra = _BACKEND_EXTRAS.get(backend, backend.rsplit(".", 1)[-1])
+            raise ImportError(
+                f"Fitting on {type(X).__name__} needs the {backend} backend, which could "
+                f"not be imported ({exc}); install it with `pip install softmax[{extra}]`."
+            ) from exc
+        data = module.build_row_data(
+            X,
+            y,
+            sample_weight=sample_weight,
+            classes=None,
+            class_weight=self.class_weight,
+            fit_intercept=params["fit_intercept"],
+            dtype=None,
+        )
+        if len(data.classes) < 2:
+            raise ValueError(
+                "SoftmaxRegression needs samples of at least 2 classes in the data, but "
+                f"the data contain only one class: {np.asarray(data.classes).tolist()}."
+            )
+        return data, getattr(data, "feature_names", None)
+
+    def _warm_start_coef(self, data: Any) -> np.ndarray | None:
+        """Previous coefficients as the solver's ``coef0``, when they apply."""
+        if not self.warm_start or not hasattr(self, "coef_"):
+            return None
+        same = self.coef_.shape == (data.n_classes, data.n_features) and np.array_equal(
+            self.classes_, data.classes
+        )
+        if not same:
+            warnings.warn(
+                "warm_start=True but the classes or the number of features differ from "
+                "the previous fit; starting from zero.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return None
+        coef0 = np.zeros(data.coef_shape, dtype=np.float64)
+        coef0[:, : data.n_features] = self.coef_
+        if data.fit_intercept:
+            coef0[:, -1] = self.intercept_
+        return coef0
+
+    def _set_coef(self, coef: np.ndarray, data: Any) -> None:
+        p = data.n_features
+        dtype = np.float32 if np.dtype(data.dtype) == np.float32 else np.float64
+        self.coef_ = np.ascontiguousarray(coef[:, :p], dtype=dtype)
+        if data.fit_intercept:
+            intercept = np.array(coef[:, p], dtype=np.float64)
+            # Adding a constant to every class's intercept leaves the model
+            # unchanged and the intercept is unpenalised; report the centred
+            # representative so that results do not depend on the solver.
+            intercept -= intercept.mean()
+            self.intercept_ = intercept.astype(dtype)
+        else:
+            self.intercept_ = np.zeros(data.n_classes, dtype=dtype)
+
+    def _convergence_advice(self, result: Any, solver: str, params: dict[str, Any], X: Any) -> str:
+        """The ConvergenceWarning text, with only the advice that applies."""
+        advice = []
+        if result.n_iter >= params["max_iter"]:
+            advice.append(f"increase max_iter (now {params['max_iter']})")
+        if X is not None and _badly_scaled(X):
+            advice.append(
+                "scale the features (e.g. sklearn.preprocessing.StandardScaler, or "
+                "MaxAbsScaler for sparse X): their scales differ a lot, which slows "
+                "first-order solvers down"
+            )
+        if solver == "proximal" and params["l1_ratio"] > 0:
+            # the only solver for L1 / elastic net: no other solver to suggest
+            advice.append(f"accept a larger tol (now {params['tol']:g})")
+        else:
+            others = {
+                "lbfgs": "'newton-cg' or 'newton-cholesky'",
+                "sgd": "'lbfgs' (exact) for data that fit in memory",
+                "newton-cg": "'lbfgs'",
+                "newton-cholesky": "'newton-cg' or 'lbfgs'",
+                "proximal": "'lbfgs' (the L2 penalty needs no proximal steps)",
+            }
+            advice.append(f"try solver={others.get(solver, repr('lbfgs'))}")
+        if params["C"] >= 1e3:
+            advice.append(
+                f"decrease C (now {params['C']:g}): with little regularisation, data that "
+                "are (nearly) separable push the coefficients towards infinity"
+            )
+        message = getattr(result, "message", "")
+        detail = f" ({message})" if message else ""
+        return (
+            f"SoftmaxRegression: solver {solver!r} did not converge in {result.n_iter} "
+            f"iterations{detail}. To fix it: " + "; ".join(advice) + "."
+        )
+
+    # -- incremental fitting -----------------------------------------------------
+
+    def partial_fit(
+        self,
+        X: Any,
+        y: Any,
+        classes: Any = None,
+        sample_weight: Any = None,
+    ) -> SoftmaxRegression:
+        """One stochastic update from a batch of rows (online learning).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
+            A batch of rows.
+        y : array-like of shape (n_samples,)
+            Their labels; each must be one of ``classes``.
+        classes : array-like of shape (n_classes,), default=None
+            Every label that can occur. Required on the first call (as in
+            scikit-learn), and if given later it must be the same.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights (>= 0, not all zero).
+
+        Returns
+        -------
+        self : SoftmaxRegression
+        """
+        self._check_params()
+        first = getattr(self, "classes_", None) is None
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if classes is not None:
+            wanted, _ = encode_labels(np.asarray(classes))
+            if not first and not np.array_equal(self.classes_, wanted):
+                raise ValueError(
+                    f"`classes={wanted!r}` is not the same as on last call to "
+                    f"partial_fit, was: {self.classes_!r}"
+                )
+            if len(wanted) < 2:
+                raise ValueError(f"classes must hold at least 2 classes; got {wanted.tolist()}.")
+        if self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' needs the class counts of all the data, which "
+                "partial_fit never sees; compute them once with "
+                "sklearn.utils.class_weight.compute_class_weight and pass a dict."
+            )
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=first,
+            accept_sparse="csr",
+            dtype=_FLOAT_DTYPES,
+            order="C",
+            multi_output=False,
+        )
+        classes_ = wanted if first else self.classes_
+        codes = encode_with_classes(y, classes_)
+        weights = check_sample_weight(sample_weight, X.shape[0])
+        weights *= class_weight_vector(self.class_weight, classes_, codes)[codes]
+        self.classes_ = classes_  # only once the batch is known to be valid
+
+        from softmax.solvers.sgd import partial_fit_step
+
+        partial_fit_step(self, X, codes, weights)
+        return self
+
+    # -- prediction --------------------------------------------------------------
+
+    def _logits(self, X: Any) -> np.ndarray:
+        """Validated ``X @ coef_.T + intercept_`` of shape (n_samples, n_classes).
+
+        NaN or inf in ``X`` always reach the logits of their row (``inf * 0`` is
+        NaN), so the finite check runs on the ``(n, K)`` logits, a fraction of
+        the cost of checking the ``(n, p)`` input, and only on failure is ``X``
+        examined to name the culprit.
+        """
+        check_is_fitted(self)
+        fast = (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and X.shape[0] > 0
+            and X.shape[1] == self.n_features_in_
+            and X.dtype in _FLOAT_DTYPES
+            and getattr(self, "feature_names_in_", None) is None
+        )
+        if not fast:  # the plain-array case needs none of validate_data's ~50 us
+            X = validate_data(
+                self,
+                X,
+                reset=False,
+                accept_sparse="csr",
+                dtype=_FLOAT_DTYPES,
+                ensure_all_finite=False,
+            )
+        coef, intercept = self.coef_, self.intercept_
+        dtype = np.result_type(X.dtype, coef.dtype)
+        logits = self._linear(X, coef.astype(dtype, copy=False), intercept.astype(dtype))
+        # The sum is NaN/inf whenever any entry is; a finite-but-huge total
+        # only sends us down the exact (slow) path, which re-checks entrywise.
+        with np.errstate(over="ignore", invalid="ignore"):
+            suspicious = not np.isfinite(logits.sum())
+        if suspicious and not np.isfinite(logits).all():
+            check_finite_input(X)  # raises when X itself holds NaN or inf
+            # X is finite but the logits overflowed: retry in float64, else fail.
+            logits = self._linear(X, coef.astype(np.float64), intercept.astype(np.float64))
+            if not np.isfinite(logits).all():
+                raise ValueError(
+                    "The logits X @ coef_.T + intercept_ overflow for some rows of X; "
+                    "the features are far larger than the ones the model was fitted on. "
+                    "Scale X the same way as the training data."
+                )
+        return logits
+
+    @staticmethod
+    def _linear(X: Any, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+        logits = np.ascontiguousarray(X @ coef.T)
+        # Test intercept_ itself, not the fit_intercept parameter, which may
+        # have been changed by set_params since the fit.
+        if intercept.any():
+            logits += intercept
+        return logits
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits ``X @ coef_.T + intercept_``; the log-odds when there are 2 classes.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for 2 classes
+            With two classes, scikit-learn's binary convention: the log-odds
+            ``log P(classes_[1]) - log P(classes_[0])``, positive where
+            ``classes_[1]`` is predicted.
+        """
+        if is_dask_collection(X):
+            return _predict_dask(self, X, "decision_function")
+        logits = self._logits(X)
+        if logits.shape[1] == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``softmax(X @ coef_.T + intercept_)``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Column ``k`` is ``P(y = classes_[k] | x)``; rows sum to 1. float32
+            when both X and the model are float32.
+        """
+        if is_dask_collection(X):
+            return _predict_dask(self, X, "predict_proba")
+        logits = self._logits(X)
+        softmax_rows_(logits)  # in place: no second (n, K) array
+        return logits
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log class probabilities ``log_softmax(X @ coef_.T + intercept_)``.
+
+        Exact also where ``predict_proba`` underflows to 0.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        if is_dask_collection(X):
+            return _predict_dask(self, X, "predict_log_proba")
+        logits = self._logits(X)
+        log_softmax_rows_(logits)
+        return logits
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each row.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Elements of ``classes_`` (ties go to the first class).
+        """
+        if is_dask_collection(X):
+            return _predict_dask(self, X, "predict")
+        # argmax of the logits equals argmax of the probabilities: no softmax.
+        logits = self._logits(X)  # checks that the model is fitted
+        return self.classes_[np.argmax(logits, axis=1)]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of ``predict(X)`` against ``y`` (weighted when asked).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        if is_dask_collection(X):
+            return _predict_dask(self, X, "score", y=y, sample_weight=sample_weight)
+        return super().score(X, y, sample_weight=sample_weight)
+
+    def save(self, path: Any) -> None:
+        """Write the fitted model to ``path`` (see :func:`softmax.io.save_model`).
+
+        The file holds no pickle; load it with :func:`softmax.load_model`.
+        """
+        from softmax.io import save_model
+
+        save_model(self, path)
+
+
+def _predict_dask(estimator: SoftmaxRegression, X: Any, method: str, **kwargs: Any) -> Any:
+    try:
+        from softmax.backends.dask import predict_dask
+    except ImportError as exc:
+        raise ImportError(
+            f"Predicting on a Dask collection needs the Dask backend ({exc}); install it "
+            "with `pip install softmax[dask]`."
+        ) from exc
+    return predict_dask(estimator, X, method, **kwargs)
+
+
+def _check_class_totals(classes: np.ndarray, codes: np.ndarray, weights: np.ndarray) -> None:
+    """At least two classes must carry weight; warn about classes that carry none."""
+    totals = np.bincount(codes, weights=weights, minlength=len(classes))
+    alive = totals > 0
+    if alive.sum() < 2:
+        raise ValueError(
+            "SoftmaxRegression needs at least 2 classes with positive total weight, but "
+            f"only class {classes[alive].tolist()} has any: the sample weights or "
+            "class_weight remove every other class."
+        )
+    if not alive.all():
+        warnings.warn(
+            f"Classes {classes[~alive].tolist()} have zero total weight: the fit drives "
+            "their probabilities towards 0 (their intercepts towards -infinity). Give "
+            "them weight, or drop those rows to leave them out of classes_.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _badly_scaled(X: Any) -> bool:
+    """Whether feature scales (root mean squares) differ by more than 100x."""
+    n = X.shape[0]
+    if hasattr(X, "tocsr"):
+        sq = np.asarray(X.multiply(X).sum(axis=0)).ravel()
+    else:
+        sq = np.einsum("ij,ij->j", X, X, dtype=np.float64)  # no (n, p) temporary
+    rms = np.sqrt(sq / max(n, 1))
+    rms = rms[rms > 0]
+    if rms.size == 0:
+        return False
+    return bool(rms.max() > 100.0 or rms.max() / rms.min() > 100.0)
