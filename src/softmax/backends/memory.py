@@ -1,0 +1,244 @@
+"""Rows held in memory: a NumPy array or a SciPy CSR matrix.
+
+The estimator validates ``X`` (finite, float32/float64, C-contiguous or CSR),
+encodes the labels and folds class weights into the row weights before it
+builds an :class:`InMemoryData`; this class only computes. It keeps one set of
+block buffers (and, for Hessian products, one ``(n_samples, n_classes)``
+probability buffer) for the whole fit, so a solver iteration allocates
+nothing of the size of ``X``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from softmax.backends._base import RowData
+from softmax.linear_loss import (
+    Workspace,
+    block_curvature_moments,
+    block_hessian,
+    block_hessp,
+    block_loss_gradient,
+    column_moments,
+)
+
+__all__ = ["N_THREADS", "THREADED_WORK", "InMemoryData"]
+
+#: Python threads splitting each loss-gradient pass into row ranges (each with
+#: its own block buffers and single-threaded BLAS). Off (1) by default: on the
+#: 2-core machine this was measured on, the blocked pass is bound by memory
+#: bandwidth and the second core is shared, and two threads ranged from 1.29x
+#: faster to 1.2x slower between runs (docs/solvers.md). Set 2 on machines
+#: with idle cores; None chooses 2 for passes of >= THREADED_WORK.
+N_THREADS: int | None = 1
+#: Multiply-adds per pass (n_samples * n_features * n_classes) from which the
+#: automatic setting (N_THREADS = None) uses two threads.
+THREADED_WORK = 20_000_000
+
+
+def _n_threads(X: Any, n_classes: int) -> int:
+    if N_THREADS is not None:
+        return max(1, int(N_THREADS))
+    work = X.shape[0] * max(1, X.shape[1]) * max(1, n_classes)
+    return 2 if (os.cpu_count() or 1) >= 2 and work >= THREADED_WORK else 1
+
+
+class InMemoryData(RowData):
+    """Validated in-memory rows answering the :class:`RowData` questions.
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse CSR matrix of shape (n_samples, n_features)
+        float32 or float64, finite, C-contiguous when dense. Not copied: the
+        caller must not modify it during the fit.
+    y_codes : ndarray of shape (n_samples,)
+        Integer label codes ``0 .. n_classes - 1``.
+    weights : ndarray of shape (n_samples,) or None
+        Row weights ``s_i`` (sample weight times class weight); None means
+        all ones.
+    classes : ndarray of shape (n_classes,)
+        The original labels (``classes[k]`` is code ``k``).
+    fit_intercept : bool
+        Whether ``coef`` carries an intercept column.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    >>> data = InMemoryData(X, np.array([0, 1, 1]), None, np.array(["a", "b"]),
+    ...                     fit_intercept=True)
+    >>> loss, grad = data.loss_gradient(np.zeros(data.coef_shape))
+    >>> bool(round(loss / 3, 6) == round(np.log(2), 6)), data.n_passes
+    (True, 1)
+    """
+
+    def __init__(
+        self,
+        X: Any,
+        y_codes: np.ndarray,
+        weights: np.ndarray | None,
+        classes: np.ndarray,
+        *,
+        fit_intercept: bool,
+    ) -> None:
+        if sp.issparse(X):
+            if X.format != "csr":
+                raise TypeError(f"sparse X must be CSR, got {X.format}; use X.tocsr()")
+        elif not isinstance(X, np.ndarray) or X.ndim != 2:
+            raise TypeError("X must be a 2-D numpy array or a scipy.sparse CSR matrix")
+        elif not X.flags.c_contiguous:
+            raise ValueError("dense X must be C-contiguous; use np.ascontiguousarray(X)")
+        if np.dtype(X.dtype) not in (np.float32, np.float64):
+            raise TypeError(f"X must be float32 or float64, got {X.dtype}")
+        n = X.shape[0]
+        y_codes = np.asarray(y_codes)
+        if y_codes.shape != (n,):
+            raise ValueError(f"y_codes has shape {y_codes.shape}; expected ({n},)")
+        classes = np.asarray(classes)
+        if n and (y_codes.min() < 0 or y_codes.max() >= len(classes)):
+            raise ValueError(f"y_codes must lie in 0..{len(classes) - 1}")
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != (n,):
+                raise ValueError(f"weights has shape {weights.shape}; expected ({n},)")
+        self.X = X
+        self.y = y_codes.astype(np.intp, copy=False)  # fancy indexing wants intp
+        self.weights = weights
+        self.classes = classes
+        self.n_samples = n
+        self.n_features = X.shape[1]
+        self.fit_intercept = bool(fit_intercept)
+        self.dtype = np.dtype(X.dtype)
+        self.weight_sum = float(n if weights is None else weights.sum())
+        self.n_passes = 0
+        self._ws: Workspace | None = None
+        self._moments: tuple[np.ndarray, np.ndarray] | None = None
+
+    def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted mean of each feature and of its square.
+
+        Optional extra of the :class:`RowData` contract: solvers use it, when a
+        backend offers it, to precondition (see ``docs/solvers.md``). Computed
+        once (one pass over the rows, not counted in ``n_passes``) and cached.
+
+        Returns
+        -------
+        mean, sq_mean : ndarray of shape (n_features,), float64
+            ``sum_i s_i x_ij / sum_i s_i`` and ``sum_i s_i x_ij^2 / sum_i s_i``.
+        """
+        if self._moments is None:
+            s1, s2 = column_moments(self.X, self.weights)
+            w = max(self.weight_sum, 1e-300)
+            self._moments = (s1 / w, s2 / w)
+        return self._moments
+
+    def _workspace(self, keep_proba: bool = False) -> Workspace:
+        if self._ws is None or (keep_proba and self._ws.proba is None):
+            self._ws = Workspace(
+                self.X,
+                self.n_classes,
+                keep_proba=keep_proba,
+                n_threads=_n_threads(self.X, self.n_classes),
+            )
+        return self._ws
+
+    def curvature_moments(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Curvature-weighted row moments at ``coef`` (optional extra of the contract).
+
+        See :func:`softmax.linear_loss.block_curvature_moments`; solvers use
+        them to refresh their preconditioner. Counts as one pass.
+        """
+        self.n_passes += 1
+        return block_curvature_moments(
+            coef,
+            self.X,
+            self.weights,
+            fit_intercept=self.fit_intercept,
+            workspace=self._workspace(),
+        )
+
+    def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
+        self.n_passes += 1
+        loss, grad = block_loss_gradient(
+            coef,
+            self.X,
+            self.y,
+            self.weights,
+            fit_intercept=self.fit_intercept,
+            workspace=self._workspace(),
+        )
+        return loss, grad
+
+    def loss(self, coef: np.ndarray) -> float:
+        self.n_passes += 1
+        return block_loss_gradient(
+            coef,
+            self.X,
+            self.y,
+            self.weights,
+            fit_intercept=self.fit_intercept,
+            need_gradient=False,
+            workspace=self._workspace(),
+        )[0]
+
+    def gradient_hessian_product(
+        self, coef: np.ndarray
+    ) -> tuple[float, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        self.n_passes += 1
+        loss, grad, hessp = block_hessp(
+            coef,
+            self.X,
+            self.y,
+            self.weights,
+            fit_intercept=self.fit_intercept,
+            workspace=self._workspace(keep_proba=True),
+        )
+
+        def counted_hessp(V: np.ndarray) -> np.ndarray:
+            self.n_passes += 1
+            return hessp(V)
+
+        return loss, grad, counted_hessp
+
+    def hessian(self, coef: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        self.n_passes += 1
+        return block_hessian(
+            coef,
+            self.X,
+            self.y,
+            self.weights,
+            fit_intercept=self.fit_intercept,
+            workspace=self._workspace(),
+        )
+
+    def iter_minibatches(
+        self, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
+        """One epoch of minibatches of shuffled rows ``(X_batch, y_codes, weights)``.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch (the last batch may be shorter).
+        rng : numpy.random.Generator
+            Source of the shuffle.
+
+        Yields
+        ------
+        X_batch : ndarray or CSR matrix of shape (batch, n_features)
+        y_codes : ndarray of shape (batch,)
+        weights : ndarray of shape (batch,), float64
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.n_passes += 1
+        order = rng.permutation(self.n_samples)
+        for start in range(0, self.n_samples, batch_size):
+            idx = np.sort(order[start : start + batch_size])  # sorted: cache-friendly gather
+            w = np.ones(len(idx), dtype=np.float64) if self.weights is None else self.weights[idx]
+            yield self.X[idx], self.y[idx], w

@@ -1,0 +1,629 @@
+"""The multinomial loss lifted to coefficients, for a block of rows.
+
+Layout
+------
+``coef`` has shape ``(n_classes, n_features + fit_intercept)`` and is float64;
+row ``k`` holds the weight vector ``theta_k`` of class ``k`` and, when
+``fit_intercept``, its intercept ``b_k`` in the last column. With
+``Z = X W^T + b`` (shape ``(n_rows, n_classes)``), ``P = softmax(Z)`` row-wise
+and ``G = s * (P - onehot(y))``, the data term and its derivatives are
+
+.. math::
+
+    L = \\sum_i s_i (\\operatorname{logsumexp}(Z_i) - Z_{i y_i}), \\quad
+    \\nabla_W L = G^\\top X, \\quad \\nabla_b L = G^\\top 1,
+
+    (H V)_W = R^\\top X, \\quad (H V)_b = R^\\top 1, \\quad
+    R = s \\odot P \\odot (U - (P \\odot U) 1), \\quad U = X V_W^\\top + v_b.
+
+Full Hessians are laid out in the C-order flattening of ``coef`` (index
+``k * (n_features + fit_intercept) + j``).
+
+How it is fast
+--------------
+A loss-and-gradient evaluation is two matrix products (``X W^T`` and
+``G^T X``) plus ``O(n K)`` work. The rows are processed in blocks small
+enough that a block of ``X`` stays in the L2 cache between the two products,
+so ``X`` streams from memory once per evaluation; the logits of a block are
+turned into ``G`` in place (no ``n x K`` temporaries besides one block
+buffer); ``X`` is never copied or cast. float32 rows are computed in float32
+(the products run at twice the float64 speed), while the loss and the
+gradient are accumulated across blocks in float64: summing millions of float32
+terms in float32 would stall solvers near a relative objective gap of 1e-6.
+
+Sparse CSR rows are sliced into blocks without copying their data.
+
+Every backend (memory, file stream, Dask) computes its blocks with these
+functions, so all give the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from softmax.losses import multinomial_hessian_product, softmax_rows_
+
+__all__ = [
+    "Workspace",
+    "block_curvature_moments",
+    "block_hessian",
+    "block_hessp",
+    "block_loss_gradient",
+    "column_moments",
+    "decision_function",
+]
+
+#: Target size in bytes of one block of dense rows. 2 MiB of L2 per core here;
+#: a block of X plus its logits must stay there between the two products while
+#: the block is still large enough for BLAS to run near peak.
+BLOCK_BYTES = 512 * 1024
+#: Rows per block never go below this (BLAS efficiency, Python overhead).
+MIN_BLOCK_ROWS = 256
+#: Rows per block for CSR input (no cache argument: sparse products stream).
+SPARSE_BLOCK_ROWS = 16384
+
+
+def _is_sparse(X: Any) -> bool:
+    return sp.issparse(X)
+
+
+def _block_rows(X: Any, n_classes: int) -> int:
+    n = X.shape[0]
+    if _is_sparse(X):
+        rows = SPARSE_BLOCK_ROWS
+    else:
+        row_bytes = (X.shape[1] + n_classes) * X.dtype.itemsize
+        rows = max(MIN_BLOCK_ROWS, BLOCK_BYTES // max(1, row_bytes))
+    return max(1, min(n, rows))
+
+
+def _row_block(X: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of ``X`` without copying the data (also for CSR)."""
+    if not _is_sparse(X):
+        return X[start:stop]
+    indptr = X.indptr
+    a, b = indptr[start], indptr[stop]
+    return sp.csr_matrix(
+        (X.data[a:b], X.indices[a:b], indptr[start : stop + 1] - a),
+        shape=(stop - start, X.shape[1]),
+    )
+
+
+def _compute_dtype(X: Any) -> np.dtype:
+    dt = np.dtype(X.dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"X must be float32 or float64, got {dt}; cast it first")
+    return dt
+
+
+def _check_coef(coef: np.ndarray, X: Any, fit_intercept: bool) -> None:
+    p = X.shape[1]
+    if coef.ndim != 2 or coef.shape[1] != p + int(fit_intercept):
+        raise ValueError(
+            f"coef has shape {coef.shape}; expected (n_classes, {p + int(fit_intercept)}) "
+            f"for X with {p} features and fit_intercept={fit_intercept}"
+        )
+
+
+def _split(coef: np.ndarray, p: int, fit_intercept: bool, dtype: np.dtype):
+    """Weights (K, p) and intercepts (K,) of ``coef``, in the compute dtype."""
+    W = np.ascontiguousarray(coef[:, :p], dtype=dtype)
+    b = coef[:, p].astype(dtype) if fit_intercept else None
+    return W, b
+
+
+def _matmul_xt(Xb: Any, WT: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``Xb @ WT`` into ``out`` (a block buffer) for dense or CSR ``Xb``."""
+    if _is_sparse(Xb):
+        out[...] = Xb @ WT
+        return out
+    return np.matmul(Xb, WT, out=out)
+
+
+def _add_gt_x(Gb: np.ndarray, Xb: Any, tmp: np.ndarray | None, acc: np.ndarray) -> None:
+    """``acc += Gb^T @ Xb``; the product runs in the block dtype, the sum in float64."""
+    if _is_sparse(Xb):
+        acc += (Xb.T @ Gb).T
+    elif tmp is None:
+        acc += Gb.T @ Xb
+    else:
+        np.matmul(Gb.T, Xb, out=tmp)
+        acc += tmp
+
+
+class _Buffers:
+    """Block buffers of one worker thread."""
+
+    def __init__(self, block_rows: int, n_classes: int, n_features: int, dtype, dense: bool):
+        self.z = np.empty((block_rows, n_classes), dtype=dtype)
+        self.gtmp = np.empty((n_classes, n_features), dtype=dtype) if dense else None
+        self.row_index = np.arange(block_rows)
+        self.ones = np.ones(block_rows, dtype=dtype)
+
+
+class Workspace:
+    """Preallocated buffers for repeated evaluations on the same rows.
+
+    Backends that evaluate the loss many times on the same ``X`` (every
+    solver iteration) keep one and pass it as ``workspace=``; no buffer is
+    then allocated per call besides small ``(n_classes, n_features)`` ones.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_rows, n_features)
+        The rows (only their shape and dtype are used).
+    n_classes : int
+    keep_proba : bool, default False
+        Also keep an ``(n_rows, n_classes)`` buffer for the probabilities,
+        which Hessian-vector products reuse.
+    n_threads : int, default 1
+        Loss-gradient passes split the rows into this many contiguous ranges
+        processed by parallel Python threads, each with its own buffers and
+        single-threaded BLAS (NumPy releases the GIL in its products and
+        ufuncs). A multithreaded BLAS on many small block products loses more
+        to synchronisation than it gains; whole ranges per thread do not.
+    """
+
+    def __init__(
+        self, X: Any, n_classes: int, *, keep_proba: bool = False, n_threads: int = 1
+    ) -> None:
+        self.dtype = _compute_dtype(X)
+        self.n_rows, self.n_features = X.shape
+        self.n_classes = n_classes
+        self.block_rows = _block_rows(X, n_classes)
+        self.n_threads = max(1, int(n_threads))
+        dense = not _is_sparse(X)
+        self.buffers = [
+            _Buffers(self.block_rows, n_classes, self.n_features, self.dtype, dense)
+            for _ in range(self.n_threads)
+        ]
+        first = self.buffers[0]
+        self.z, self.gtmp, self.row_index, self.ones = (
+            first.z,
+            first.gtmp,
+            first.row_index,
+            first.ones,
+        )
+        self.proba = np.empty((self.n_rows, n_classes), dtype=self.dtype) if keep_proba else None
+
+    def fits(self, X: Any, n_classes: int) -> bool:
+        return (
+            X.shape == (self.n_rows, self.n_features)
+            and np.dtype(X.dtype) == self.dtype
+            and n_classes == self.n_classes
+        )
+
+
+_EXECUTOR = None
+
+
+def _executor():
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="softmax-rows")
+    return _EXECUTOR
+
+
+def _ranges(n: int, step: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous row ranges, split on block boundaries."""
+    n_blocks = -(-n // step) if n else 0
+    parts = max(1, min(parts, n_blocks))
+    cuts = [min(n, (n_blocks * i // parts) * step) for i in range(parts + 1)]
+    return [(cuts[i], cuts[i + 1]) for i in range(parts)]
+
+
+def _loss_grad_range(
+    W: np.ndarray,
+    b: np.ndarray | None,
+    X: Any,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    need_gradient: bool,
+    bufs: _Buffers,
+    proba_out: np.ndarray | None,
+    lo: int,
+    hi: int,
+    step: int,
+) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+    """Loss, weight gradient and intercept gradient of rows ``lo:hi``, in blocks."""
+    K, p = W.shape
+    dt = W.dtype
+    WT = W.T  # F-contiguous view: BLAS reads it transposed, no copy
+    gW = np.zeros((K, p), dtype=np.float64) if need_gradient else None
+    gb = np.zeros(K, dtype=np.float64) if need_gradient and b is not None else None
+    loss = 0.0
+    for start in range(lo, hi, step):
+        stop = min(hi, start + step)
+        r = stop - start
+        Xb = _row_block(X, start, stop)
+        yb = y[start:stop]
+        sb = None if weights is None else weights[start:stop]
+        # proba_out doubles as the logits buffer: no copy when a caller keeps P
+        Zb = bufs.z[:r] if proba_out is None else proba_out[start:stop]
+        _matmul_xt(Xb, WT, Zb)
+        if b is not None:
+            Zb += b
+        # flat indices of the true-class logits: cheaper than 2-D fancy indexing
+        flat = bufs.row_index[:r] * K
+        flat += yb
+        zy = Zb.ravel().take(flat).astype(np.float64)
+        lse = softmax_rows_(Zb)  # Zb now holds P
+        lse -= zy
+        loss += float(lse.sum() if sb is None else np.dot(sb, lse))
+        if not need_gradient:
+            continue
+        if proba_out is not None:
+            # keep P for Hessian products: build G in the block buffer instead
+            Gb = bufs.z[:r]
+            np.copyto(Gb, Zb)
+        else:
+            Gb = Zb
+        Gflat = Gb.ravel()
+        Gflat[flat] -= 1
+        if sb is not None:
+            Gb *= sb.astype(dt, copy=False)[:, None]
+        _add_gt_x(Gb, Xb, bufs.gtmp, gW)
+        if gb is not None:
+            # column sums as a BLAS product (the block sum is short; blocks
+            # are accumulated in float64)
+            gb += bufs.ones[:r] @ Gb
+    return loss, gW, gb
+
+
+def _loss_grad(
+    coef: np.ndarray,
+    X: Any,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    fit_intercept: bool,
+    need_gradient: bool,
+    workspace: Workspace | None,
+    proba_out: np.ndarray | None,
+) -> tuple[float, np.ndarray | None]:
+    """Blocked loss (and gradient); optionally stores the probabilities."""
+    _check_coef(coef, X, fit_intercept)
+    n, p = X.shape
+    K = coef.shape[0]
+    dt = _compute_dtype(X)
+    ws = workspace if workspace is not None and workspace.fits(X, K) else Workspace(X, K)
+    W, b = _split(coef, p, fit_intercept, dt)
+    ranges = _ranges(n, ws.block_rows, ws.n_threads)
+    args = (W, b, X, y, weights, need_gradient)
+    if len(ranges) == 1:
+        parts = [_loss_grad_range(*args, ws.buffers[0], proba_out, 0, n, ws.block_rows)]
+    else:
+        futures = [
+            _executor().submit(
+                _loss_grad_range, *args, ws.buffers[i], proba_out, lo, hi, ws.block_rows
+            )
+            for i, (lo, hi) in enumerate(ranges[1:], start=1)
+        ]
+        lo, hi = ranges[0]
+        parts = [_loss_grad_range(*args, ws.buffers[0], proba_out, lo, hi, ws.block_rows)]
+        parts += [f.result() for f in futures]
+    # summed in a fixed order: the result does not depend on thread timing
+    loss = 0.0
+    for part in parts:
+        loss += part[0]
+    if not need_gradient:
+        return loss, None
+    grad = np.empty_like(coef, dtype=np.float64)
+    grad[:, :p] = parts[0][1]
+    for part in parts[1:]:
+        grad[:, :p] += part[1]
+    if fit_intercept:
+        grad[:, p] = parts[0][2]
+        for part in parts[1:]:
+            grad[:, p] += part[2]
+    return loss, grad
+
+
+def block_loss_gradient(
+    coef: np.ndarray,
+    X: Any,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    fit_intercept: bool,
+    need_gradient: bool = True,
+    workspace: Workspace | None = None,
+) -> tuple[float, np.ndarray | None]:
+    """Summed weighted cross-entropy of a block of rows and its gradient.
+
+    Parameters
+    ----------
+    coef : ndarray of shape (n_classes, n_features + fit_intercept), float64
+        Weights, and intercepts in the last column when ``fit_intercept``.
+    X : ndarray or scipy.sparse CSR matrix of shape (n_rows, n_features)
+        float32 or float64 rows. Not copied; computed in its dtype.
+    y : ndarray of shape (n_rows,)
+        Integer label codes ``0 .. n_classes - 1``.
+    weights : ndarray of shape (n_rows,) or None
+        Row weights ``s_i`` (float64); None means all ones.
+    fit_intercept : bool
+        Whether the last column of ``coef`` is the intercept.
+    need_gradient : bool, default True
+        False computes the loss alone (one matrix product instead of two).
+    workspace : Workspace, optional
+        Buffers reused across calls on the same rows.
+
+    Returns
+    -------
+    loss : float
+        ``sum_i s_i * CE(y_i, softmax(W x_i + b))``, accumulated in float64.
+    gradient : ndarray of shape (n_classes, n_features + fit_intercept) or None
+        float64; None when ``need_gradient`` is False.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 2.0], [0.5, -1.0]])
+    >>> y = np.array([0, 1])
+    >>> loss, grad = block_loss_gradient(np.zeros((3, 3)), X, y, None, fit_intercept=True)
+    >>> bool(round(loss, 6) == round(2 * np.log(3), 6)), grad.shape
+    (True, (3, 3))
+    """
+    return _loss_grad(coef, X, y, weights, fit_intercept, need_gradient, workspace, None)
+
+
+def block_hessp(
+    coef: np.ndarray,
+    X: Any,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    fit_intercept: bool,
+    workspace: Workspace | None = None,
+) -> tuple[float, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Loss, gradient and a Hessian-vector product function for a block of rows.
+
+    Parameters
+    ----------
+    coef, X, y, weights, fit_intercept
+        As in :func:`block_loss_gradient`.
+    workspace : Workspace, optional
+        Reused buffers; when it was made with ``keep_proba=True`` the
+        probabilities are stored there instead of in a new ``(n_rows,
+        n_classes)`` array.
+
+    Returns
+    -------
+    loss : float
+    gradient : ndarray of shape (n_classes, n_features + fit_intercept)
+    hessp : callable
+        ``hessp(V)`` with ``V`` of the shape of ``coef`` returns ``H V``
+        (float64, same shape), where ``H`` is the Hessian of the summed loss
+        at ``coef``. Each call is one pass over the rows.
+    """
+    n, p = X.shape
+    K = coef.shape[0]
+    dt = _compute_dtype(X)
+    if workspace is not None and workspace.fits(X, K) and workspace.proba is not None:
+        P = workspace.proba
+    else:
+        P = np.empty((n, K), dtype=dt)
+    ws = workspace if workspace is not None and workspace.fits(X, K) else Workspace(X, K)
+    loss, grad = _loss_grad(coef, X, y, weights, fit_intercept, True, ws, P)
+
+    def hessp(V: np.ndarray) -> np.ndarray:
+        V = np.asarray(V, dtype=np.float64).reshape(coef.shape)
+        Vw, vb = _split(V, p, fit_intercept, dt)
+        VT = Vw.T
+        hW = np.zeros((K, p), dtype=np.float64)
+        hb = np.zeros(K, dtype=np.float64) if fit_intercept else None
+        step = ws.block_rows
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            r = stop - start
+            Xb = _row_block(X, start, stop)
+            Ub = _matmul_xt(Xb, VT, ws.z[:r])
+            if vb is not None:
+                Ub += vb
+            sb = None if weights is None else weights[start:stop]
+            Rb = multinomial_hessian_product(P[start:stop], Ub, sb, out=Ub)
+            _add_gt_x(Rb, Xb, ws.gtmp, hW)
+            if hb is not None:
+                hb += Rb.sum(axis=0, dtype=np.float64)
+        out = np.empty(coef.shape, dtype=np.float64)
+        out[:, :p] = hW
+        if fit_intercept:
+            out[:, p] = hb
+        return out
+
+    return loss, grad, hessp
+
+
+def block_hessian(
+    coef: np.ndarray,
+    X: Any,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    fit_intercept: bool,
+    workspace: Workspace | None = None,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Loss, gradient and the full Hessian for a block of rows.
+
+    .. math::
+
+        H = \\sum_i s_i \\, (\\operatorname{diag}(p_i) - p_i p_i^\\top)
+            \\otimes \\tilde x_i \\tilde x_i^\\top,
+        \\qquad \\tilde x_i = (x_i, 1 \\text{ if fit\\_intercept}),
+
+    assembled as ``sum_k Xt^T diag(s p_k) Xt`` on the diagonal blocks minus
+    ``M^T M`` with ``M_i = sqrt(s_i) p_i (x) xt_i`` (one GEMM of
+    ``(n, n_coef)``); cost ``O(n * n_coef^2)``, meant for small ``n_coef``.
+    CSR rows are densified one block at a time.
+
+    Parameters
+    ----------
+    coef, X, y, weights, fit_intercept, workspace
+        As in :func:`block_loss_gradient`.
+
+    Returns
+    -------
+    loss : float
+    gradient : ndarray of shape (n_classes, n_features + fit_intercept)
+    hessian : ndarray of shape (n_coef, n_coef), float64
+        ``n_coef = n_classes * (n_features + fit_intercept)``, C-order of ``coef``.
+    """
+    n, p = X.shape
+    K = coef.shape[0]
+    q = p + int(fit_intercept)
+    dt = _compute_dtype(X)
+    P = np.empty((n, K), dtype=dt)
+    loss, grad = _loss_grad(coef, X, y, weights, fit_intercept, True, workspace, P)
+    # Assembled in float64 even for float32 rows: H is a difference of two
+    # large terms (diag(p) - p p^T), and float32 cancellation there stalls Newton.
+    dt = np.dtype(np.float64)
+    H = np.zeros((K, q, K, q), dtype=np.float64)
+    # rows per block: keep M (rows x K q) near 8 MiB
+    step = max(1, min(n, (8 << 20) // max(1, K * q * dt.itemsize)))
+    M = np.empty((step, K, q), dtype=dt)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        r = stop - start
+        Xb = _row_block(X, start, stop)
+        Xt = np.empty((r, q), dtype=dt)
+        Xt[:, :p] = Xb.toarray() if _is_sparse(Xb) else Xb
+        if fit_intercept:
+            Xt[:, p] = 1
+        Pb = P[start:stop].astype(dt)
+        sP = Pb if weights is None else Pb * weights[start:stop, None].astype(dt)
+        for k in range(K):
+            H[k, :, k, :] += Xt.T @ (Xt * sP[:, k : k + 1])
+        Mb = M[:r]
+        sq = None if weights is None else np.sqrt(weights[start:stop]).astype(dt)[:, None]
+        sqP = Pb if sq is None else Pb * sq
+        np.multiply(sqP[:, :, None], Xt[:, None, :], out=Mb)
+        M2 = Mb.reshape(r, K * q)
+        H.reshape(K * q, K * q)[...] -= M2.T @ M2
+    H = H.reshape(K * q, K * q)
+    # symmetric by construction up to rounding; make it exactly so for Cholesky
+    H += H.T
+    H *= 0.5
+    return loss, grad, H
+
+
+def block_curvature_moments(
+    coef: np.ndarray,
+    X: Any,
+    weights: np.ndarray | None,
+    *,
+    fit_intercept: bool,
+    workspace: Workspace | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Moments of the rows weighted by the diagonal curvature of each class.
+
+    With ``w_ik = s_i p_ik (1 - p_ik)`` (the diagonal of the logit Hessian),
+    returns ``sum_i w_ik``, ``sum_i w_ik x_ij`` and ``sum_i w_ik x_ij^2``.
+    From them solvers build a preconditioner: the Hessian's diagonal in
+    variables where each class's features are centred on their curvature-
+    weighted mean (which decouples weights from intercepts).
+    Costs about one and a half loss-gradient passes.
+
+    Parameters
+    ----------
+    coef, X, weights, fit_intercept, workspace
+        As in :func:`block_loss_gradient`.
+
+    Returns
+    -------
+    s0 : ndarray of shape (n_classes,)
+    s1, s2 : ndarray of shape (n_classes, n_features)
+        float64.
+    """
+    _check_coef(coef, X, fit_intercept)
+    n, p = X.shape
+    K = coef.shape[0]
+    dt = _compute_dtype(X)
+    ws = workspace if workspace is not None and workspace.fits(X, K) else Workspace(X, K)
+    W, b = _split(coef, p, fit_intercept, dt)
+    s0 = np.zeros(K)
+    s1 = np.zeros((K, p))
+    s2 = np.zeros((K, p))
+    for start in range(0, n, ws.block_rows):
+        stop = min(n, start + ws.block_rows)
+        Xb = _row_block(X, start, stop)
+        Zb = _matmul_xt(Xb, W.T, ws.z[: stop - start])
+        if b is not None:
+            Zb += b
+        softmax_rows_(Zb)
+        Zb *= 1 - Zb  # p (1 - p)
+        if weights is not None:
+            Zb *= weights[start:stop, None].astype(dt)
+        s0 += Zb.sum(axis=0, dtype=np.float64)
+        _add_gt_x(Zb, Xb, ws.gtmp, s1)
+        sq = Xb.multiply(Xb).tocsr() if _is_sparse(Xb) else Xb * Xb
+        _add_gt_x(Zb, sq, ws.gtmp, s2)
+    return s0, s1, s2
+
+
+def column_moments(X: Any, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted column sums and sums of squares, ``sum_i s_i x_ij`` and ``sum_i s_i x_ij^2``.
+
+    The diagonal of the Hessian at equal probabilities is proportional to
+    these; solvers use them as a diagonal preconditioner, which removes the
+    bad conditioning that unscaled features (pixels in 0..255 next to an
+    intercept column of ones) otherwise cause.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_rows, n_features)
+    weights : ndarray of shape (n_rows,) or None
+
+    Returns
+    -------
+    sums, sq_sums : ndarray of shape (n_features,), float64
+    """
+    n, p = X.shape
+    out = np.zeros(p, dtype=np.float64)
+    s1 = np.zeros(p, dtype=np.float64)
+    step = max(1, min(n, BLOCK_BYTES // max(1, p * 8)))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        Xb = _row_block(X, start, stop)
+        if _is_sparse(Xb):
+            sq = Xb.multiply(Xb)
+            sb = np.ones(stop - start) if weights is None else weights[start:stop]
+            out += np.asarray(sq.T @ sb).ravel()
+            s1 += np.asarray(Xb.T @ sb).ravel()
+        else:
+            Xb = Xb.astype(np.float64, copy=False)  # a block, not X: bounded memory
+            sq = Xb * Xb
+            if weights is None:
+                out += sq.sum(axis=0)
+                s1 += Xb.sum(axis=0)
+            else:
+                out += weights[start:stop] @ sq
+                s1 += weights[start:stop] @ Xb
+    return s1, out
+
+
+def decision_function(coef: np.ndarray, X: Any, *, fit_intercept: bool) -> np.ndarray:
+    """Logits ``X W^T + b`` of every row.
+
+    Parameters
+    ----------
+    coef : ndarray of shape (n_classes, n_features + fit_intercept)
+    X : ndarray or CSR matrix of shape (n_rows, n_features), float32 or float64
+    fit_intercept : bool
+
+    Returns
+    -------
+    logits : ndarray of shape (n_rows, n_classes), in the dtype of ``X``
+    """
+    _check_coef(coef, X, fit_intercept)
+    dt = _compute_dtype(X)
+    W, b = _split(np.asarray(coef), X.shape[1], fit_intercept, dt)
+    Z = X @ W.T
+    Z = np.asarray(Z)
+    if b is not None:
+        Z += b
+    return Z

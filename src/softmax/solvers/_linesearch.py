@@ -1,0 +1,117 @@
+"""A strong-Wolfe line search (Nocedal & Wright, Algorithms 3.5 and 3.6).
+
+Each trial costs one loss-and-gradient pass, and returns the gradient too, so
+the directional derivative at every trial is free: cubic interpolation uses
+it, and the curvature condition guarantees ``s^T y > 0`` for quasi-Newton
+updates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["LineSearchResult", "wolfe_line_search"]
+
+Phi = Callable[[float], tuple[float, np.ndarray, float]]
+
+
+class LineSearchResult:
+    """Outcome of a line search: step ``t``, value, gradient, success flag."""
+
+    __slots__ = ("f", "g", "n_evals", "ok", "t")
+
+    def __init__(self, t: float, f: float, g: np.ndarray | None, ok: bool, n_evals: int):
+        self.t, self.f, self.g, self.ok, self.n_evals = t, f, g, ok, n_evals
+
+
+def _cubic_min(a: float, fa: float, da: float, b: float, fb: float, db: float) -> float:
+    """Minimiser of the cubic through two points with slopes; NaN if none."""
+    if a == b:
+        return math.nan
+    d1 = da + db - 3.0 * (fa - fb) / (a - b)
+    disc = d1 * d1 - da * db
+    if disc < 0:
+        return math.nan
+    d2 = math.copysign(math.sqrt(disc), b - a)
+    den = db - da + 2.0 * d2
+    if den == 0:
+        return math.nan
+    return b - (b - a) * (db + d2 - d1) / den
+
+
+def wolfe_line_search(
+    phi: Phi,
+    f0: float,
+    d0: float,
+    t: float = 1.0,
+    *,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    max_evals: int = 30,
+    f_noise: float = 0.0,
+) -> LineSearchResult:
+    """Find ``t`` with ``f(t) <= f0 + c1 t d0`` and ``|f'(t)| <= c2 |d0|``.
+
+    Parameters
+    ----------
+    phi : callable
+        ``phi(t) -> (f, gradient, directional derivative)`` along the search
+        direction.
+    f0, d0 : float
+        Value and directional derivative (< 0) at ``t = 0``.
+    t : float, default 1.0
+        First trial step.
+    c1, c2 : float
+        Sufficient decrease and curvature constants.
+    max_evals : int
+        Evaluations allowed.
+    f_noise : float, default 0
+        Absolute rounding noise of ``f``. Near the optimum of a float32 fit
+        the decrease of ``f`` drowns in it; a step is then also accepted by
+        the *approximate* Armijo condition of Hager & Zhang (2005),
+        ``f'(t) <= (2 c1 - 1) f'(0)`` with ``f(t) <= f0 + f_noise``, which
+        judges the decrease from the (accurate) directional derivatives.
+
+    Returns
+    -------
+    LineSearchResult
+        ``ok`` is False when no step satisfying both conditions was found; the
+        best step with sufficient decrease (if any) is still returned.
+    """
+    lo_t, lo_f, lo_d, lo_g = 0.0, f0, d0, None
+    hi: tuple[float, float, float] | None = None
+    for n in range(1, max_evals + 1):
+        f, g, dp = phi(t)
+        if not (math.isfinite(f) and math.isfinite(dp)):
+            hi = (t, math.inf, math.nan)  # overflow: step far too long
+        elif not (
+            (f <= f0 + c1 * t * d0 and f < lo_f)
+            or (f_noise > 0 and f <= f0 + f_noise and dp <= (2 * c1 - 1) * d0 and dp < 0)
+        ):
+            hi = (t, f, dp)
+        else:
+            if abs(dp) <= -c2 * d0:
+                return LineSearchResult(t, f, g, True, n)
+            # keep the minimiser bracketed (N&W Alg. 3.6, and 3.5 when hi is unset)
+            if (hi is None and dp >= 0) or (hi is not None and dp * (hi[0] - lo_t) >= 0):
+                hi = (lo_t, lo_f, lo_d)
+            lo_t, lo_f, lo_d, lo_g = t, f, dp, g
+        # next trial
+        if hi is None:
+            t = 4.0 * t  # still descending steeply: extrapolate
+            continue
+        a, b = lo_t, hi[0]
+        width = abs(b - a)
+        if width <= 1e-12 * max(abs(a), abs(b), 1e-300):
+            break
+        cand = (
+            _cubic_min(a, lo_f, lo_d, b, hi[1], hi[2])
+            if math.isfinite(hi[1]) and math.isfinite(hi[2])
+            else math.nan
+        )
+        lo_b, up_b = min(a, b) + 0.1 * width, max(a, b) - 0.1 * width
+        t = cand if math.isfinite(cand) and lo_b <= cand <= up_b else 0.5 * (a + b)
+    return LineSearchResult(lo_t, lo_f, lo_g, False, n)

@@ -1,0 +1,205 @@
+"""L1 and elastic-net penalties: orthant-wise L-BFGS with proximal safeguards.
+
+The objective ``f(w) + c ||W||_1`` (``f`` smooth: data term plus the L2 part)
+is non-differentiable where weights are zero. This solver is OWL-QN (Andrew &
+Gao, 2007), the quasi-Newton method for L1-regularised log-linear models:
+
+- the *pseudo-gradient* ``pg`` is the minimum-norm subgradient of the whole
+  objective (zero exactly at the optimum; the intercept is unpenalised);
+- the L-BFGS two-loop recursion (curvature pairs from the smooth part only,
+  with the same centring/scaling preconditioner as ``lbfgs``) turns ``-pg``
+  into a direction ``d``; components of ``d`` that disagree in sign with
+  ``-pg`` are zeroed, so ``d`` is a descent direction;
+- the step stays in the orthant of the current point: a coordinate that
+  would cross zero is set to zero (this is where sparsity appears), and a
+  backtracking Armijo search on the full objective picks the step length.
+
+When that search fails (a rare breakdown of the curvature model), one
+proximal-gradient step (soft thresholding, with backtracking) is taken and
+the history is cleared. Stopping is as in ``lbfgs``: the larger of the
+curvature estimate ``-pg.d / 2`` and the rate estimate from the recent
+decrease must fall below ``tol * |F|``.
+
+It reaches the same optimum as scikit-learn's ``saga`` with a tight tolerance
+(checked in the tests) in far fewer passes over the rows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from softmax.backends._base import RowData
+from softmax.solvers._base import (
+    Callback,
+    Monitor,
+    Objective,
+    RateGapEstimate,
+    SolverResult,
+    f_noise_level,
+    initial_coef,
+    reject_options,
+)
+from softmax.solvers.lbfgs import HISTORY_BYTES, LBFGSMemory, default_history
+
+__all__ = ["NEEDS", "SUPPORTS_L1", "solve"]
+
+SUPPORTS_L1 = True
+NEEDS = "gradient"
+
+
+def _orthant_project(x: np.ndarray, orthant: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Zero the penalised coordinates of ``x`` that left ``orthant``."""
+    out = x.copy()
+    out[mask & (np.sign(out) != orthant)] = 0.0
+    return out
+
+
+def solve(
+    data: RowData,
+    *,
+    C: float,
+    l1_ratio: float = 1.0,
+    coef0: np.ndarray | None = None,
+    tol: float = 1e-7,
+    max_iter: int = 1000,
+    verbose: int = 0,
+    callback: Callback | None = None,
+    random_state: Any = None,
+    history_size: int | None = None,
+    precondition: bool = True,
+    precondition_every: int = 20,
+    **options: Any,
+) -> SolverResult:
+    """Minimise the elastic-net (or L1, or L2) objective by OWL-QN.
+
+    Parameters
+    ----------
+    data : RowData
+        The rows; only ``loss_gradient`` is used.
+    C, l1_ratio, coef0, tol, max_iter, verbose, callback, random_state
+        As in :func:`softmax.solvers.solve`. ``l1_ratio = 0`` works too (it is
+        then L-BFGS with a backtracking search).
+    history_size : int, optional
+        Correction pairs kept; by default
+        :func:`softmax.solvers.lbfgs.default_history`.
+    precondition : bool, default True
+        Use the centring/scaling preconditioner when the backend allows.
+    precondition_every : int, default 20
+        Refresh it at the current point every this many iterations.
+
+    Returns
+    -------
+    SolverResult
+    """
+    reject_options("proximal", options)
+    obj = Objective(data, C, l1_ratio)
+    mon = Monitor("proximal", obj, verbose, callback)
+    shape = obj.shape
+    pen = obj.penalty
+    c = pen.l1_weight
+    mask = np.ones(shape, dtype=bool)
+    if data.fit_intercept:
+        mask[:, -1] = False  # the intercept is not penalised
+    # without an L1 part nothing is non-smooth: no orthant constraints at all
+    mask = mask.ravel() & (c > 0)
+    noise = f_noise_level(data)
+
+    def full(x: np.ndarray) -> tuple[float, float, np.ndarray]:
+        fs, gs = obj.smooth(x.reshape(shape))
+        return fs + pen.nonsmooth_value(x.reshape(shape)), fs, gs.ravel()
+
+    def pseudo_gradient(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return pen.min_norm_subgradient(x.reshape(shape), g.reshape(shape)).ravel()
+
+    x = initial_coef(data, coef0).ravel()
+    F, _, g = full(x)
+    M = obj.preconditioner() if precondition else None
+    m = min(
+        default_history(data) if history_size is None else int(history_size),
+        max(5, HISTORY_BYTES // (16 * x.size)),
+    )
+    mem = LBFGSMemory(m, x.size, M)
+    rate = RateGapEstimate()
+    rate.add(F)
+    converged = False
+    message = f"reached max_iter={max_iter} before the estimated relative gap fell below {tol:g}"
+    it = 0
+    prox_step = 1.0
+    while True:
+        if not math.isfinite(F):
+            message = "the objective is not finite; scale the features or lower C"
+            break
+        pg = pseudo_gradient(x, g)
+        if not np.any(pg):
+            converged, message = True, "the minimum-norm subgradient is exactly zero"
+            break
+        d = mem.direction(pg) if mem.count else -(pg if M is None else M(pg))
+        d[mask & (d * pg >= 0)] = 0.0  # keep only descent components
+        dg = float(pg @ d)
+        if not dg < 0:
+            mem.clear()
+            d = -pg
+            dg = float(pg @ d)
+        if mem.count:
+            gap = max(-0.5 * dg, rate.estimate())
+        elif M is not None:
+            # the preconditioner has the Hessian's scale: trusted only when tiny
+            gap = -0.5 * dg * 100.0
+        else:  # no curvature information: a unit-length first step
+            scale = 1.0 / max(float(np.linalg.norm(d)), 1e-300)
+            d *= scale
+            dg *= scale
+            gap = math.inf
+        if gap <= tol * abs(F):
+            converged = True
+            message = f"estimated relative gap {gap / abs(F):.2e} <= tol={tol:g}"
+            break
+        if it >= max_iter:
+            break
+        # orthant of the step: the sign of x, or of -pg where x is zero
+        orthant = np.where(x != 0, np.sign(x), np.sign(-pg))
+        t = 1.0
+        accepted = False
+        for _ in range(30):
+            xt = _orthant_project(x + t * d, orthant, mask)
+            Ft, _, gt = full(xt)
+            if math.isfinite(Ft) and (
+                Ft <= F + 1e-4 * float(pg @ (xt - x)) or (Ft <= F + noise * abs(F) and Ft < F)
+            ):
+                accepted = True
+                break
+            t *= 0.5 if t < 1 else 0.1  # a failed unit step is usually far too long
+        if not accepted and mem.count:
+            # a stale curvature history can mislead: retry from the
+            # preconditioned steepest-descent direction before anything else
+            mem.clear()
+            continue
+        if not accepted:
+            # proximal-gradient step with backtracking on the smooth part
+            fs, _gs = obj.smooth(x.reshape(shape))
+            step = prox_step
+            for _ in range(50):
+                xt = pen.prox((x - step * g).reshape(shape), step).ravel()
+                Ft, fst, gt = full(xt)
+                diff = xt - x
+                if math.isfinite(fst) and fst <= fs + g @ diff + (diff @ diff) / (2 * step):
+                    break
+                step *= 0.5
+            prox_step = step * 2
+            if not Ft < F:
+                message = "no further decrease possible (rounding level reached)"
+                converged = gap <= math.sqrt(tol) * abs(F)
+                break
+        mem.push(xt - x, gt - g)
+        x, F, g = xt, Ft, gt
+        if precondition and precondition_every and (it + 1) % precondition_every == 0:
+            M_new = obj.preconditioner(x.reshape(shape))
+            if M_new is not None:
+                M = mem.M = M_new
+        rate.add(F)
+        it += 1
+        mon(it, F, gap=gap / abs(F))
+    return mon.result(x.reshape(shape), it, converged, F, message)

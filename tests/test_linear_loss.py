@@ -1,0 +1,256 @@
+"""Tests of softmax.linear_loss and the in-memory backend built on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.optimize import check_grad
+from scipy.special import softmax as scipy_softmax
+from sklearn.metrics import log_loss
+
+import softmax.linear_loss as ll
+from softmax.backends.memory import InMemoryData
+from softmax.linear_loss import (
+    block_hessian,
+    block_hessp,
+    block_loss_gradient,
+    column_moments,
+    decision_function,
+)
+
+N, P, K = 120, 6, 4
+
+
+def make(fit_intercept=True, dtype=np.float64, sparse=False, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, P))
+    X[rng.random((N, P)) < 0.4] = 0.0
+    X = X.astype(dtype)
+    y = rng.integers(0, K, N)
+    w = rng.uniform(0.2, 2.0, N)
+    coef = rng.normal(scale=0.5, size=(K, P + int(fit_intercept)))
+    return (sp.csr_matrix(X) if sparse else X), y, w, coef
+
+
+def reference_loss(coef, X, y, w, fit_intercept):
+    """Summed weighted CE by scipy softmax + sklearn log_loss (float64)."""
+    Xd = X.toarray() if sp.issparse(X) else X
+    Xd = Xd.astype(np.float64)
+    W = coef[:, :P]
+    Z = Xd @ W.T + (coef[:, P] if fit_intercept else 0)
+    return log_loss(y, scipy_softmax(Z, axis=1), sample_weight=w, normalize=False, labels=range(K))
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_loss_matches_sklearn_and_gradient_matches_fd(fit_intercept, sparse):
+    X, y, w, coef = make(fit_intercept, sparse=sparse)
+    loss, grad = block_loss_gradient(coef, X, y, w, fit_intercept=fit_intercept)
+    assert loss == pytest.approx(reference_loss(coef, X, y, w, fit_intercept), rel=1e-12)
+    assert grad.shape == coef.shape and grad.dtype == np.float64
+
+    def f(c):
+        return block_loss_gradient(c.reshape(coef.shape), X, y, w, fit_intercept=fit_intercept)[0]
+
+    def g(c):
+        return block_loss_gradient(c.reshape(coef.shape), X, y, w, fit_intercept=fit_intercept)[
+            1
+        ].ravel()
+
+    err = check_grad(f, g, coef.ravel(), epsilon=1e-7)
+    assert err < 1e-5 * max(1.0, np.linalg.norm(grad))
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_hessp_matches_fd_and_full_hessian(fit_intercept, sparse):
+    X, y, w, coef = make(fit_intercept, sparse=sparse, seed=1)
+    loss, grad, hessp = block_hessp(coef, X, y, w, fit_intercept=fit_intercept)
+    rng = np.random.default_rng(2)
+    V = rng.normal(size=coef.shape)
+    eps = 1e-6
+    gp = block_loss_gradient(coef + eps * V, X, y, w, fit_intercept=fit_intercept)[1]
+    gm = block_loss_gradient(coef - eps * V, X, y, w, fit_intercept=fit_intercept)[1]
+    np.testing.assert_allclose(hessp(V), (gp - gm) / (2 * eps), rtol=1e-5, atol=1e-7)
+    loss2, grad2, H = block_hessian(coef, X, y, w, fit_intercept=fit_intercept)
+    assert loss2 == loss
+    np.testing.assert_array_equal(grad2, grad)
+    n_coef = coef.size
+    assert H.shape == (n_coef, n_coef)
+    np.testing.assert_allclose(H, H.T)
+    # every column of H is hessp of a unit vector (C-order layout of coef)
+    cols = np.column_stack(
+        [hessp(np.eye(n_coef)[j].reshape(coef.shape)).ravel() for j in range(n_coef)]
+    )
+    np.testing.assert_allclose(H, cols, rtol=1e-10, atol=1e-10)
+    assert np.linalg.eigvalsh(H).min() > -1e-10  # positive semi-definite
+
+
+def test_intercept_shift_is_a_null_direction_of_the_hessian():
+    X, y, w, coef = make(True)
+    _, _, H = block_hessian(coef, X, y, w, fit_intercept=True)
+    u = np.zeros(coef.shape)
+    u[:, -1] = 1.0
+    np.testing.assert_allclose(H @ u.ravel(), 0, atol=1e-10)
+
+
+def test_sample_weights_equal_row_repetition():
+    X, y, _, coef = make(True)
+    reps = np.random.default_rng(3).integers(0, 4, N)
+    loss_w, grad_w = block_loss_gradient(coef, X, y, reps.astype(float), fit_intercept=True)
+    Xr, yr = np.repeat(X, reps, axis=0), np.repeat(y, reps)
+    loss_r, grad_r = block_loss_gradient(coef, Xr, yr, None, fit_intercept=True)
+    assert loss_w == pytest.approx(loss_r, rel=1e-12)
+    np.testing.assert_allclose(grad_w, grad_r, rtol=1e-10, atol=1e-12)
+    hp_w = block_hessp(coef, X, y, reps.astype(float), fit_intercept=True)[2]
+    hp_r = block_hessp(coef, Xr, yr, None, fit_intercept=True)[2]
+    V = np.ones(coef.shape)
+    np.testing.assert_allclose(hp_w(V), hp_r(V), rtol=1e-10, atol=1e-12)
+
+
+def test_many_blocks_equal_one_block(monkeypatch):
+    X, y, w, coef = make(True)
+    one = block_loss_gradient(coef, X, y, w, fit_intercept=True)
+    one_h = block_hessp(coef, X, y, w, fit_intercept=True)[2](coef)
+    monkeypatch.setattr(ll, "MIN_BLOCK_ROWS", 7)
+    monkeypatch.setattr(ll, "BLOCK_BYTES", 7 * (P + K) * 8)
+    monkeypatch.setattr(ll, "SPARSE_BLOCK_ROWS", 11)
+    assert ll.Workspace(X, K).block_rows == 7
+    many = block_loss_gradient(coef, X, y, w, fit_intercept=True)
+    assert many[0] == pytest.approx(one[0], rel=1e-13)
+    np.testing.assert_allclose(many[1], one[1], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        block_hessp(coef, X, y, w, fit_intercept=True)[2](coef), one_h, rtol=1e-12, atol=1e-13
+    )
+    csr = block_loss_gradient(coef, sp.csr_matrix(X), y, w, fit_intercept=True)
+    np.testing.assert_allclose(csr[1], one[1], rtol=1e-12, atol=1e-13)
+
+
+def test_sparse_equals_dense():
+    X, y, w, coef = make(True)
+    d = block_loss_gradient(coef, X, y, w, fit_intercept=True)
+    s = block_loss_gradient(coef, sp.csr_matrix(X), y, w, fit_intercept=True)
+    assert s[0] == pytest.approx(d[0], rel=1e-13)
+    np.testing.assert_allclose(s[1], d[1], rtol=1e-12, atol=1e-13)
+
+
+def test_float32_computed_in_float32_accumulated_in_float64():
+    rng = np.random.default_rng(4)
+    n, p, k = 20000, 30, 5
+    X = rng.normal(size=(n, p)).astype(np.float32)
+    y = rng.integers(0, k, n)
+    coef = rng.normal(scale=0.3, size=(k, p + 1))
+    l32, g32 = block_loss_gradient(coef, X, y, None, fit_intercept=True)
+    l64, g64 = block_loss_gradient(coef, X.astype(np.float64), y, None, fit_intercept=True)
+    assert isinstance(l32, float) and g32.dtype == np.float64
+    # a float32 running sum over 20,000 rows would be off by ~1e-5 relative
+    assert l32 == pytest.approx(l64, rel=2e-7)
+    np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-3)
+
+
+def test_inputs_are_not_modified_or_copied():
+    X, y, w, coef = make(True)
+    Xc, yc, wc, cc = X.copy(), y.copy(), w.copy(), coef.copy()
+    block_loss_gradient(coef, X, y, w, fit_intercept=True)
+    block_hessp(coef, X, y, w, fit_intercept=True)[2](coef)
+    block_hessian(coef, X, y, w, fit_intercept=True)
+    for a, b in [(X, Xc), (y, yc), (w, wc), (coef, cc)]:
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loss_only_and_workspace_reuse():
+    X, y, w, coef = make(True)
+    ws = ll.Workspace(X, K, keep_proba=True)
+    full = block_loss_gradient(coef, X, y, w, fit_intercept=True)
+    loss_only, none = block_loss_gradient(
+        coef, X, y, w, fit_intercept=True, need_gradient=False, workspace=ws
+    )
+    assert none is None and loss_only == pytest.approx(full[0], rel=1e-14)
+    again = block_loss_gradient(coef, X, y, w, fit_intercept=True, workspace=ws)
+    np.testing.assert_array_equal(again[1], full[1])
+
+
+def test_decision_function():
+    X, _y, _w, coef = make(True)
+    np.testing.assert_allclose(
+        decision_function(coef, X, fit_intercept=True), X @ coef[:, :P].T + coef[:, P]
+    )
+    np.testing.assert_allclose(
+        decision_function(coef[:, :P], sp.csr_matrix(X), fit_intercept=False), X @ coef[:, :P].T
+    )
+    with pytest.raises(ValueError, match="expected"):
+        decision_function(coef, X, fit_intercept=False)
+
+
+def test_column_moments():
+    X, _y, w, _coef = make(True)
+    s1, s2 = column_moments(X, w)
+    np.testing.assert_allclose(s1, w @ X)
+    np.testing.assert_allclose(s2, w @ X**2)
+    t1, t2 = column_moments(sp.csr_matrix(X), None)
+    np.testing.assert_allclose(t1, X.sum(0))
+    np.testing.assert_allclose(t2, (X**2).sum(0))
+
+
+def test_non_float_X_is_rejected():
+    X, y, w, coef = make(True)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        block_loss_gradient(coef, X.astype(np.int64), y, w, fit_intercept=True)
+
+
+class TestInMemoryData:
+    def test_answers_and_counts_passes(self):
+        X, y, w, coef = make(True)
+        data = InMemoryData(X, y, w, np.array(list("abcd")), fit_intercept=True)
+        assert data.coef_shape == coef.shape and data.n_classes == K
+        assert data.weight_sum == pytest.approx(w.sum())
+        loss, _grad = data.loss_gradient(coef)
+        ref = block_loss_gradient(coef, X, y, w, fit_intercept=True)
+        assert loss == ref[0]
+        assert data.loss(coef) == pytest.approx(loss, rel=1e-14)
+        _, _, hp = data.gradient_hessian_product(coef)
+        hp(coef)
+        data.hessian(coef)
+        assert data.n_passes == 5
+
+    def test_minibatches_cover_every_row_once(self):
+        X, y, w, _coef = make(True)
+        data = InMemoryData(X, y, w, np.arange(K), fit_intercept=True)
+        batches = list(data.iter_minibatches(32, np.random.default_rng(0)))
+        assert [len(b[1]) for b in batches] == [32, 32, 32, 24]
+        Xs = np.vstack([b[0] for b in batches])
+        ws = np.concatenate([b[2] for b in batches])
+        order = np.lexsort(Xs.T)
+        np.testing.assert_array_equal(Xs[order], X[np.lexsort(X.T)])
+        assert ws.sum() == pytest.approx(w.sum())
+
+    def test_bad_input(self):
+        X, y, w, _coef = make(True)
+        with pytest.raises(ValueError, match="C-contiguous"):
+            InMemoryData(np.asfortranarray(X), y, w, np.arange(K), fit_intercept=True)
+        with pytest.raises(TypeError, match="CSR"):
+            InMemoryData(sp.csc_matrix(X), y, w, np.arange(K), fit_intercept=True)
+        with pytest.raises(ValueError, match="y_codes"):
+            InMemoryData(X, y + 10, w, np.arange(K), fit_intercept=True)
+        with pytest.raises(ValueError, match="weights"):
+            InMemoryData(X, y, w[:-1], np.arange(K), fit_intercept=True)
+        data = InMemoryData(X, y, w, np.arange(K), fit_intercept=True)
+        with pytest.raises(ValueError, match="batch_size"):
+            next(data.iter_minibatches(0, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_threaded_ranges_equal_one_thread(monkeypatch, sparse):
+    X, y, w, coef = make(True, sparse=sparse)
+    monkeypatch.setattr(ll, "MIN_BLOCK_ROWS", 10)
+    monkeypatch.setattr(ll, "BLOCK_BYTES", 10 * (P + K) * 8)
+    monkeypatch.setattr(ll, "SPARSE_BLOCK_ROWS", 10)
+    one = block_loss_gradient(coef, X, y, w, fit_intercept=True, workspace=ll.Workspace(X, K))
+    for threads in (2, 3):
+        ws = ll.Workspace(X, K, n_threads=threads)
+        many = block_loss_gradient(coef, X, y, w, fit_intercept=True, workspace=ws)
+        assert many[0] == pytest.approx(one[0], rel=1e-13)
+        np.testing.assert_allclose(many[1], one[1], rtol=1e-12, atol=1e-13)
+    assert ll._ranges(120, 10, 3) == [(0, 40), (40, 80), (80, 120)]
+    assert ll._ranges(5, 10, 2) == [(0, 5)]

@@ -1,0 +1,103 @@
+"""Tests of softmax.losses: the multinomial loss in logit space."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax as scipy_softmax
+from sklearn.metrics import log_loss
+
+from softmax.losses import (
+    multinomial_gradient,
+    multinomial_hessian_product,
+    multinomial_loss,
+    multinomial_loss_gradient,
+)
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    n, k = 50, 4
+    raw = rng.normal(scale=3, size=(n, k))
+    y = rng.integers(0, k, n)
+    w = rng.uniform(0.1, 3.0, n)
+    return raw, y, w
+
+
+def test_loss_matches_sklearn_log_loss(problem):
+    raw, y, w = problem
+    proba = scipy_softmax(raw, axis=1)
+    expected = log_loss(y, proba, sample_weight=w, normalize=False, labels=np.arange(4))
+    assert multinomial_loss(raw, y, w).sum() == pytest.approx(expected, rel=1e-12)
+    unweighted = log_loss(y, proba, normalize=False, labels=np.arange(4))
+    assert multinomial_loss(raw, y).sum() == pytest.approx(unweighted, rel=1e-12)
+
+
+def test_loss_does_not_modify_input(problem):
+    raw, y, w = problem
+    before = raw.copy()
+    multinomial_loss(raw, y, w)
+    multinomial_loss_gradient(raw, y, w)
+    np.testing.assert_array_equal(raw, before)
+
+
+def test_gradient_matches_finite_differences(problem):
+    raw, y, w = problem
+    g = multinomial_gradient(raw, y, w)
+    eps = 1e-6
+    num = np.empty_like(raw)
+    for j in range(raw.shape[1]):
+        e = np.zeros_like(raw)
+        e[:, j] = eps
+        num[:, j] = (multinomial_loss(raw + e, y, w) - multinomial_loss(raw - e, y, w)) / (2 * eps)
+    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8)
+
+
+def test_gradient_closed_form(problem):
+    raw, y, w = problem
+    expected = w[:, None] * (scipy_softmax(raw, axis=1) - np.eye(4)[y])
+    np.testing.assert_allclose(multinomial_gradient(raw, y, w), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_hessian_product_matches_finite_differences(problem):
+    raw, y, w = problem
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=raw.shape)
+    proba = scipy_softmax(raw, axis=1)
+    hv = multinomial_hessian_product(proba, v, w)
+    eps = 1e-6
+    num = (
+        multinomial_gradient(raw + eps * v, y, w) - multinomial_gradient(raw - eps * v, y, w)
+    ) / (2 * eps)
+    np.testing.assert_allclose(hv, num, rtol=1e-5, atol=1e-8)
+    # the all-ones direction is in the null space (softmax is shift invariant)
+    ones = np.ones_like(raw)
+    np.testing.assert_allclose(multinomial_hessian_product(proba, ones, w), 0, atol=1e-14)
+
+
+def test_overwrite_writes_gradient_in_place(problem):
+    raw, y, w = problem
+    z = raw.copy()
+    _loss, g = multinomial_loss_gradient(z, y, w, overwrite=True)
+    assert g is z
+    np.testing.assert_allclose(g, multinomial_gradient(raw, y, w), rtol=1e-12)
+
+
+def test_float32_logits_give_float64_losses(problem):
+    raw, y, w = problem
+    loss32, g32 = multinomial_loss_gradient(raw.astype(np.float32), y, w)
+    assert loss32.dtype == np.float64
+    assert g32.dtype == np.float32
+    np.testing.assert_allclose(loss32, multinomial_loss(raw, y, w), rtol=1e-5, atol=1e-6)
+
+
+def test_huge_logits_do_not_overflow():
+    raw = np.array([[1e300, 0.0, -1e300], [700.0, 710.0, 720.0]])
+    y = np.array([0, 0])
+    loss = multinomial_loss(raw, y)
+    assert np.all(np.isfinite(loss))
+    assert loss[0] == 0.0
+    # logsumexp(700, 710, 720) - 700, computed stably
+    expected = 720 + np.log1p(np.exp(-10) + np.exp(-20)) - 700
+    assert loss[1] == pytest.approx(expected, rel=1e-14)

@@ -1,0 +1,307 @@
+"""Tests of softmax.solvers: every solver against scikit-learn and each other."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from softmax.backends._base import RowData
+from softmax.backends.memory import InMemoryData
+from softmax.linear_loss import block_loss_gradient
+from softmax.solvers import SOLVERS, SolverResult, resolve_solver, solve
+
+L2_SOLVERS = ["lbfgs", "newton-cg", "newton-cholesky", "proximal"]
+
+
+def objective(coef, X, y, w, C, l1_ratio, fit_intercept=True):
+    """scikit-learn's objective, computed independently of the solvers."""
+    loss, _ = block_loss_gradient(
+        np.asarray(coef, dtype=np.float64),
+        X,
+        y,
+        w,
+        fit_intercept=fit_intercept,
+        need_gradient=False,
+    )
+    W = coef[:, :-1] if fit_intercept else coef
+    return C * loss + 0.5 * (1 - l1_ratio) * np.sum(W**2) + l1_ratio * np.abs(W).sum()
+
+
+def sk_coef(model):
+    return np.column_stack([model.coef_, model.intercept_])
+
+
+def predict(coef, X):
+    return np.argmax(X @ coef[:, :-1].T + coef[:, -1], axis=1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return np.ascontiguousarray(StandardScaler().fit_transform(X)), y
+
+
+@pytest.fixture(scope="module")
+def sklearn_refs(digits):
+    X, y = digits
+    refs = {}
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for C in (0.01, 1.0, 100.0):
+            m = LogisticRegression(C=C, tol=1e-12, max_iter=10000).fit(X, y)
+            refs[C] = sk_coef(m)
+    return refs
+
+
+def data_of(X, y, w=None, fit_intercept=True):
+    return InMemoryData(X, y, w, np.unique(y), fit_intercept=fit_intercept)
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0, 100.0])
+@pytest.mark.parametrize("solver", L2_SOLVERS)
+def test_l2_solvers_reach_sklearn_optimum_on_digits(digits, sklearn_refs, solver, C):
+    X, y = digits
+    res = solve(
+        data_of(X, y), solver=solver, C=C, l1_ratio=0.0, coef0=None, tol=1e-7, max_iter=1000
+    )
+    assert isinstance(res, SolverResult)
+    assert res.converged, res.message
+    f_ours = objective(res.coef, X, y, None, C, 0.0)
+    f_sk = objective(sklearn_refs[C], X, y, None, C, 0.0)
+    assert res.objective == pytest.approx(f_ours, rel=1e-12)
+    assert (f_ours - f_sk) / f_sk <= 1e-6
+    agree = np.mean(predict(res.coef, X) == predict(sklearn_refs[C], X))
+    assert agree >= 0.999
+    assert res.n_passes >= res.n_iter > 0
+    assert len(res.history) == res.n_iter
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("C", [0.01, 1.0, 100.0])
+def test_defaults_reach_the_optimum_on_raw_digits(C):
+    # unscaled pixels (0..16) with an intercept: badly conditioned
+    X, y = load_digits(return_X_y=True)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    exact = solve(data_of(X, y), solver="newton-cholesky", C=C, tol=1e-14, max_iter=100)
+    for solver in ("auto", "lbfgs"):
+        res = solve(data_of(X, y), solver=solver, C=C)
+        assert res.converged, (solver, res.message)
+        assert (res.objective - exact.objective) / exact.objective <= 1e-6, solver
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0])
+def test_float32_rows_reach_the_float64_optimum(digits, sklearn_refs, C):
+    X, y = digits
+    X32 = X.astype(np.float32)
+    f_sk = objective(sklearn_refs[C], X, y, None, C, 0.0)
+    for solver in ("lbfgs", "newton-cholesky"):
+        res = solve(data_of(X32, y), solver=solver, C=C)
+        f_ours = objective(res.coef, X, y, None, C, 0.0)  # evaluated in float64
+        assert (f_ours - f_sk) / f_sk <= 1e-6, solver
+
+
+def test_sparse_rows_give_the_dense_optimum(digits):
+    X, y = digits
+    X = np.where(np.abs(X) > 0.5, X, 0.0)[:600]
+    y = y[:600]
+    dense = solve(data_of(X, y), solver="newton-cholesky", C=1.0, tol=1e-12)
+    for solver in ("lbfgs", "newton-cg", "proximal"):
+        res = solve(data_of(sp.csr_matrix(X), y), solver=solver, C=1.0)
+        assert (res.objective - dense.objective) / dense.objective <= 1e-6, solver
+
+
+def test_sample_weights_equal_row_repetition():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 5))
+    y = rng.integers(0, 3, 150)
+    reps = rng.integers(0, 3, 150)
+    a = solve(data_of(X, y, reps.astype(float)), solver="newton-cholesky", C=0.5, tol=1e-12)
+    b = solve(
+        data_of(np.repeat(X, reps, axis=0), np.repeat(y, reps)),
+        solver="newton-cholesky",
+        C=0.5,
+        tol=1e-12,
+    )
+    np.testing.assert_allclose(a.coef, b.coef, atol=1e-7)
+    assert a.objective == pytest.approx(b.objective, rel=1e-10)
+
+
+def test_no_intercept_matches_sklearn():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 4))
+    y = rng.integers(0, 3, 200)
+    with threadpool_limits(1):
+        sk = LogisticRegression(C=2.0, fit_intercept=False, tol=1e-12, max_iter=10000).fit(X, y)
+    for solver in L2_SOLVERS:
+        res = solve(data_of(X, y, fit_intercept=False), solver=solver, C=2.0)
+        np.testing.assert_allclose(res.coef, sk.coef_, atol=2e-4)
+
+
+@pytest.mark.parametrize("C, l1_ratio", [(0.5, 1.0), (0.2, 0.5), (5.0, 0.3)])
+def test_l1_and_elastic_net_match_sklearn_saga(C, l1_ratio):
+    rng = np.random.default_rng(2)
+    n, p = 200, 8
+    X = rng.normal(size=(n, p))
+    W = rng.normal(size=(3, p)) * (rng.random((3, p)) < 0.5)
+    y = np.argmax(X @ W.T + rng.gumbel(size=(n, 3)), axis=1)
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = LogisticRegression(
+            C=C, l1_ratio=l1_ratio, solver="saga", tol=1e-12, max_iter=100000
+        ).fit(X, y)
+    res = solve(data_of(X, y), solver="auto", C=C, l1_ratio=l1_ratio)
+    assert res.converged, res.message
+    f_sk = objective(sk_coef(sk), X, y, None, C, l1_ratio)
+    assert res.objective == pytest.approx(objective(res.coef, X, y, None, C, l1_ratio), rel=1e-12)
+    assert (res.objective - f_sk) / f_sk <= 1e-6
+    # the same weights are exactly zero
+    np.testing.assert_array_equal(res.coef[:, :-1] == 0, sk.coef_ == 0)
+
+
+def test_two_classes_relate_to_binary_logistic_regression_with_doubled_C():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 4))
+    y = (X @ [1.0, -2.0, 0.5, 0.0] + rng.logistic(size=300) > 0).astype(int)
+    C = 0.3
+    res = solve(data_of(X, y), solver="newton-cholesky", C=C, tol=1e-14)
+    with threadpool_limits(1):
+        binary = LogisticRegression(C=2 * C, tol=1e-12, max_iter=10000).fit(X, y)
+    # theta_1 - theta_0 is the binary coefficient (and intercept), with C doubled
+    np.testing.assert_allclose(res.coef[1, :-1] - res.coef[0, :-1], binary.coef_[0], atol=1e-6)
+    np.testing.assert_allclose(res.coef[1, -1] - res.coef[0, -1], binary.intercept_[0], atol=1e-6)
+    # and the symmetric solution splits it evenly
+    np.testing.assert_allclose(res.coef[0, :-1], -res.coef[1, :-1], atol=1e-8)
+
+
+def test_solvers_agree_with_each_other_and_class_weights_as_sample_weights():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 6))
+    y = rng.integers(0, 4, 300)
+    w = np.array([1.0, 2.0, 0.5, 3.0])[y]
+    results = {s: solve(data_of(X, y, w), solver=s, C=3.0, tol=1e-10) for s in L2_SOLVERS}
+    ref = results["newton-cholesky"]
+    for s, r in results.items():
+        np.testing.assert_allclose(r.coef, ref.coef, atol=1e-4, err_msg=s)
+    with threadpool_limits(1):
+        sk = LogisticRegression(
+            C=3.0, class_weight={0: 1.0, 1: 2.0, 2: 0.5, 3: 3.0}, tol=1e-12, max_iter=10000
+        ).fit(X, y)
+    np.testing.assert_allclose(ref.coef, sk_coef(sk), atol=1e-4)
+
+
+def test_callback_history_verbose_and_warm_start(capsys):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(100, 3))
+    y = rng.integers(0, 3, 100)
+    seen = []
+    res = solve(
+        data_of(X, y), solver="lbfgs", C=1.0, verbose=1, callback=lambda i, f: seen.append((i, f))
+    )
+    assert [i for i, _ in seen] == list(range(1, res.n_iter + 1))
+    assert [f for _, f in seen] == res.history
+    assert res.history[-1] == res.objective
+    assert "[lbfgs] iter" in capsys.readouterr().out
+    # starting at the solution, nothing is left to do
+    again = solve(data_of(X, y), solver="lbfgs", C=1.0, coef0=res.coef)
+    assert again.converged and again.n_iter <= 2
+    assert again.objective <= res.objective * (1 + 1e-9)
+
+
+def test_max_iter_zero_reports_not_converged():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(50, 3))
+    y = rng.integers(0, 2, 50)
+    for solver in L2_SOLVERS:
+        res = solve(data_of(X, y), solver=solver, C=1.0, max_iter=0)
+        assert not res.converged and res.n_iter == 0
+        assert "max_iter" in res.message
+
+
+class _GradientOnly(RowData):
+    """A backend that only answers loss and gradient (like a minimal stream)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        for a in ("classes", "n_samples", "n_features", "fit_intercept", "dtype", "weight_sum"):
+            setattr(self, a, getattr(inner, a))
+        self.n_passes = 0
+
+    def loss_gradient(self, coef):
+        self.n_passes += 1
+        return self.inner.loss_gradient(coef)
+
+
+def test_resolve_solver():
+    rng = np.random.default_rng(7)
+    small = data_of(rng.normal(size=(100, 3)), rng.integers(0, 3, 100))
+    assert resolve_solver("auto", small, 0.0) == "newton-cholesky"
+    assert resolve_solver("auto", small, 0.5) == "proximal"
+    wide = data_of(rng.normal(size=(100, 300)), rng.integers(0, 3, 100))
+    assert resolve_solver("auto", wide, 0.0) == "lbfgs"
+    sparse = data_of(sp.csr_matrix(rng.normal(size=(100, 3))), rng.integers(0, 3, 100))
+    assert resolve_solver("auto", sparse, 0.0) == "lbfgs"
+    assert resolve_solver("auto", _GradientOnly(small), 0.0) == "lbfgs"
+    for name in ("lbfgs", "newton-cg", "newton-cholesky"):
+        with pytest.raises(ValueError, match="proximal"):
+            resolve_solver(name, small, 0.5)
+    with pytest.raises(ValueError, match="unknown solver"):
+        resolve_solver("bogus", small, 0.0)
+    with pytest.raises(ValueError, match="lbfgs"):
+        resolve_solver("newton-cholesky", _GradientOnly(small), 0.0)
+    assert set(SOLVERS) >= {"lbfgs", "newton-cg", "newton-cholesky", "proximal", "sgd"}
+    # gradient-only backends still fit with lbfgs and proximal
+    res = solve(_GradientOnly(small), solver="auto", C=1.0)
+    assert res.converged
+
+
+def test_bad_arguments():
+    rng = np.random.default_rng(8)
+    data = data_of(rng.normal(size=(30, 2)), rng.integers(0, 2, 30))
+    with pytest.raises(ValueError, match="C must be"):
+        solve(data, solver="lbfgs", C=0.0)
+    with pytest.raises(ValueError, match="l1_ratio"):
+        solve(data, solver="lbfgs", C=1.0, l1_ratio=1.5)
+    with pytest.raises(ValueError, match="coef0"):
+        solve(data, solver="lbfgs", C=1.0, coef0=np.zeros((5, 5)))
+    with pytest.raises(TypeError, match="unknown option"):
+        solve(data, solver="lbfgs", C=1.0, bogus=1)
+    with pytest.raises(ValueError, match="max_iter"):
+        solve(data, solver="lbfgs", C=1.0, max_iter=-1)
+
+
+@pytest.mark.parametrize("solver", L2_SOLVERS)
+def test_warm_start_at_the_solution_stops_at_once(solver):
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(120, 4))
+    y = rng.integers(0, 3, 120)
+    l1_ratio = 0.5 if solver == "proximal" else 0.0
+    first = solve(data_of(X, y), solver=solver, C=1.0, l1_ratio=l1_ratio, tol=1e-12)
+    again = solve(data_of(X, y), solver=solver, C=1.0, l1_ratio=l1_ratio, coef0=first.coef)
+    assert again.converged, again.message
+    assert again.n_iter <= 2
+    assert again.objective <= first.objective * (1 + 1e-9)
+
+
+def test_two_classes_with_l1_match_binary_l1_with_the_same_C():
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(200, 4))
+    y = (X @ [1.5, 0.0, -1.0, 0.0] + rng.logistic(size=200) > 0).astype(int)
+    C = 0.2
+    res = solve(data_of(X, y), solver="proximal", C=C, l1_ratio=1.0, tol=1e-12)
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        binary = LogisticRegression(
+            C=C, l1_ratio=1.0, solver="saga", tol=1e-12, max_iter=100000
+        ).fit(X, y)
+    z = X @ binary.coef_[0] + binary.intercept_[0]
+    f_binary = C * np.sum(np.logaddexp(0, np.where(y == 1, -z, z))) + np.abs(binary.coef_).sum()
+    # |theta_0| + |theta_1| >= |theta_1 - theta_0|: the L1 norm maps with no factor
+    assert res.objective == pytest.approx(f_binary, rel=1e-6)
+    np.testing.assert_allclose(res.coef[1, :-1] - res.coef[0, :-1], binary.coef_[0], atol=1e-4)
