@@ -125,6 +125,21 @@ def test_exact_streaming_fit_equals_in_memory_fit(files, digits, kind):
     assert st.objective_ <= sk_obj * (1 + 1e-7)
 
 
+def test_streamed_lbfgs_is_preconditioned_like_in_memory(files, digits):
+    """Unscaled pixels: the streamed fit takes the in-memory fit's path.
+
+    Both backends offer the preconditioner's moments, so L-BFGS makes the
+    same iterations whether the rows are in memory or read block by block;
+    without them the streamed fit would need several times more passes.
+    """
+    X, y = digits
+    mem = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    st = SoftmaxRegression(solver="lbfgs").fit(make_source(files, "parquet", block_rows=400))
+    assert abs(st.n_iter_ - mem.n_iter_) <= 2
+    assert st.n_passes_ <= mem.n_passes_ + 4
+    assert abs(st.objective_ - mem.objective_) <= 1e-6 * mem.objective_
+
+
 def test_newton_solvers_stream(files, digits):
     """Hessian products and full Hessians are sums over blocks too."""
     X, y = digits

@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from softmax.backends._base import RowData
-from softmax.linear_loss import block_hessian, block_hessp, block_loss_gradient
+from softmax.linear_loss import (
+    block_curvature_moments,
+    block_hessian,
+    block_hessp,
+    block_loss_gradient,
+    column_moments,
+)
 from softmax.streaming import Checkpoint, FileSource, _progress_bar
 
 __all__ = ["StreamData", "build_row_data"]
@@ -223,6 +229,7 @@ class StreamData(RowData):
         self.n_replayed = 0
         self.record_evaluations = True
         self._n_evals = 0
+        self._moments: tuple[np.ndarray, np.ndarray] | None = None
         self._cache: _BlockCache | None = None
         if getattr(source, "cache", None) is not None:
             fp = source.fingerprint()  # what the cached bytes depend on: file, columns, encoding
@@ -381,6 +388,60 @@ class StreamData(RowData):
         loss = self._pass("loss+gradient", fn)
         self._record(key, loss=loss, grad=grad)
         return loss, grad
+
+    def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted mean of each feature and of its square (one pass, cached).
+
+        Optional extra of the :class:`RowData` contract, the sum over blocks of
+        :func:`softmax.linear_loss.column_moments`: with it the batch solvers
+        precondition a streamed fit as they do an in-memory one, which saves
+        many passes over the file when features are unscaled.
+
+        Returns
+        -------
+        mean, sq_mean : ndarray of shape (n_features,), float64
+        """
+        if self._moments is None:
+            key = _digest("fm", np.zeros(0))
+            rec = self._replay(key)
+            if rec is not None:
+                self._moments = (np.array(rec["mean"]), np.array(rec["sq_mean"]))
+                return self._moments
+            s1 = np.zeros(self.n_features)
+            s2 = np.zeros(self.n_features)
+            for X, _, w in self._blocks():
+                b1, b2 = column_moments(X, w)
+                s1 += b1
+                s2 += b2
+            total = max(self.weight_sum, 1e-300)
+            self._moments = (s1 / total, s2 / total)
+            self._record(key, mean=self._moments[0], sq_mean=self._moments[1])
+        return self._moments
+
+    def curvature_moments(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Curvature-weighted row moments at ``coef``, summed over blocks (one pass).
+
+        See :func:`softmax.linear_loss.block_curvature_moments`; the solvers
+        refresh their preconditioner with it.
+        """
+        key = _digest("cm", coef)
+        rec = self._replay(key)
+        if rec is not None:
+            self.n_passes += 1
+            return np.array(rec["s0"]), np.array(rec["s1"]), np.array(rec["s2"])
+        K, p = self.n_classes, self.n_features
+        s0, s1, s2 = np.zeros(K), np.zeros((K, p)), np.zeros((K, p))
+
+        def fn(X, y, w):
+            b0, b1, b2 = block_curvature_moments(coef, X, w, fit_intercept=self.fit_intercept)
+            s0[...] += b0
+            s1[...] += b1
+            s2[...] += b2
+            return 0.0
+
+        self._pass("curvature", fn)
+        self._record(key, s0=s0, s1=s1, s2=s2)
+        return s0, s1, s2
 
     def loss(self, coef: np.ndarray) -> float:
         """Summed weighted cross-entropy alone (one pass, no gradient product)."""
