@@ -101,6 +101,49 @@ def bench(x, cands, repeats):
     return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
 
 
+SMALL_SHAPES = [((10,), np.float64), ((1, 10), np.float64), ((100, 10), np.float32)]
+
+
+def bench_small(repeats: int) -> list[dict]:
+    """Per-call time (microseconds) on small inputs, where call overhead dominates.
+
+    Best of ``number`` calls per round (the minimum is the least disturbed by
+    other processes on a shared machine), median over interleaved rounds.
+    """
+    import timeit
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    rng = np.random.default_rng(1)
+    rows = []
+    for shape, dtype in SMALL_SHAPES:
+        x = rng.standard_normal(shape).astype(dtype)
+        cands = {
+            "softmax (ours)": lambda x=x: softmax(x),
+            "log_softmax (ours)": lambda x=x: log_softmax(x),
+            "scipy softmax": lambda x=x: sps.softmax(x, axis=-1),
+            "scipy log_softmax": lambda x=x: sps.log_softmax(x, axis=-1),
+        }
+        if torch is not None:
+            cands["torch softmax"] = lambda x=x: torch.softmax(torch.from_numpy(x), -1).numpy()
+        times = {k: [] for k in cands}
+        for _ in range(repeats):
+            for k, f in cands.items():
+                times[k].append(min(timeit.repeat(f, number=200, repeat=3)) / 200 * 1e6)
+        rows.append(
+            {"shape": shape, "dtype": np.dtype(dtype).name}
+            | {k: float(np.median(v)) for k, v in times.items()}
+        )
+        print(
+            f"small {shape!s:10s} {np.dtype(dtype).name:7s} "
+            + " ".join(f"{k}={v:.2f}us" for k, v in rows[-1].items() if isinstance(v, float)),
+            flush=True,
+        )
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=15)
@@ -135,6 +178,7 @@ def main(argv=None) -> int:
                     f" ours/exp {row['ours/exp']:.2f}",
                     flush=True,
                 )
+    small = bench_small(repeats)
     load_after = load()
     if args.quick:
         return 0
@@ -174,6 +218,21 @@ def main(argv=None) -> int:
             f"| {r['fn']} | {r['shape'][0]}x{r['shape'][1]} | {r['dtype']} | "
             + " | ".join(f"{r[n]:.1f}" for n in names)
             + f" | {r['scipy/ours']:.2f}x | {r['torch/ours']:.2f}x | {r['ours/exp']:.2f} |"
+        )
+    snames = [k for k in small[0] if k not in ("shape", "dtype")]
+    lines += [
+        "",
+        "Small inputs (per-call overhead; microseconds per call, best of 200 calls, "
+        "median over the rounds):",
+        "",
+        "| shape | dtype | " + " | ".join(snames) + " | scipy / ours (softmax) |",
+        "|" + "---|" * (len(snames) + 3),
+    ]
+    for r in small:
+        lines.append(
+            f"| {r['shape']} | {r['dtype']} | "
+            + " | ".join(f"{r[n]:.2f}" for n in snames)
+            + f" | {r['scipy softmax'] / r['softmax (ours)']:.2f}x |"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

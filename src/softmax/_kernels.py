@@ -19,10 +19,12 @@ faster, and exact: the maximum is order independent and the sum of ``K``
 terms is accumulated in float64.
 
 When numba is installed (optional extra ``fast``) the compiled kernels of
-:mod:`softmax._numba_kernels` are used instead: one pass per row for the max,
-one fused exp-and-sum pass with a vectorised ``exp``, one scaling pass, about
-twice as fast as the NumPy path. The NumPy path always works and is always
-tested (set ``softmax._kernels.USE_NUMBA = False`` to force it).
+:mod:`softmax._numba_kernels` are used instead for arrays of at least
+``NUMBA_MIN_SIZE`` elements: one pass per row for the max, one fused
+exp-and-sum pass with a vectorised ``exp``, one scaling pass, about twice as
+fast as the NumPy path; :func:`rows_into` then reads ``x`` and writes ``out``
+in that same pass (no separate copy). The NumPy path always works and is
+always tested (set ``softmax._kernels.USE_NUMBA = False`` to force it).
 
 Beyond the finite-input contract, both paths guarantee what
 :mod:`softmax.functions` builds on (under ``np.errstate(all="ignore")``):

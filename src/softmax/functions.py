@@ -334,6 +334,50 @@ def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
         raise TypeError(f"out has dtype {out.dtype}; the result ({dtype}) needs a float array")
 
 
+#: Largest input (elements) the small-input fast path takes; at most the size
+#: below which :func:`softmax._kernels._numpy_rows` uses the same whole-array
+#: formula, so both paths give identical results.
+_SMALL = 4096
+_max_reduce = np.maximum.reduce
+_add_reduce = np.add.reduce
+
+
+def _np_small(x: Any, axis: Any, temperature: Any, log: bool) -> np.ndarray | None:
+    """(log-)softmax of a small float ndarray along its last axis, or None.
+
+    Per-call overhead dominates small inputs (a bandit draws from a (1, 10)
+    softmax at every step): this path does the few whole-array operations
+    directly, after checks that cost no pass over the data beyond the row
+    max. It returns None, for the general path, on anything else: other
+    types, dtypes or layouts, axis, temperature, and rows whose max is not
+    finite (NaN, +inf, all -inf; -inf entries elsewhere are exact here).
+    """
+    if (
+        type(x) is not np.ndarray
+        or x.dtype.char not in "fd"
+        or not 0 < x.size <= _SMALL
+        or x.ndim > 2
+        or x.ndim == 0
+        or type(axis) is not int
+        or (axis != -1 and axis != x.ndim - 1)
+        or type(temperature) not in (float, int)
+        or temperature != 1
+    ):
+        return None
+    m = _max_reduce(x, axis=-1, keepdims=True)
+    # errstate: x - m may overflow to -inf (exp gives 0, the limit); the sum
+    # of the maxima may overflow (then the general path takes it: rare, fine)
+    with np.errstate(all="ignore"):
+        if not math.isfinite(_add_reduce(m, axis=None)):
+            return None  # a NaN or +inf in some row, or a row of -inf only
+        z = np.subtract(x, m)
+        e = np.exp(z)
+        s = _add_reduce(e, axis=-1, keepdims=True, dtype=np.float64)
+        if log:
+            return np.subtract(z, np.log(s), out=z, casting="unsafe")
+        return np.divide(e, s, out=e, casting="unsafe")
+
+
 # --------------------------------------------------------------------------
 # generic-namespace path
 # --------------------------------------------------------------------------
@@ -411,6 +455,10 @@ def softmax(
     >>> softmax([1.0, 3.0, 3.0], temperature=0)
     array([0. , 0.5, 0.5])
     """
+    if where is None and out is None:
+        res = _np_small(x, axis, temperature, log=False)
+        if res is not None:
+            return res
     t = _check_temperature(temperature)
     xp = array_namespace(x, where)
     if xp is np:
@@ -454,6 +502,10 @@ def log_softmax(
     >>> log_softmax([1000.0, 1000.0])
     array([-0.69314718, -0.69314718])
     """
+    if where is None and out is None:
+        res = _np_small(x, axis, temperature, log=True)
+        if res is not None:
+            return res
     t = _check_temperature(temperature)
     xp = array_namespace(x, where)
     if xp is np:
