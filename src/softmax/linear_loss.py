@@ -57,10 +57,13 @@ __all__ = [
     "decision_function",
 ]
 
-#: Target size in bytes of one block of dense rows. 2 MiB of L2 per core here;
-#: a block of X plus its logits must stay there between the two products while
-#: the block is still large enough for BLAS to run near peak.
-BLOCK_BYTES = 512 * 1024
+#: Target size in bytes of one block of dense rows: a block of X plus its
+#: logits should stay in cache between the two products while the block is
+#: still large enough for BLAS to run near peak. Measured by
+#: ``benchmarks/bench_fit.py --block-sweep`` (results/fit_blocks.md): 2 MiB was
+#: 14-21% faster than 512 KiB on MNIST and 100-feature data, and larger
+#: blocks gained nothing.
+BLOCK_BYTES = 2 * 1024 * 1024
 #: Rows per block never go below this (BLAS efficiency, Python overhead).
 MIN_BLOCK_ROWS = 256
 #: Rows per block for CSR input (no cache argument: sparse products stream).
