@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["LineSearchResult", "wolfe_line_search"]
+__all__ = ["LineSearchResult", "newton_line_step", "wolfe_line_search"]
 
 Phi = Callable[[float], tuple[float, np.ndarray, float]]
 
@@ -115,3 +116,84 @@ def wolfe_line_search(
         lo_b, up_b = min(a, b) + 0.1 * width, max(a, b) - 0.1 * width
         t = cand if math.isfinite(cand) and lo_b <= cand <= up_b else 0.5 * (a + b)
     return LineSearchResult(lo_t, lo_f, lo_g, False, n)
+
+
+def newton_line_step(
+    obj: Any,
+    x: np.ndarray,
+    f: float,
+    d: np.ndarray,
+    dec: float,
+    *,
+    it: int,
+    shape: tuple[int, int],
+    noise: float,
+    tol: float,
+    recent: list[float],
+    mon: Any,
+) -> tuple[np.ndarray, float, int, str | None, bool]:
+    """One line-searched Newton step and the stopping rules the Newton solvers share.
+
+    Parameters
+    ----------
+    obj : Objective
+        Answers ``smooth(coef) -> (f, grad)``.
+    x : ndarray of shape (n_coef,)
+        Current point (flat).
+    f : float
+        Objective at ``x``.
+    d : ndarray of shape (n_coef,)
+        Newton (or fallback) direction.
+    dec : float
+        Newton decrement squared, ``-g . d`` (> 0).
+    it : int
+        Iterations done so far.
+    shape : tuple of int
+        Shape of the coefficients.
+    noise : float
+        Relative rounding level of ``f`` in the data's dtype.
+    tol : float
+        Relative objective gap wanted.
+    recent : list of float
+        Objective values of the last steps (appended to).
+    mon : Monitor
+        Records the step.
+
+    Returns
+    -------
+    x, f, it : the new point, its objective and the iteration count
+    stop : str or None
+        Why to stop, or None to go on.
+    converged : bool
+        With ``stop``: whether the point counts as converged (the gap
+        estimate is within ``sqrt(tol)``, the most the dtype allows).
+    """
+
+    def phi(t: float) -> tuple[float, np.ndarray, float]:
+        ft, gt = obj.smooth((x + t * d).reshape(shape))
+        gt = gt.ravel()
+        return ft, gt, float(gt @ d)
+
+    # the unit Newton step is almost always accepted; the gradient at the
+    # trial lets float32 fits judge decrease below the rounding of f
+    ls = wolfe_line_search(phi, f, -dec, 1.0, f_noise=noise * abs(f))
+    if ls.g is None:
+        converged = 0.5 * dec <= math.sqrt(tol) * abs(f)
+        return x, f, it, "the line search found no decrease (rounding level reached)", converged
+    t, ft = ls.t, ls.f
+    x = x + t * d
+    it += 1
+    recent.append(ft)
+    mon(it, ft, gap=0.5 * dec / abs(f), step=t)
+    if len(recent) > 3 and recent[-4] - ft <= 0.1 * noise * abs(ft):
+        # three steps without a decrease above the rounding of f: the
+        # gradient is as small as the data's dtype lets it get
+        converged = 0.5 * dec <= math.sqrt(tol) * abs(ft)
+        return (
+            x,
+            ft,
+            it,
+            "no decrease above rounding in 3 iterations (dtype precision reached)",
+            converged,
+        )
+    return x, ft, it, None, False

@@ -37,7 +37,7 @@ from softmax.solvers._base import (
     initial_coef,
     reject_options,
 )
-from softmax.solvers._linesearch import wolfe_line_search
+from softmax.solvers._linesearch import newton_line_step
 
 __all__ = ["NEEDS", "SUPPORTS_L1", "pcg", "solve"]
 
@@ -180,30 +180,10 @@ def solve(
         if it >= max_iter:
             break
 
-        def phi(t: float, d: np.ndarray = d, x: np.ndarray = x) -> tuple[float, np.ndarray, float]:
-            ft, gt = obj.smooth((x + t * d).reshape(shape))
-            gt = gt.ravel()
-            return ft, gt, float(gt @ d)
-
-        # the unit Newton step is almost always accepted; the gradient at the
-        # trial lets float32 fits judge decrease below the rounding of f
-        ls = wolfe_line_search(phi, f, -dec, 1.0, f_noise=noise * abs(f))
-        if ls.g is None:
-            message = "the line search found no decrease (rounding level reached)"
-            converged = 0.5 * dec <= math.sqrt(tol) * abs(f)
+        x, f, it, stop, stop_converged = newton_line_step(
+            obj, x, f, d, dec, it=it, shape=shape, noise=noise, tol=tol, recent=recent, mon=mon
+        )
+        if stop is not None:
+            message, converged = stop, stop_converged
             break
-        t, ft = ls.t, ls.f
-        x = x + t * d
-        it += 1
-        recent.append(ft)
-        if len(recent) > 3 and recent[-4] - ft <= 0.1 * noise * abs(ft):
-            # three steps without a decrease above the rounding of f: the
-            # gradient is as small as the data's dtype lets it get
-            mon(it, ft, gap=0.5 * dec / abs(f), step=t)
-            f = ft
-            message = "no decrease above rounding in 3 iterations (dtype precision reached)"
-            converged = 0.5 * dec <= math.sqrt(tol) * abs(f)
-            break
-        mon(it, ft, gap=0.5 * dec / abs(f), step=t)
-        f = ft
     return mon.result(x.reshape(shape), it, converged, f, message)
