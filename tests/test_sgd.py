@@ -17,7 +17,7 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import log_loss
 
 from softmax import SoftmaxRegression
-from softmax.solvers import solve
+from softmax.solvers import sgd, solve
 from softmax.solvers.sgd import partial_fit_step
 
 
@@ -71,6 +71,7 @@ def test_adam_and_adagrad_follow_their_definitions(digits):
         m = SoftmaxRegression(optimizer=name, learning_rate=lr, batch_size=1000, C=1e6)
         W = np.zeros((10, 65))
         mom, vel = np.zeros_like(W), np.zeros_like(W)
+        avg = None
         for t in range(1, 4):
             m.partial_fit(X, y, classes=np.arange(10))
             g = mean_gradient(W, X, y)
@@ -82,7 +83,17 @@ def test_adam_and_adagrad_follow_their_definitions(digits):
             else:  # Duchi, Hazan & Singer (2011)
                 vel = vel + g**2
                 W = W - lr * g / (np.sqrt(vel) + 1e-8)
-            np.testing.assert_allclose(m.coef_, W[:, :64], rtol=1e-7, atol=1e-10)
+            # the optimizer's own iterate follows the definition ...
+            np.testing.assert_allclose(m._sgd_state.coef, W, rtol=1e-7, atol=1e-10)
+            # ... and from the second pass over the same rows coef_ is the
+            # polynomial-decay average of the iterates (Shamir & Zhang, 2013)
+            eta = sgd.AVERAGE_ETA
+            if t == 1:
+                avg = W.copy()
+            else:
+                k = t - 1
+                avg = avg + (eta + 1) / (k + eta) * (W - avg)
+            np.testing.assert_allclose(m.coef_, avg[:, :64], rtol=1e-7, atol=1e-10)
 
 
 def test_l1_proximal_step_soft_thresholds(digits):
@@ -152,6 +163,32 @@ def test_mnist_one_epoch_of_partial_fit(mnist):
     for s in range(0, 8000, 500):
         m.partial_fit(Xtr[s : s + 500], ytr[s : s + 500], classes=np.arange(10))
     assert m.score(Xte, yte) >= 0.88
+
+
+def test_mnist_more_epochs_of_partial_fit_approach_the_batch_optimum(mnist):
+    """Epochs over the same chunks close the gap of the training objective to L-BFGS.
+
+    Adam's iterate stalls (19% above the optimum after 20 epochs); the
+    averaged iterate that partial_fit returns from the second epoch gets 12%
+    (seed 0). The issue's 1% is not reached in 20 epochs of 32 updates.
+    """
+    Xtr, ytr, _, _ = mnist
+    ref = SoftmaxRegression(tol=1e-10).fit(Xtr, ytr)
+
+    def objective(m):  # C sum CE + ||W||^2 / 2, from the textbook formula
+        Z = Xtr @ m.coef_.T + m.intercept_
+        ce = np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1)) + Z.max(1)
+        return m.C * np.sum(ce - Z[np.arange(len(ytr)), ytr]) + 0.5 * np.sum(m.coef_**2)
+
+    m = SoftmaxRegression(random_state=0)
+    gaps = {}
+    for epoch in range(1, 21):
+        for s in range(0, 8000, 500):
+            m.partial_fit(Xtr[s : s + 500], ytr[s : s + 500], classes=np.arange(10))
+        if epoch in (1, 5, 20):
+            gaps[epoch] = objective(m) / ref.objective_ - 1
+    assert gaps[1] > gaps[5] > gaps[20] > 0
+    assert gaps[20] < 0.15
 
 
 def test_sgd_fit_approaches_the_batch_optimum(digits):

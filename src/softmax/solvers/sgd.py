@@ -76,6 +76,11 @@ counted twice, so epochs over a data set in the same chunks target the
 objective of ``fit`` on it, while a stream of new rows weakens the penalty
 as a fit on more rows would. (Up to
 ``MAX_CHUNK_DIGESTS`` digests are kept; beyond that, chunks count as new.)
+
+From the first chunk passed again (the second epoch) on, ``coef_`` is the
+polynomial-decay average of the iterates (``AVERAGE_ETA``), not the last
+iterate, which the optimizer keeps stepping from (``_PartialFitState.coef``);
+without L1 only, since an average of sparse proximal iterates is not sparse.
 """
 
 from __future__ import annotations
@@ -122,6 +127,13 @@ DIGEST_SAMPLE = 1 << 12
 WARM_START_DECAYS = 30
 #: Minibatch products below this many multiply-adds run on one BLAS thread.
 MINIBATCH_SINGLE_THREAD_WORK = 1 << 24
+#: partial_fit from its second epoch on returns the polynomial-decay average
+#: of its iterates (Shamir & Zhang, 2013), avg += (eta + 1) / (k + eta) *
+#: (coef - avg) at update k: weights growing as k**eta, so the average
+#: forgets the early iterates of epoch 2 but smooths Adam's noise. Measured
+#: on MNIST (8,000 rows, chunks of 500): 20 epochs 19% -> 12% above the
+#: optimum of the training objective; eta = 3: 13%, eta = 0: 21%.
+AVERAGE_ETA = 8.0
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
 
@@ -609,6 +621,8 @@ class _PartialFitState:
     weight_seen: float = 0.0
     coef_out: Any = None  # the coef_ array last written, to notice a refit
     digests: set[bytes] = field(default_factory=set)  # chunks already counted
+    average: np.ndarray | None = None  # averaged iterate written to coef_
+    n_averaged: int = 0  # updates in the average
 
 
 def partial_fit_step(
@@ -673,9 +687,11 @@ def partial_fit_step(
     elif state.settings != settings:
         state.optimizer = _Optimizer(optimizer, lr, state.coef.shape, decay=DECAY_UPDATES)
         state.settings = settings
+        state.average = None
 
     digest = _chunk_digest(X, y_codes, w)
-    if digest not in state.digests:
+    repeat = digest in state.digests
+    if not repeat:
         state.rows_seen += n
         state.weight_seen += batch_weight
         if len(state.digests) < MAX_CHUNK_DIGESTS:
@@ -685,6 +701,14 @@ def partial_fit_step(
     pen = make_penalty(l1_ratio, fit_intercept=fi, strength=1.0 / (C * state.weight_seen))
     mean_weight = state.weight_seen / state.rows_seen
     coef = state.coef
+    if pen.l1_weight > 0:
+        state.average = None  # l1_ratio may have been raised since the last call
+    elif repeat and state.average is None:
+        # The first chunk seen again starts the second epoch: from here on
+        # coef_ is an average of the iterates (see AVERAGE_ETA). Not with L1,
+        # whose proximal iterates are sparse and their average would not be.
+        state.average = np.array(coef)
+        state.n_averaged = 0
     perm = state.rng.permutation(n)
     with _blas_limits(min(n, int(bs)), p, K):
         for idx in np.array_split(perm, math.ceil(n / bs)):
@@ -700,6 +724,12 @@ def partial_fit_step(
                 l2=pen.smooth_l2,
                 l1=pen.l1_weight,
             )
+            if state.average is not None:
+                state.n_averaged += 1
+                k = state.n_averaged
+                state.average += ((AVERAGE_ETA + 1.0) / (k + AVERAGE_ETA)) * (coef - state.average)
+    if state.average is not None:
+        coef = state.average
     dtype = np.float32 if np.dtype(X.dtype) == np.float32 else np.float64
     estimator.coef_ = np.ascontiguousarray(coef[:, :p], dtype=dtype)
     if fi:
