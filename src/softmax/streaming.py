@@ -252,6 +252,36 @@ class _Reader:
         raise NotImplementedError
 
 
+class _ArrowReader(_Reader):
+    """A reader whose blocks arrive as Arrow tables (Parquet, CSV)."""
+
+    path: str
+    target: Any
+    weight: Any
+
+    def _arrays(self, table: Any, where: str = "") -> tuple[np.ndarray, np.ndarray, Any]:
+        """``(X, y, weight)`` of an Arrow table or batch laid out as features, target[, weight].
+
+        ``where`` says which part of the file the table holds, for errors.
+        """
+        p = len(self.feature_names)
+        X = np.empty((table.num_rows, p), dtype=np.float64)
+        for j in range(p):
+            col = table.column(j)
+            if col.null_count:
+                raise ValueError(
+                    f"column {self.feature_names[j]!r} of {self.path}{where} has missing "
+                    "values; impute them before training"
+                )
+            X[:, j] = col.to_numpy(zero_copy_only=False)
+        ycol = table.column(p)
+        if ycol.null_count:
+            raise ValueError(f"target column {self.target!r} of {self.path} has missing labels")
+        y = ycol.to_numpy(zero_copy_only=False)
+        w = table.column(p + 1).to_numpy(zero_copy_only=False) if self.weight else None
+        return X, y, w
+
+
 class _NpyReader(_Reader):
     """One ``.npy`` file or the members of an ``.npz`` archive."""
 
@@ -367,7 +397,7 @@ class _NpyReader(_Reader):
             yield self._split(s, self.X.read_rows(s, min(stop, s + block_rows)))
 
 
-class _ParquetReader(_Reader):
+class _ParquetReader(_ArrowReader):
     def __init__(self, path, *, target, features, weight, block_rows) -> None:
         pa = _require_pyarrow("Parquet")
         import pyarrow.parquet as pq
@@ -407,31 +437,13 @@ class _ParquetReader(_Reader):
         return [g for g, n in enumerate(self.row_groups) if n > 0]
 
     def read(self, key, block_rows):
-        p = len(self.feature_names)
         for batch in self._pf.iter_batches(
             batch_size=block_rows, row_groups=[key], columns=self.columns
         ):
-            n = batch.num_rows
-            X = np.empty((n, p), dtype=np.float64)
-            for j in range(p):
-                col = batch.column(j)
-                if col.null_count:
-                    raise ValueError(
-                        f"column {self.feature_names[j]!r} of {self.path} has missing values; "
-                        "impute them before training"
-                    )
-                X[:, j] = col.to_numpy(zero_copy_only=False)
-            ycol = batch.column(p)
-            if ycol.null_count:
-                raise ValueError(
-                    f"target column {self.target!r} of {self.path} has missing labels"
-                )
-            y = ycol.to_numpy(zero_copy_only=False)
-            w = batch.column(p + 1).to_numpy(zero_copy_only=False) if self.weight else None
-            yield X, y, w
+            yield self._arrays(batch)
 
 
-class _CsvReader(_Reader):
+class _CsvReader(_ArrowReader):
     """CSV read in byte ranges of ``block_rows`` lines (random access by block).
 
     Limitation (said in the error): quoted fields must not contain newlines,
@@ -499,23 +511,8 @@ class _CsvReader(_Reader):
                 "Features must be numeric (encode categories first, or leave the column "
                 "out with features=[...]); quoted fields must not contain newlines."
             ) from None
-        p = len(self.feature_names)
-        n = table.num_rows
-        X = np.empty((n, p), dtype=np.float64)
-        for j in range(p):
-            col = table.column(j)
-            if col.null_count:
-                raise ValueError(
-                    f"column {self.feature_names[j]!r} of {self.path} has missing values "
-                    f"(bytes {a}-{b}); impute them before training"
-                )
-            X[:, j] = col.to_numpy()
-        ycol = table.column(p)
-        if ycol.null_count:
-            raise ValueError(f"target column {self.target!r} of {self.path} has missing labels")
-        y = np.asarray(ycol.to_numpy(zero_copy_only=False)).astype(str)
-        w = table.column(p + 1).to_numpy() if self.weight else None
-        yield X, y, w
+        X, y, w = self._arrays(table, f" (bytes {a}-{b})")
+        yield X, np.asarray(y).astype(str), w
 
 
 def _csv_block_ranges(path: str, data_start: int, block_rows: int) -> list[tuple[int, int]]:

@@ -50,6 +50,7 @@ import numpy as np
 
 from softmax.backends._base import RowData
 from softmax.backends.memory import InMemoryData
+from softmax.linear_loss import column_moments
 
 __all__ = ["DaskRowData", "build_row_data", "predict_dask"]
 
@@ -257,9 +258,8 @@ def _chunk_hessp_state(coef: np.ndarray, chunk: Any) -> tuple:
 
 
 def _chunk_feature_sums(chunk: Any) -> tuple:
-    """Weighted column sums and sums of squares of a chunk (un-normalised)."""
-    mean, sq_mean = chunk.feature_moments()
-    return mean * chunk.weight_sum, sq_mean * chunk.weight_sum
+    """Weighted column sums and sums of squares of a chunk's rows."""
+    return column_moments(chunk.X, chunk.weights)
 
 
 def _chunk_curvature_moments(coef: np.ndarray, chunk: Any) -> tuple:
