@@ -1071,6 +1071,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--scale", type=float, default=1.0, help="row fraction of synthetic sets")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--budget", type=float, default=120.0, help="seconds per run")
+    ap.add_argument(
+        "--budget-x",
+        type=float,
+        default=0.0,
+        help="cap each peer's run at this multiple of softmax-f32's time to 1e-6 on the "
+        "dataset (its first run; at least 5 s): enough to decide the 10x goals",
+    )
     ap.add_argument("--stall", type=int, default=100, help="evaluations without progress")
     ap.add_argument("--micro", action="store_true", help="also the micro-benchmarks")
     ap.add_argument("--micro-reps", type=int, default=7)
@@ -1144,10 +1151,20 @@ def main(argv: list[str] | None = None) -> int:
                 "ref_gap_estimate": float(ref["gap_estimate"]),
             }
         )
+        ours_time: float | None = None
         for r in range(args.repeats):
             order = peers[r % len(peers) :] + peers[: r % len(peers)]
+            if args.budget_x and ours_time is None and "softmax-f32" in order:
+                order.remove("softmax-f32")  # measured first: it sets the others' budget
+                order.insert(0, "softmax-f32")
             for peer in order:
-                res = run_peer(peer, ds, ref, args)
+                peer_args = args
+                if args.budget_x and ours_time is not None and not peer.startswith("softmax"):
+                    budget = min(args.budget, max(5.0, args.budget_x * ours_time))
+                    peer_args = argparse.Namespace(**{**vars(args), "budget": budget})
+                res = run_peer(peer, ds, ref, peer_args)
+                if peer == "softmax-f32" and ours_time is None:
+                    ours_time = res.get("time_1e-06")
                 res.update(dataset=name, repeat=r)
                 report["runs"].append(res)
                 print(

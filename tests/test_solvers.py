@@ -370,6 +370,9 @@ def test_kronecker_preconditioner_matches_an_explicit_inverse_away_from_zero():
     G = rng.normal(size=obj.shape)
     G[:, -1] -= G[:, -1].mean()  # gradients have no component along equal shifts
     np.testing.assert_allclose(M(G.ravel()), M_ref @ G.ravel(), rtol=1e-10, atol=1e-12)
+    # the quadratic form L-BFGS scales with, from half the products
+    g = G.ravel()
+    np.testing.assert_allclose(M.quad(g), g @ M_ref @ g, rtol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

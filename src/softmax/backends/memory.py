@@ -47,6 +47,10 @@ COVARIANCE_MIN_ROWS = 2
 #: features is 3 MiB: big enough for BLAS, small next to X).
 _COV_BLOCK_ROWS = 512
 
+#: Rows from which :meth:`InMemoryData.class_curvature` estimates its ``K x K``
+#: mean (an even stride of rows when there are more).
+CURVATURE_ROWS = 2048
+
 #: Python threads splitting each loss-gradient pass into row ranges (each with
 #: its own block buffers and single-threaded BLAS). Off (1) by default: on the
 #: 2-core machine this was measured on, the blocked pass is bound by memory
@@ -181,7 +185,7 @@ class InMemoryData(RowData):
             return None
         if self._covariance is None:
             n, p = X.shape
-            budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
+            budget = int(COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p)
             stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
             rows = np.arange(0, n, stride)
             s = np.ones(rows.size) if self.weights is None else self.weights[rows]
@@ -203,7 +207,10 @@ class InMemoryData(RowData):
         """Mean logit Hessian ``sum_i s_i (diag(p_i) - p_i p_i^T) / sum_i s_i``.
 
         Optional extra of the :class:`RowData` contract (the class factor of
-        the Kronecker preconditioner). Counts as one pass (it is half of one).
+        the Kronecker preconditioner). A ``K x K`` mean needs few rows: from
+        more than ``2 * CURVATURE_ROWS`` rows it is taken over an even
+        stride of them (not counted as a pass); otherwise over all rows,
+        counted as one pass (it is half of one).
 
         Parameters
         ----------
@@ -213,20 +220,30 @@ class InMemoryData(RowData):
         -------
         A : ndarray of shape (n_classes, n_classes), float64
         """
-        self.n_passes += 1
+        n = self.n_samples
+        stride = max(1, n // CURVATURE_ROWS)
+        if stride == 1:
+            self.n_passes += 1
         K = self.n_classes
         A = np.zeros((K, K))
         step = max(256, (1 << 19) // max(1, self.n_features * self.dtype.itemsize))
-        for start in range(0, self.n_samples, step):
-            stop = min(self.n_samples, start + step)
-            P = decision_function(coef, self.X[start:stop], fit_intercept=self.fit_intercept)
+        total = 0.0
+        for start in range(0, n, step * stride):
+            stop = min(n, start + step * stride)
+            Xb = self.X[start:stop:stride]
+            P = decision_function(coef, Xb, fit_intercept=self.fit_intercept)
             softmax_rows_(P)
             P = P.astype(np.float64, copy=False)
-            s = None if self.weights is None else self.weights[start:stop]
-            sP = P if s is None else P * s[:, None]
+            if self.weights is None:
+                sP = P
+                total += P.shape[0]
+            else:
+                s = self.weights[start:stop:stride]
+                sP = P * s[:, None]
+                total += float(s.sum())
             A[np.diag_indices(K)] += sP.sum(axis=0)
             A -= sP.T @ P
-        A /= max(self.weight_sum, 1e-300)
+        A /= max(total, 1e-300)
         return A
 
     def _workspace(self, keep_proba: bool = False) -> Workspace:

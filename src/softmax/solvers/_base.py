@@ -326,6 +326,20 @@ class Objective:
                 out[:, p] = inv_b @ gb - out[:, :p] @ mean  # back to b = b' - W mu
             return out.ravel()
 
+        def quad(g: np.ndarray) -> float:
+            # g^T M g with half of apply's products: M = T D^-1 T^T, so it is
+            # |D^-1/2 T^T g|^2 (L-BFGS scales its initial matrix by y^T M y)
+            G = g.reshape(K, q)
+            GW = G[:, :p]
+            value = 0.0
+            if fit_intercept:
+                gb = G[:, p]
+                GW = GW - np.outer(gb, mean)
+                value = float(gb @ inv_b @ gb)
+            R = (UaT @ GW.astype(ct)) @ Ub_c
+            return value + float(np.einsum("ij,ij,ij->", R, R, inv_w, dtype=np.float64))
+
+        apply.quad = quad  # type: ignore[attr-defined]
         return apply
 
     def intercept_direction(self) -> np.ndarray | None:

@@ -52,6 +52,12 @@ HISTORY_BYTES = 64 << 20
 #: Multiply-adds per pass (n_samples * n_features * n_classes) from which
 #: ``preconditioner="auto"`` considers the Kronecker preconditioner.
 KRONECKER_WORK = 10_000_000
+#: Iteration after which the Kronecker preconditioner replaces the diagonal
+#: one (then refreshed every ``precondition_every``). Problems solved within
+#: it never pay for the feature covariance; on MNIST (X / 255, C = 1)
+#: switching after 5 rather than 20 iterations took 79 -> 72 iterations to a
+#: 1e-6 gap (class curvature from a row subsample, 2048 rows).
+KRONECKER_START = 5
 
 
 def use_kronecker(data: RowData) -> bool:
@@ -66,6 +72,18 @@ def use_kronecker(data: RowData) -> bool:
     if not hasattr(data, "feature_covariance"):
         return False
     return data.n_samples * data.n_features * data.n_classes >= KRONECKER_WORK
+
+
+def _refresh_due(iteration: int, every: int, first: int) -> bool:
+    """Whether to rebuild the preconditioner after ``iteration`` iterations.
+
+    At ``first`` (0: at ``every``), then every ``every`` iterations; never when
+    ``every`` is 0.
+    """
+    if not every:
+        return False
+    first = first or every
+    return iteration >= first and (iteration - first) % every == 0
 
 
 def default_history(data: RowData) -> int:
@@ -120,7 +138,12 @@ class LBFGSMemory:
         self.S[i] = s
         self.Y[i] = y
         self.rho[i] = 1.0 / sy
-        self.gamma = sy / (yy if self.M is None else float(y @ self.M(y)))
+        if self.M is None:
+            yMy = yy
+        else:
+            quad = getattr(self.M, "quad", None)
+            yMy = quad(y) if quad is not None else float(y @ self.M(y))
+        self.gamma = sy / yMy
         self.head = (i + 1) % self.m
         self.count = min(self.count + 1, self.m)
         return True
@@ -197,9 +220,10 @@ def solve(
         covariance, :meth:`Objective.kronecker_preconditioner`; dense X of at
         most 2048 features, else the diagonal one), ``"diagonal"``
         (:meth:`Objective.preconditioner`), or ``"auto"``: where it pays
-        (:func:`use_kronecker`), diagonal for the first ``precondition_every``
-        iterations and Kronecker from the first refresh on, so problems solved
-        within them never pay for the covariance.
+        (:func:`use_kronecker`), diagonal for the first ``KRONECKER_START``
+        iterations and Kronecker from then on (refreshed every
+        ``precondition_every``), so problems solved within them never pay for
+        the covariance.
 
     Returns
     -------
@@ -292,7 +316,8 @@ def solve(
             break
         s = ls.t * d
         x = x + s
-        if precondition and precondition_every and (it + 1) % precondition_every == 0:
+        first = KRONECKER_START if kron else 0
+        if precondition and _refresh_due(it + 1, precondition_every, first):
             M_new = make_M(x.reshape(shape))
             if M_new is not None:
                 M = mem.M = M_new
