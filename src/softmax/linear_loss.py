@@ -221,6 +221,46 @@ def _ranges(n: int, step: int, parts: int) -> list[tuple[int, int]]:
     return [(cuts[i], cuts[i + 1]) for i in range(parts)]
 
 
+#: Dense C-contiguous rows go through the fused numba pass of
+#: :mod:`softmax._numba_loss` (extra ``fast``) when numba is installed, the pass
+#: is at least this much work (n_rows * n_features * n_classes: below it the
+#: one-off costs, a compile of about 3 s that is then cached on disk and about
+#: 0.3 s per process to import numba and load the cache, outweigh the saving)
+#: and it is faster there (FUSED_MIN_FEATURES).
+FUSED_MIN_WORK = 20_000_000
+#: By itemsize, ``(floor, per_class)``: the fused pass is used when
+#: ``n_features >= max(floor, per_class * n_classes)``. It pays a fixed cost per
+#: (row, class) (a horizontal vector sum) that BLAS does not, and BLAS runs
+#: closer to its peak as n_classes grows, so it needs enough features per class.
+#: Crossovers measured by benchmarks/bench_loss_kernel.py (results/loss_kernel.md).
+FUSED_MIN_FEATURES = {4: (64, 14), 8: (48, 6)}
+_fused_module: Any = None  # False once numba was found missing
+
+
+def _fused_pass(X: Any, n_classes: int) -> Callable[..., Any] | None:
+    """The fused dense pass when it applies to ``X`` and is faster, else None."""
+    global _fused_module
+    if (
+        _fused_module is False
+        or not isinstance(X, np.ndarray)
+        or not X.flags.c_contiguous
+        or X.dtype.itemsize not in FUSED_MIN_FEATURES
+        or X.size * n_classes < FUSED_MIN_WORK
+    ):
+        return None
+    floor, per_class = FUSED_MIN_FEATURES[X.dtype.itemsize]
+    if X.shape[1] < max(floor, per_class * n_classes):
+        return None
+    if _fused_module is None:
+        try:
+            from softmax import _numba_loss
+        except ImportError:  # numba missing: the BLAS path below is complete
+            _fused_module = False
+            return None
+        _fused_module = _numba_loss
+    return _fused_module.loss_grad_range
+
+
 def _loss_grad_range(
     W: np.ndarray,
     b: np.ndarray | None,
@@ -235,6 +275,9 @@ def _loss_grad_range(
     step: int,
 ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
     """Loss, weight gradient and intercept gradient of rows ``lo:hi``, in blocks."""
+    fused = _fused_pass(X, W.shape[0])
+    if fused is not None:
+        return fused(W, b, X, y, weights, need_gradient, bufs.gtmp, proba_out, lo, hi, step)
     K, p = W.shape
     dt = W.dtype
     WT = W.T  # F-contiguous view: BLAS reads it transposed, no copy
