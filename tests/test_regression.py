@@ -653,9 +653,10 @@ def test_partial_fit_approaches_fit():
         for start in range(0, 150, 50):
             rows = slice(start, start + 50)
             clf.partial_fit(X[rows], labels[rows], classes=["a", "b", "c"])
-    full = SoftmaxRegression(C=1.0).fit(X, labels)
+    full = SoftmaxRegression(C=1.0, tol=1e-10).fit(X, labels)
     f_online = objective(clf.coef_, clf.intercept_, X, labels, 1.0)
-    assert 0 <= (f_online - full.objective_) / full.objective_ < 0.02
+    # the default optimizer ("vr", variance-reduced) gets to the optimum itself
+    assert -1e-8 <= (f_online - full.objective_) / full.objective_ < 0.02
     assert np.mean(clf.predict(X) == full.predict(X)) >= 0.98
 
 

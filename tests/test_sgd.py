@@ -147,7 +147,10 @@ def test_partial_fit_warm_starts_from_fit(digits):
     m.set_params(learning_rate=1e-12)
     m.partial_fit(X[:100], y[:100])
     np.testing.assert_allclose(m.coef_, W, atol=1e-9)  # moved from fit's model, not from zero
-    assert m._sgd_state.optimizer.t_offset > 0  # the schedule starts with smaller steps
+    assert m._sgd_state.optimizer.step_scale < 1  # the first visits take smaller steps
+    a = SoftmaxRegression(solver="lbfgs", optimizer="adam").fit(X, y)
+    a.set_params(learning_rate=1e-12).partial_fit(X[:100], y[:100])
+    assert a._sgd_state.optimizer.t_offset > 0  # adam: the schedule starts further in
     # a new fit replaces the optimizer state: the next partial_fit starts from it
     m.set_params(learning_rate="auto")
     m.fit(X[::2], y[::2])
@@ -163,32 +166,6 @@ def test_mnist_one_epoch_of_partial_fit(mnist):
     for s in range(0, 8000, 500):
         m.partial_fit(Xtr[s : s + 500], ytr[s : s + 500], classes=np.arange(10))
     assert m.score(Xte, yte) >= 0.88
-
-
-def test_mnist_more_epochs_of_partial_fit_approach_the_batch_optimum(mnist):
-    """Epochs over the same chunks close the gap of the training objective to L-BFGS.
-
-    Adam's iterate stalls (19% above the optimum after 20 epochs); the
-    averaged iterate that partial_fit returns from the second epoch gets 12%
-    (seed 0). The issue's 1% is not reached in 20 epochs of 32 updates.
-    """
-    Xtr, ytr, _, _ = mnist
-    ref = SoftmaxRegression(tol=1e-10).fit(Xtr, ytr)
-
-    def objective(m):  # C sum CE + ||W||^2 / 2, from the textbook formula
-        Z = Xtr @ m.coef_.T + m.intercept_
-        ce = np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1)) + Z.max(1)
-        return m.C * np.sum(ce - Z[np.arange(len(ytr)), ytr]) + 0.5 * np.sum(m.coef_**2)
-
-    m = SoftmaxRegression(random_state=0)
-    gaps = {}
-    for epoch in range(1, 21):
-        for s in range(0, 8000, 500):
-            m.partial_fit(Xtr[s : s + 500], ytr[s : s + 500], classes=np.arange(10))
-        if epoch in (1, 5, 20):
-            gaps[epoch] = objective(m) / ref.objective_ - 1
-    assert gaps[1] > gaps[5] > gaps[20] > 0
-    assert gaps[20] < 0.15
 
 
 def test_sgd_fit_approaches_the_batch_optimum(digits):

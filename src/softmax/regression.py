@@ -98,10 +98,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Progress messages from the solver when > 0.
     random_state : int, numpy.random.Generator or None, default=None
         Seed for the stochastic solver (shuffling); unused by the others.
-    optimizer : str, default="adam"
-        Update rule of ``solver="sgd"`` and :meth:`partial_fit`.
+    optimizer : str, default="auto"
+        Update rule of ``solver="sgd"`` and :meth:`partial_fit`: ``"auto"``
+        is ``"vr"`` (preconditioned variance-reduced steps: SAGA in
+        :meth:`partial_fit`, SVRG in ``fit``) when ``l1_ratio == 0`` and
+        ``"adam"`` otherwise; also ``"adagrad"``, ``"sgd"``.
     learning_rate : float or "auto", default="auto"
-        Step size of ``solver="sgd"`` and :meth:`partial_fit`.
+        Step size of ``solver="sgd"`` and :meth:`partial_fit` (for ``"vr"``,
+        the fraction of a Newton step of its preconditioner).
     batch_size : int, default=256
         Minibatch size of ``solver="sgd"``.
 
@@ -172,7 +176,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         random_state: int | np.random.Generator | None = None,
-        optimizer: str = "adam",
+        optimizer: str = "auto",
         learning_rate: float | str = "auto",
         batch_size: int = 256,
     ) -> None:
