@@ -961,7 +961,10 @@ def markdown(report: dict[str, Any]) -> str:
     """The results as a markdown document."""
     lines = ["# Fit benchmark (issue 4)", ""]
     lines.append(f"Command: `{report['command']}`  ")
-    lines.append(f"Date (UTC): {report['date']}; threads: {report['threads']}  ")
+    lines.append(
+        f"Date (UTC): {report['date']}; threads: {report['threads']} (BLAS, OpenMP and torch "
+        f"pools); softmax row threads: {report.get('our_threads', report['threads'])}  "
+    )
     lines.append(f"Load average before / after: {report['load_before']} / {report['load_after']}")
     lines.append("")
     lines.append("## Machine")
@@ -1081,6 +1084,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0, help="row fraction of synthetic sets")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument(
+        "--our-threads",
+        type=int,
+        default=0,
+        help="row threads of our in-memory passes (softmax.backends.memory.N_THREADS; "
+        "each with one BLAS thread); default: --threads",
+    )
     ap.add_argument("--budget", type=float, default=120.0, help="seconds per run")
     ap.add_argument(
         "--budget-x",
@@ -1127,6 +1137,10 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     limiter = threadpool_limits(limits=args.threads)
+    import softmax.backends.memory
+
+    our_threads = args.our_threads or args.threads
+    softmax.backends.memory.N_THREADS = our_threads
     with contextlib.suppress(ImportError):
         import torch
 
@@ -1138,6 +1152,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "threads": args.threads,
+        "our_threads": our_threads,
         "load_before": [round(x, 2) for x in load_before],
         "machine": machine_info(),
         "datasets": [],

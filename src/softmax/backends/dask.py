@@ -199,6 +199,9 @@ def _merge_summaries(*parts: _LabelSummary) -> _LabelSummary:
 class _Chunk(InMemoryData):
     """In-memory rows of one chunk, sized truthfully for Dask's memory manager."""
 
+    # a worker already runs one task per thread: no row threads on top
+    row_threads = 1
+
     def __reduce__(self) -> tuple:
         # pickles (worker-to-worker moves, minibatches to the client) carry
         # the rows, not the block buffers

@@ -52,22 +52,45 @@ _COV_BLOCK_ROWS = 512
 CURVATURE_ROWS = 2048
 
 #: Python threads splitting each loss-gradient pass into row ranges (each with
-#: its own block buffers and single-threaded BLAS). Off (1) by default: on the
-#: 2-core machine this was measured on, the blocked pass is bound by memory
-#: bandwidth and the second core is shared, and two threads ranged from 1.29x
-#: faster to 1.2x slower between runs (docs/solvers.md). Set 2 on machines
-#: with idle cores; None chooses 2 for passes of >= THREADED_WORK.
-N_THREADS: int | None = 1
+#: its own block buffers and single-threaded BLAS, or the nogil numba pass);
+#: the partial sums are added in a fixed order. None (default) chooses: the
+#: ``SOFTMAX_NUM_THREADS`` environment variable if set, else the usable cores
+#: (at most 4), for passes of at least THREADED_WORK multiply-adds; one
+#: thread below. Measured on MNIST (8,000 x 784, float32) on an idle 2-core
+#: machine: 0.62 -> 0.50 s to a 1e-6 gap with 2 threads; on a machine whose
+#: cores other jobs hold, the second thread gains nothing (docs/solvers.md).
+#: Set 1 to keep fits on one core.
+N_THREADS: int | None = None
 #: Multiply-adds per pass (n_samples * n_features * n_classes) from which the
-#: automatic setting (N_THREADS = None) uses two threads.
+#: automatic setting (N_THREADS = None) uses more than one thread.
 THREADED_WORK = 20_000_000
+#: Most row threads the automatic setting uses.
+MAX_AUTO_THREADS = 4
 
 
-def _n_threads(X: Any, n_classes: int) -> int:
+def _usable_cores() -> int:
+    env = os.environ.get("SOFTMAX_NUM_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(
+                f"SOFTMAX_NUM_THREADS must be a positive integer, got {env!r}"
+            ) from None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_AUTO_THREADS))
+
+
+def _n_threads(X: Any, n_classes: int, override: int | None = None) -> int:
+    if override is not None:
+        return max(1, int(override))
     if N_THREADS is not None:
         return max(1, int(N_THREADS))
     work = X.shape[0] * max(1, X.shape[1]) * max(1, n_classes)
-    return 2 if (os.cpu_count() or 1) >= 2 and work >= THREADED_WORK else 1
+    return _usable_cores() if work >= THREADED_WORK else 1
 
 
 class InMemoryData(RowData):
@@ -98,6 +121,9 @@ class InMemoryData(RowData):
     >>> bool(round(loss / 3, 6) == round(np.log(2), 6)), data.n_passes
     (True, 1)
     """
+
+    #: Row threads per pass; None follows the module's N_THREADS rule.
+    row_threads: int | None = None
 
     def __init__(
         self,
@@ -192,16 +218,22 @@ class InMemoryData(RowData):
             mean = self.feature_moments()[0]
             shift = mean.astype(X.dtype)  # centre blocks first: no cancellation
             cov = np.zeros((p, p))
-            for start in range(0, rows.size, _COV_BLOCK_ROWS):
-                idx = rows[start : start + _COV_BLOCK_ROWS]
-                Xb = (X[idx] if stride > 1 else X[idx[0] : idx[-1] + 1]) - shift
-                if self.weights is None:
-                    cov += Xb.T @ Xb  # same operand: BLAS syrk
-                else:
-                    cov += Xb.T @ (Xb * self.weights[idx, None].astype(X.dtype))
+            self._covariance_blocks(X, rows, stride, shift, cov)
             cov /= max(float(s.sum()), 1e-300)
             self._covariance = (mean, cov)
         return self._covariance
+
+    def _covariance_blocks(
+        self, X: np.ndarray, rows: np.ndarray, stride: int, shift: np.ndarray, cov: np.ndarray
+    ) -> None:
+        """Add the centred blocks' ``Xb^T Xb`` (weighted) to ``cov``."""
+        for start in range(0, rows.size, _COV_BLOCK_ROWS):
+            idx = rows[start : start + _COV_BLOCK_ROWS]
+            Xb = (X[idx] if stride > 1 else X[idx[0] : idx[-1] + 1]) - shift
+            if self.weights is None:
+                cov += Xb.T @ Xb  # same operand: BLAS syrk
+            else:
+                cov += Xb.T @ (Xb * self.weights[idx, None].astype(X.dtype))
 
     def class_curvature(self, coef: np.ndarray) -> np.ndarray:
         """Mean logit Hessian ``sum_i s_i (diag(p_i) - p_i p_i^T) / sum_i s_i``.
@@ -246,13 +278,17 @@ class InMemoryData(RowData):
         A /= max(total, 1e-300)
         return A
 
+    def n_threads(self) -> int:
+        """Row threads of this data's passes (see :data:`N_THREADS`)."""
+        return _n_threads(self.X, self.n_classes, self.row_threads)
+
     def _workspace(self, keep_proba: bool = False) -> Workspace:
         if self._ws is None or (keep_proba and self._ws.proba is None):
             self._ws = Workspace(
                 self.X,
                 self.n_classes,
                 keep_proba=keep_proba,
-                n_threads=_n_threads(self.X, self.n_classes),
+                n_threads=self.n_threads(),
             )
         return self._ws
 

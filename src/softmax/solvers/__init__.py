@@ -225,7 +225,7 @@ def solve(
     threads = blas_threads_for(data)
     if threads is None:
         return module.solve(data, **kwargs)
-    from threadpoolctl import threadpool_limits
+    from softmax._threads import blas_limit
 
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with blas_limit(threads):
         return module.solve(data, **kwargs)

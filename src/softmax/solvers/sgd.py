@@ -129,7 +129,6 @@ proximal iterates is not sparse.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import time
@@ -481,19 +480,9 @@ def _blas_limits(batch_rows: int, n_features: int, n_classes: int) -> Any:
     """
     if batch_rows * max(1, n_features) * max(1, n_classes) >= MINIBATCH_SINGLE_THREAD_WORK:
         return contextlib.nullcontext()
-    return _controller().limit(limits=1, user_api="blas")
+    from softmax._threads import blas_limit
 
-
-@functools.lru_cache(maxsize=1)
-def _controller() -> Any:
-    """One threadpoolctl controller for the process.
-
-    ``threadpool_limits`` rescans the loaded libraries at every call (13 ms
-    measured, as much as the whole update of a 500-row partial_fit chunk).
-    """
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
+    return blas_limit(1)
 
 
 def _bar(enabled: bool, total: int, desc: str) -> Any:
