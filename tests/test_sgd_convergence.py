@@ -17,7 +17,7 @@ from scipy.special import log_softmax
 from sklearn.datasets import load_digits, make_classification
 
 from softmax import SoftmaxRegression
-from softmax.solvers import sgd
+from softmax.solvers import _variance_reduced, sgd
 
 
 def objective(m, X, y, C=1.0):
@@ -183,7 +183,7 @@ def digits_scaled():
 def test_preconditioner_is_the_damped_kronecker_inverse(fit_intercept, monkeypatch):
     """M g equals the inverse of A (x) (Sigma + delta I) + l2 I (in (W, b') variables),
     formed densely with np.kron, on the weights; the intercepts get K g_b."""
-    monkeypatch.setattr(sgd, "VR_LOW_RANK_TOL", 0.0)  # every direction kept: exact
+    monkeypatch.setattr(_variance_reduced, "VR_LOW_RANK_TOL", 0.0)  # every direction kept: exact
     rng = np.random.default_rng(0)
     K, p, l2 = 3, 4, 0.05
     X = rng.normal(size=(50, p)) @ rng.normal(size=(p, p)) + 2.0
@@ -221,7 +221,7 @@ def test_low_rank_preconditioner_is_within_its_tolerance():
     exact = (U / ((np.maximum(lam, 0) + low.delta) / 5 + 1e-3)) @ U.T
     assert 0 < low.basis.shape[1] < p  # some directions dropped, some kept
     ratio = np.linalg.eigvals(np.linalg.solve(exact, low.matrix())).real
-    assert ratio.min() > 1 - 1e-9 and ratio.max() < 1 + sgd.VR_LOW_RANK_TOL + 1e-9
+    assert ratio.min() > 1 - 1e-9 and ratio.max() < 1 + _variance_reduced.VR_LOW_RANK_TOL + 1e-9
 
 
 def test_preconditioner_from_few_rows_equals_the_full_one():
