@@ -386,7 +386,9 @@ MEMORY_SCRIPT = textwrap.dedent(
     src = FileSource(path, target=-1, block_rows=block_rows)
     src.scan()
     data = build_row_data(src)
-    data.loss_gradient(np.zeros(data.coef_shape))  # warm up BLAS buffers, imports
+    # warm up BLAS buffers and the one-off imports of a first fit (SciPy's
+    # linear algebra, the thread-pool controller: ~9 MB, whatever the file)
+    solve(data, solver="lbfgs", max_iter=0)
 
     def peak_bytes():
         for line in open("/proc/self/status"):
