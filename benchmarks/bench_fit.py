@@ -330,9 +330,19 @@ class Recorder:
     """
 
     def __init__(
-        self, ds: Dataset, f_ref: float, targets: tuple[float, ...], budget: float, stall: int
+        self,
+        ds: Dataset,
+        f_ref: float,
+        targets: tuple[float, ...],
+        budget: float,
+        stall: int,
+        X: Any = None,
     ) -> None:
         self.ds = ds
+        # the peer's own array (X64 holds exactly X32's values, so the
+        # objective is the same number): reading the other copy at every
+        # evaluation would evict the peer's data from cache between its passes
+        self.X = ds.X64 if X is None else X
         self.f_ref = f_ref
         self.targets = targets
         self.budget = budget
@@ -371,7 +381,7 @@ class Recorder:
         self.evals += 1
         W = np.array(W, dtype=np.float64)
         b = np.array(b, dtype=np.float64)
-        f = objective(W, b, self.ds.X64, self.ds.y, self.ds.C)
+        f = objective(W, b, self.X, self.ds.y, self.ds.C)
         gap = (f - self.f_ref) / abs(self.f_ref) if math.isfinite(f) else math.inf
         self.trajectory.append((now, gap))
         if gap < self.best_gap:
@@ -606,7 +616,8 @@ def peer_available(name: str) -> str | None:
 
 def run_peer(name: str, ds: Dataset, ref: dict[str, Any], args: argparse.Namespace) -> dict:
     """One timed run of peer ``name`` on ``ds``; a dict of measurements."""
-    rec = Recorder(ds, float(ref["f"]), TARGETS, args.budget, args.stall)
+    X = ds.X32 if name.endswith("f32") else ds.X64
+    rec = Recorder(ds, float(ref["f"]), TARGETS, args.budget, args.stall, X=X)
     gc.collect()
     extra: dict[str, Any] = {}
     error = None
