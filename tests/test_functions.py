@@ -316,6 +316,52 @@ def test_any_axis_matches_scipy(axis):
     )
 
 
+@pytest.mark.parametrize("axis", [None, (0, 2), (2, 0), (1,), (-1, -2), (0, 1, 2)])
+def test_several_axes_match_scipy(axis):
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((3, 4, 5)) * 5
+    x[0, 1, 2] = -inf
+    assert_allclose(softmax(x, axis), sps.softmax(x, axis=axis), rtol=1e-14, atol=1e-300)
+    assert_allclose(log_softmax(x, axis), sps.log_softmax(x, axis=axis), rtol=1e-13, atol=1e-14)
+    for keepdims in (False, True):
+        got = logsumexp(x, axis, keepdims=keepdims)
+        ref = sps.logsumexp(x, axis=axis, keepdims=keepdims)
+        assert np.shape(got) == np.shape(ref)
+        assert_allclose(got, ref, rtol=1e-14)
+    b = rng.standard_normal((4, 5))  # broadcasts; negative weights need the sign
+    lse, sign = logsumexp(x, axis, b=b, return_sign=True)
+    lse_ref, sign_ref = sps.logsumexp(x, axis=axis, b=b, return_sign=True)
+    assert_allclose(lse, lse_ref, rtol=1e-13)
+    assert_array_equal(sign, sign_ref)
+
+
+def test_several_axes_equal_the_flattened_slice():
+    """A masked softmax over axes (0, 2) is the softmax of the kept entries of that slab."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((3, 4, 5))
+    mask = rng.random((3, 1, 5)) > 0.4  # broadcasts over axis 1
+    got = softmax(x, (0, 2), where=mask, temperature=0.5)
+    for j in range(4):
+        kept = x[:, j, :][mask[:, 0, :]]
+        expect = np.zeros((3, 5))
+        expect[mask[:, 0, :]] = sps.softmax(kept / 0.5)
+        assert_allclose(got[:, j, :], expect, rtol=1e-14)
+    out = np.empty_like(x)
+    assert softmax(x, None, out=out) is out
+    assert_allclose(out.sum(), 1.0, rtol=1e-14)
+    assert float(softmax(np.float64(3.0), axis=None)) == 1.0  # a 0-d input has one entry
+    # no axes: every entry its own one-long row (-inf: an all -inf row, 0 by policy)
+    x[0, 0, 0] = -inf
+    assert_array_equal(softmax(x, ()), np.where(x == -inf, 0.0, 1.0))
+    assert_array_equal(logsumexp(x, ()), x)
+    with pytest.raises(ValueError, match="twice"):
+        log_softmax(x, (0, -3))
+    with pytest.raises(np.exceptions.AxisError, match="out of bounds"):
+        logsumexp(x, (0, 3))
+    with pytest.raises(ValueError, match="out has shape"):
+        softmax(x, (0, 1), out=np.empty((3, 4)))
+
+
 def test_axis_with_special_rows():
     x = np.zeros((4, 3))
     x[1, 0] = inf

@@ -142,3 +142,20 @@ def test_torch_matches_torch_functions():
         v = torch.randn(5, 7, generator=gen, dtype=dtype)
         _, jvp = torch.func.jvp(lambda z: torch.softmax(z, -1), (x,), (v,))
         torch.testing.assert_close(softmax_jvp(x, v), jvp, rtol=rtol * 10, atol=1e-6)
+
+
+def test_several_axes_on_array_api_strict():
+    """axis=None and tuples keep the namespace and match SciPy on the NumPy twin."""
+    rng = np.random.default_rng(21)
+    xn = rng.standard_normal((3, 4, 5)) * 5
+    x = xps.asarray(xn)
+    for axis in (None, (0, 2)):
+        got = softmax(x, axis)
+        assert isinstance(got, type(x))
+        assert_allclose(np.asarray(got), sps.softmax(xn, axis=axis), rtol=1e-14)
+        got = log_softmax(x, axis, where=x > -3.0)
+        ref = sps.log_softmax(np.where(xn > -3.0, xn, -inf), axis=axis)
+        assert_allclose(np.asarray(got), ref, rtol=1e-13, atol=1e-14)
+        got = logsumexp(x, axis, keepdims=True)
+        assert tuple(got.shape) == sps.logsumexp(xn, axis=axis, keepdims=True).shape
+        assert_allclose(np.asarray(got), sps.logsumexp(xn, axis=axis, keepdims=True), rtol=1e-14)

@@ -6,8 +6,9 @@ r"""The softmax function family: exact on every input, and fast.
     \operatorname{logsumexp}(x) = \log \sum_j e^{x_j}
 
 All functions work along one axis (``axis=-1`` by default; note that
-:func:`scipy.special.softmax` uses the whole array by default) and follow one
-numerics policy:
+:func:`scipy.special.softmax` uses the whole array by default; ``softmax``,
+``log_softmax`` and ``logsumexp`` also take a tuple of axes or ``None``, the
+whole array) and follow one numerics policy:
 
 =========================  ==========================  =======================  ============
 input                      softmax                     log_softmax              logsumexp
@@ -407,13 +408,79 @@ def _xp_softmax(xp, x, axis, t, where, out, log):
 
 
 # --------------------------------------------------------------------------
+# several axes (or all: axis=None) folded into one
+# --------------------------------------------------------------------------
+
+
+class _Folded:
+    """``x`` with the reduced axes moved last and merged into one of length K.
+
+    ``axis=None`` (every axis, as :func:`scipy.special.softmax`'s default) or
+    a tuple of axes: the one-axis code then runs on ``(..., K)`` rows, and
+    :meth:`unfold` / :attr:`kept_shape` put results back in ``x``'s layout.
+    """
+
+    def __init__(self, xp: Any, x: Any, axis: Any) -> None:
+        nd = x.ndim
+        if axis is None:
+            axes = tuple(range(nd))
+        else:
+            axes = tuple(_normalize_axis(a, nd) for a in axis)
+            if len(set(axes)) != len(axes):
+                raise ValueError(f"axis {axis!r} names an axis twice; list each axis once")
+        keep = [i for i in range(nd) if i not in axes]
+        self.xp, self.shape, self.axes = xp, tuple(x.shape), axes
+        self.perm = (*keep, *axes)
+        self.batch = tuple(self.shape[i] for i in keep)
+        self.k = math.prod(self.shape[i] for i in axes)
+        #: shape of a reduction with keepdims (1 on every reduced axis)
+        self.kept_shape = tuple(1 if i in axes else n for i, n in enumerate(self.shape))
+
+    def _permute(self, a: Any, perm: tuple[int, ...]) -> Any:
+        xp = self.xp
+        return np.transpose(a, perm) if xp is np else xp.permute_dims(a, perm)
+
+    def fold(self, a: Any, name: str = "x") -> Any:
+        """``a`` (broadcast to ``x``'s shape) as rows of shape ``(..., K)``."""
+        a = _broadcast_to(self.xp, a, self.shape, name)
+        return self.xp.reshape(self._permute(a, self.perm), (*self.batch, self.k))
+
+    def unfold(self, r: Any) -> Any:
+        """Rows of shape ``(..., K)`` back to ``x``'s shape and axis order."""
+        r = self.xp.reshape(r, (*self.batch, *(self.shape[i] for i in self.axes)))
+        inverse = tuple(int(i) for i in np.argsort(self.perm))
+        return self._permute(r, inverse)
+
+
+def _several_axes(axis: Any) -> bool:
+    return axis is None or isinstance(axis, tuple)
+
+
+def _softmax_folded(x, axis, temperature, where, out, log):
+    """(log-)softmax over ``axis=None`` or a tuple of axes."""
+    xp = array_namespace(x, where)
+    x = _like(xp, x, x) if xp is not np else np.asarray(x)
+    f = _Folded(xp, x, axis)
+    w = None if where is None else f.fold(_like(xp, where, x), "where")
+    fn = log_softmax if log else softmax
+    res = f.unfold(fn(f.fold(x), -1, temperature=temperature, where=w))
+    if out is None:
+        return res
+    if xp is not np:
+        raise TypeError("out= is supported for NumPy arrays only")
+    _check_out(out, tuple(res.shape), res.dtype)
+    out[...] = res
+    return out
+
+
+# --------------------------------------------------------------------------
 # public functions
 # --------------------------------------------------------------------------
 
 
 def softmax(
     x: ArrayLike,
-    axis: int = -1,
+    axis: int | tuple[int, ...] | None = -1,
     *,
     temperature: float = 1.0,
     where: ArrayLike | None = None,
@@ -426,8 +493,9 @@ def softmax(
     x : array_like of shape (..., K, ...)
         Real input (float16/32/64 kept; bool and int computed in float64).
         NumPy input or any Array API array (PyTorch, CuPy, JAX, ...).
-    axis : int, default=-1
-        The axis of length ``K`` to normalise over. Unlike
+    axis : int, tuple of int or None, default=-1
+        The axis of length ``K`` to normalise over; a tuple normalises over
+        those axes together, None over the whole array. Unlike
         :func:`scipy.special.softmax`, whose default is the whole array, the
         default is the last axis (one distribution per row).
     temperature : float, default=1.0
@@ -460,6 +528,8 @@ def softmax(
         if res is not None:
             return res
     t = _check_temperature(temperature)
+    if _several_axes(axis):
+        return _softmax_folded(x, axis, t, where, out, log=False)
     xp = array_namespace(x, where)
     if xp is np:
         return _np_softmax(x, axis, t, where, out, log=False)
@@ -468,7 +538,7 @@ def softmax(
 
 def log_softmax(
     x: ArrayLike,
-    axis: int = -1,
+    axis: int | tuple[int, ...] | None = -1,
     *,
     temperature: float = 1.0,
     where: ArrayLike | None = None,
@@ -480,8 +550,9 @@ def log_softmax(
     ----------
     x : array_like of shape (..., K, ...)
         Real input, as for :func:`softmax`.
-    axis : int, default=-1
-        Axis to normalise over (scipy's default is the whole array).
+    axis : int, tuple of int or None, default=-1
+        Axis to normalise over; a tuple normalises over those axes together,
+        None over the whole array (scipy's default).
     temperature : float, default=1.0
         ``T >= 0``; ``T = 0`` gives ``-log(m)`` on the ``m`` maxima, ``-inf``
         elsewhere.
@@ -507,6 +578,8 @@ def log_softmax(
         if res is not None:
             return res
     t = _check_temperature(temperature)
+    if _several_axes(axis):
+        return _softmax_folded(x, axis, t, where, out, log=True)
     xp = array_namespace(x, where)
     if xp is np:
         return _np_softmax(x, axis, t, where, out, log=True)
@@ -515,7 +588,7 @@ def log_softmax(
 
 def logsumexp(
     x: ArrayLike,
-    axis: int = -1,
+    axis: int | tuple[int, ...] | None = -1,
     *,
     b: ArrayLike | None = None,
     keepdims: bool = False,
@@ -528,8 +601,9 @@ def logsumexp(
     ----------
     x : array_like of shape (..., K, ...)
         Real input.
-    axis : int, default=-1
-        Axis to reduce (scipy's default is the whole array).
+    axis : int, tuple of int or None, default=-1
+        Axis to reduce; a tuple reduces those axes, None the whole array
+        (scipy's default).
     b : array_like, optional
         Weights broadcastable to ``x``; may be negative (then use
         ``return_sign``). Terms with ``b == 0`` are ignored, even where ``x``
@@ -559,6 +633,15 @@ def logsumexp(
     (array(0.), array(-1.))
     """
     xp = array_namespace(x, b, where)
+    if _several_axes(axis):
+        x = np.asarray(x) if xp is np else _like(xp, x, x)
+        f = _Folded(xp, x, axis)
+        bf = None if b is None else f.fold(_like(xp, b, x), "b")
+        wf = None if where is None else f.fold(_like(xp, where, x), "where")
+        res = logsumexp(f.fold(x), -1, b=bf, return_sign=True, where=wf)
+        reshape = f.kept_shape if keepdims else f.batch
+        lse, sign = (xp.reshape(r, reshape) for r in res)
+        return (lse, sign) if return_sign else lse
     if xp is np:
         a, work, out_dtype = _np_float(x)
         ax = _normalize_axis(axis, a.ndim)
