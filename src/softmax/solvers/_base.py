@@ -304,7 +304,9 @@ class Objective:
         # shape, and p x p float32 halves the memory each product reads
         ct = np.float32 if p >= KRONECKER_FLOAT32_FEATURES else np.float64
         inv_w = (1.0 / denom).astype(ct)
-        UaT, Ub_c, UbT = Ua.T.astype(ct), Ub.astype(ct), np.ascontiguousarray(Ub.T, dtype=ct)
+        # Ub is kept in the product dtype by _cached_eigh: views, no p x p copies
+        UaT, Ub_c = Ua.T.astype(ct), Ub.astype(ct, copy=False)
+        UbT = Ub_c.T
         Ua_c = Ua.astype(ct)
         lab = la.copy()
         pos = lab > 0
@@ -471,15 +473,19 @@ def _cached_eigh(obj: Objective, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         import scipy.linalg
 
         p = S.shape[0]
+        # float32 where the products will be float32: p x p matrices are the
+        # bulk of what a fit allocates when there are few rows (MNIST)
+        dt = np.float32 if p >= KRONECKER_FLOAT32_FEATURES else np.float64
         active = np.flatnonzero(np.diag(S) > 0)
         lam = np.zeros(p)
-        U = np.zeros((p, p))
+        U = np.zeros((p, p), dtype=dt)
         U[np.arange(p), np.arange(p)] = 1.0  # constant features: unit vectors
         if active.size:
-            sub = S[np.ix_(active, active)]
-            if p >= KRONECKER_FLOAT32_FEATURES:
-                sub = sub.astype(np.float32)
+            sub = S.astype(dt, copy=False)
+            if active.size < p:
+                sub = sub[np.ix_(active, active)]
             la, Ua = scipy.linalg.eigh(sub, driver="evd", check_finite=False)
+            del sub
             U[:, active] = 0.0
             U[np.ix_(active, active)] = Ua
             lam[active] = la
