@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
 import threadpoolctl
+from bench_loss import cpu_model  # run as a script: benchmarks/ is on sys.path
 from threadpoolctl import threadpool_limits
 
 from softmax import linear_loss
@@ -48,17 +48,6 @@ QUICK = [
     (100_000, 100, 10, "100000 x 100, K=10"),
     (10_000, 500, 100, "10000 x 500, K=100"),
 ]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_average() -> str:

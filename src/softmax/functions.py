@@ -459,7 +459,7 @@ def _several_axes(axis: Any) -> bool:
 def _softmax_folded(x, axis, temperature, where, out, log):
     """(log-)softmax over ``axis=None`` or a tuple of axes."""
     xp = array_namespace(x, where)
-    x = _like(xp, x, x) if xp is not np else np.asarray(x)
+    x = _like(xp, x, x)
     f = _Folded(xp, x, axis)
     w = None if where is None else f.fold(_like(xp, where, x), "where")
     fn = log_softmax if log else softmax
@@ -634,7 +634,7 @@ def logsumexp(
     """
     xp = array_namespace(x, b, where)
     if _several_axes(axis):
-        x = np.asarray(x) if xp is np else _like(xp, x, x)
+        x = _like(xp, x, x)
         f = _Folded(xp, x, axis)
         bf = None if b is None else f.fold(_like(xp, b, x), "b")
         wf = None if where is None else f.fold(_like(xp, where, x), "where")

@@ -352,11 +352,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         from softmax.backends.memory import InMemoryData
 
-        # unit weights (no sample or class weights): None takes the unweighted
-        # kernels (the feature covariance as a symmetric rank-k update: half
-        # the flops of the weighted product)
-        if np.all(weights == 1.0):
-            weights = None
         data = InMemoryData(X, codes, weights, classes, fit_intercept=params["fit_intercept"])
         return data, X
 
