@@ -403,3 +403,130 @@ def test_kronecker_preconditioner_falls_back_to_the_diagonal_one_on_sparse_rows(
         assert (res.objective - dense.objective) / dense.objective <= 1e-6
     with pytest.raises(ValueError, match="preconditioner"):
         solve(data, solver="lbfgs", C=1.0, preconditioner="full")
+
+
+# -- the L-BFGS history: two-loop recursion, float32 storage, compiled loops, bases ----
+
+
+def _explicit_bfgs_direction(pairs, M, g):
+    """-H g with H from the BFGS update applied to H0 = gamma M, as dense matrices.
+
+    Nocedal & Wright (7.19) and (6.17): ``gamma = s.y / y.M.y`` of the newest
+    pair, then ``H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T`` oldest first.
+    """
+    n = g.size
+    s_new, y_new = pairs[-1]
+    H = (s_new @ y_new) / (y_new @ M @ y_new) * M
+    eye = np.eye(n)
+    for s, y in pairs:
+        rho = 1.0 / (s @ y)
+        H = (eye - rho * np.outer(s, y)) @ H @ (eye - rho * np.outer(y, s)) + rho * np.outer(s, s)
+    return -H @ g
+
+
+def _pairs_of_a_quadratic(rng, n, count):
+    """Steps s and gradient changes y = B s of a positive definite quadratic."""
+    A = rng.normal(size=(n, n))
+    B = A @ A.T / n + 0.1 * np.eye(n)
+    return [(s, B @ s) for s in rng.normal(size=(count, n))]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_two_loop_recursion_matches_the_explicit_bfgs_matrix(dtype, compiled):
+    if compiled:
+        pytest.importorskip("numba")
+    from softmax.solvers.lbfgs import LBFGSMemory
+
+    rng = np.random.default_rng(5)
+    n, m = 40, 6
+    pairs = _pairs_of_a_quadratic(rng, n, 9)  # more pairs than slots: the ring wraps
+    dvec = rng.uniform(0.5, 2.0, size=n)
+
+    def precond(v):
+        return dvec * v
+
+    precond.quad = lambda v: float(v @ (dvec * v))
+    mem = LBFGSMemory(m, n, precond, dtype=dtype, compiled=compiled)
+    for s, y in pairs:
+        assert mem.push(s, y)
+    g = rng.normal(size=n)
+    d = mem.direction(g)
+    assert d.dtype == np.float64
+    expected = _explicit_bfgs_direction(pairs[-m:], np.diag(dvec), g)
+    rtol = 1e-10 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(d, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+def test_two_loop_recursion_rejects_pairs_without_positive_curvature():
+    from softmax.solvers.lbfgs import LBFGSMemory
+
+    mem = LBFGSMemory(3, 4)
+    assert not mem.push(np.array([1.0, 0, 0, 0]), np.array([-1.0, 0, 0, 0]))
+    assert mem.count == 0
+    with pytest.raises(ValueError, match="history_size"):
+        LBFGSMemory(0, 4)
+
+
+def test_feature_basis_is_an_orthogonal_change_of_variables_for_the_preconditioner():
+    """Q^T M Q in the basis: history moved into it gives the rotated direction."""
+    from softmax.solvers._base import Objective
+    from softmax.solvers.lbfgs import LBFGSMemory, _change_of_basis
+
+    rng = np.random.default_rng(6)
+    n_rows, p, K = 80, 6, 3
+    X = rng.normal(size=(n_rows, p)) @ rng.normal(size=(p, p)) + 1.0
+    y = rng.integers(0, K, size=n_rows)
+    obj = Objective(data_of(X, y), C=2.0, l1_ratio=0.0)
+    M = obj.kronecker_preconditioner(rng.normal(size=obj.shape))
+    basis = M.basis
+    np.testing.assert_allclose(basis.Q.T @ basis.Q, np.eye(p), atol=1e-12)
+    n = K * (p + 1)
+    V = rng.normal(size=(4, n))
+    np.testing.assert_allclose(basis.back(basis.forward(V)), V, atol=1e-12)
+    # dot products are preserved, and M in the basis is the rotated M
+    np.testing.assert_allclose(
+        basis.forward(V) @ basis.forward(V).T, V @ V.T, rtol=1e-12, atol=1e-12
+    )
+    g = rng.normal(size=n)
+    np.testing.assert_allclose(
+        basis.precond(basis.forward(g)), basis.forward(M(g)), rtol=1e-10, atol=1e-12
+    )
+    assert basis.precond.quad(basis.forward(g)) == pytest.approx(g @ M(g), rel=1e-10)
+    # a history built in the variables, moved into the basis, gives the same direction
+    pairs = _pairs_of_a_quadratic(rng, n, 5)
+    plain = LBFGSMemory(8, n, M)
+    rotated = LBFGSMemory(8, n, None)
+    for s, yv in pairs:
+        plain.push(s, yv)
+        rotated.push(s, yv)
+    rotated.transform(_change_of_basis(None, basis))
+    rotated.M = basis.precond
+    rotated.gamma = plain.gamma
+    np.testing.assert_allclose(
+        basis.back(rotated.direction(basis.forward(g))), plain.direction(g), rtol=1e-9
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_auto_preconditioner_switches_to_the_kronecker_basis_and_reaches_the_optimum(
+    dtype, monkeypatch
+):
+    """ "auto" switches from diagonal to Kronecker mid-run (the history moves into its basis)."""
+    import softmax.solvers.lbfgs as lbfgs
+
+    monkeypatch.setattr(lbfgs, "KRONECKER_WORK", 10_000)  # a small problem qualifies
+    rng = np.random.default_rng(7)
+    n_rows, p, K = 600, 40, 5
+    F = rng.normal(size=(n_rows, 5))
+    X = F @ rng.normal(size=(5, p)) + 0.5 * rng.normal(size=(n_rows, p))
+    X *= np.exp(rng.uniform(-1, 1, size=p))  # correlated, on different scales
+    y = np.argmax(X @ rng.normal(size=(p, K)) * 0.3 + rng.gumbel(size=(n_rows, K)), axis=1)
+    data = data_of(X.astype(dtype), y)
+    assert lbfgs.use_kronecker(data)
+    res = solve(data, solver="lbfgs", C=1.0, tol=1e-9)
+    assert res.converged, res.message
+    assert res.n_iter > lbfgs.KRONECKER_START
+    ref = solve(data_of(X, y), solver="newton-cholesky", C=1.0, tol=1e-12)
+    f_ours = objective(res.coef, X, y, None, 1.0, 0.0)
+    assert (f_ours - ref.objective) / ref.objective <= 1e-6

@@ -75,6 +75,58 @@ class SolverResult:
 KRONECKER_FLOAT32_FEATURES = 256
 
 
+class FeatureBasis:
+    """The orthogonal change of variables ``v -> v Q`` of each class's weights.
+
+    ``Q`` (``p x p``, orthogonal: the eigenvectors of the feature covariance)
+    rotates the weight part of every class row of a ``(K, p + fit_intercept)``
+    vector; intercepts are left as they are. In this basis the Kronecker
+    preconditioner is a ``K x K`` product and an elementwise scaling
+    (``precond``), so L-BFGS can keep its history there and pay two ``p x p``
+    products per iteration (the new gradient in, the direction out) rather
+    than four (see :meth:`Objective.kronecker_preconditioner`).
+
+    Parameters
+    ----------
+    Q : ndarray of shape (n_features, n_features)
+        Orthogonal; float32 makes the products float32 (they are memory-bound
+        on ``Q``, and a preconditioner needs no more digits).
+    n_classes, n_coef : int
+        ``K`` and ``p + fit_intercept``.
+
+    Attributes
+    ----------
+    precond : callable
+        ``g' -> (Q^T M Q) g'``, the preconditioner in this basis, with
+        ``precond.quad(g') = g'^T Q^T M Q g'``.
+    """
+
+    def __init__(self, Q: np.ndarray, n_classes: int, n_coef: int) -> None:
+        self.Q = Q
+        self.QT = Q.T
+        self.shape = (n_classes, n_coef)
+        self.precond: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def _map(self, V: np.ndarray, Q: np.ndarray) -> np.ndarray:
+        K, q = self.shape
+        p = Q.shape[0]
+        G = V.reshape(-1, K, q)
+        out = np.empty(G.shape)
+        # one product for every row of every vector: (r K, p) @ (p, p)
+        # astype first: one copy makes the strided weight part contiguous
+        out[:, :, :p] = (G[:, :, :p].astype(Q.dtype).reshape(-1, p) @ Q).reshape(-1, K, p)
+        out[:, :, p:] = G[:, :, p:]
+        return out.reshape(V.shape)
+
+    def forward(self, V: np.ndarray) -> np.ndarray:
+        """Coordinates in the basis, ``v -> Q^T v``, of shape ``(n,)`` or ``(r, n)``, float64."""
+        return self._map(V, self.Q)
+
+    def back(self, V: np.ndarray) -> np.ndarray:
+        """Back from the basis, ``v' -> Q v'``; inverse of :meth:`forward`, float64."""
+        return self._map(V, self.QT)
+
+
 class Objective:
     """The rescaled objective ``f = F / (C * weight_sum)`` over a :class:`RowData`.
 
@@ -299,49 +351,53 @@ class Objective:
         lb, Ub = _cached_eigh(self, Sigma)
         lb = np.maximum(lb, 0.0)
         # A and Sigma are weighted means, as f's data term is: M^-1 = A (x) Sigma + l2 I
-        denom = np.outer(la, lb) + l2
-        # products in float32 when they are big: M only needs the Hessian's
-        # shape, and p x p float32 halves the memory each product reads
-        ct = np.float32 if p >= KRONECKER_FLOAT32_FEATURES else np.float64
-        inv_w = (1.0 / denom).astype(ct)
-        # Ub is kept in the product dtype by _cached_eigh: views, no p x p copies
-        UaT, Ub_c = Ua.T.astype(ct), Ub.astype(ct, copy=False)
-        UbT = Ub_c.T
-        Ua_c = Ua.astype(ct)
+        inv_w = 1.0 / (np.outer(la, lb) + l2)
         lab = la.copy()
         pos = lab > 0
         lab[~pos] = lab[pos].mean() if pos.any() else 1.0
         inv_b = (Ua / lab) @ Ua.T  # (K, K)
         fit_intercept = self.data.fit_intercept
+        basis = FeatureBasis(Ub, K, q)
+        # in the basis, T^T g = (G_W - g_b mean^T, g_b) has mean' = Ub^T mean
+        # (in Ub's dtype: no float64 copy of a p x p float32 Ub)
+        mean_r = (mean.astype(Ub.dtype) @ Ub).astype(np.float64)
 
-        def apply(g: np.ndarray) -> np.ndarray:
+        def apply_r(g: np.ndarray) -> np.ndarray:
+            # M' = Q^T M Q: only K x K products and an elementwise D^-1
             G = g.reshape(K, q)
             GW = G[:, :p]
             if fit_intercept:
                 gb = G[:, p]
-                GW = GW - np.outer(gb, mean)  # T^T g: gradient in (W, b')
+                GW = GW - np.outer(gb, mean_r)  # T^T g: gradient in (W, b')
             out = np.empty((K, q))
-            R = (UaT @ GW.astype(ct)) @ Ub_c
-            R *= inv_w
-            out[:, :p] = (Ua_c @ R) @ UbT
+            out[:, :p] = Ua @ ((Ua.T @ GW) * inv_w)
             if fit_intercept:
-                out[:, p] = inv_b @ gb - out[:, :p] @ mean  # back to b = b' - W mu
+                out[:, p] = inv_b @ gb - out[:, :p] @ mean_r  # back to b = b' - W mu
             return out.ravel()
 
-        def quad(g: np.ndarray) -> float:
-            # g^T M g with half of apply's products: M = T D^-1 T^T, so it is
-            # |D^-1/2 T^T g|^2 (L-BFGS scales its initial matrix by y^T M y)
+        def quad_r(g: np.ndarray) -> float:
+            # g^T M' g = |D^-1/2 T^T g|^2 (L-BFGS scales its initial matrix by y^T M y)
             G = g.reshape(K, q)
             GW = G[:, :p]
             value = 0.0
             if fit_intercept:
                 gb = G[:, p]
-                GW = GW - np.outer(gb, mean)
+                GW = GW - np.outer(gb, mean_r)
                 value = float(gb @ inv_b @ gb)
-            R = (UaT @ GW.astype(ct)) @ Ub_c
-            return value + float(np.einsum("ij,ij,ij->", R, R, inv_w, dtype=np.float64))
+            R = Ua.T @ GW
+            return value + float(np.einsum("ij,ij,ij->", R, R, inv_w))
+
+        apply_r.quad = quad_r  # type: ignore[attr-defined]
+        basis.precond = apply_r
+
+        def apply(g: np.ndarray) -> np.ndarray:
+            return basis.back(apply_r(basis.forward(g)))
+
+        def quad(g: np.ndarray) -> float:
+            return quad_r(basis.forward(g))
 
         apply.quad = quad  # type: ignore[attr-defined]
+        apply.basis = basis  # type: ignore[attr-defined]
         return apply
 
     def intercept_direction(self) -> np.ndarray | None:

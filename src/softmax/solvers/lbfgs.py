@@ -18,6 +18,7 @@ Why our own L-BFGS rather than ``scipy.optimize.minimize(method="L-BFGS-B")``:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 from softmax.backends._base import RowData
 from softmax.solvers._base import (
     Callback,
+    FeatureBasis,
     Monitor,
     Objective,
     RateGapEstimate,
@@ -36,16 +38,26 @@ from softmax.solvers._base import (
 )
 from softmax.solvers._linesearch import wolfe_line_search
 
-__all__ = ["NEEDS", "SUPPORTS_L1", "LBFGSMemory", "default_history", "solve", "use_kronecker"]
+__all__ = [
+    "NEEDS",
+    "SUPPORTS_L1",
+    "LBFGSMemory",
+    "default_history",
+    "make_memory",
+    "solve",
+    "use_kronecker",
+]
 
 SUPPORTS_L1 = False
 NEEDS = "gradient"
 
 #: Default number of correction pairs kept. On MNIST digits (X / 255, C=1)
-#: m = 10, 50, 100 took 231, 200, 175 iterations to a 1e-6 gap; see
-#: docs/solvers.md. The history is capped at HISTORY_BYTES of memory.
-HISTORY_SIZE = 100
-#: Memory the (s, y) history may take at most (two float64 vectors per pair).
+#: with the diagonal preconditioner m = 10, 50, 100 took 231, 200, 175
+#: iterations to a 1e-6 gap; with the Kronecker one 50 and 100 both take
+#: about 72 (docs/solvers.md), and 50 halves the two-loop's memory traffic.
+#: The history is capped at HISTORY_BYTES of memory.
+HISTORY_SIZE = 50
+#: Memory the (s, y) history may take at most (two vectors per pair).
 HISTORY_BYTES = 64 << 20
 
 
@@ -86,6 +98,23 @@ def _refresh_due(iteration: int, every: int, first: int) -> bool:
     return iteration >= first and (iteration - first) % every == 0
 
 
+def _same_basis(a: FeatureBasis | None, b: FeatureBasis | None) -> bool:
+    """Whether two bases (None: the variables themselves) are the same rotation."""
+    return a is b or (a is not None and b is not None and a.Q is b.Q)
+
+
+def _change_of_basis(
+    old: FeatureBasis | None, new: FeatureBasis | None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Rows of coordinates in ``old`` -> the same vectors' coordinates in ``new``."""
+
+    def change(V: np.ndarray) -> np.ndarray:
+        V = old.back(V) if old is not None else V
+        return new.forward(V) if new is not None else V
+
+    return change
+
+
 def default_history(data: RowData) -> int:
     """History size for ``data``: ``HISTORY_SIZE`` for big passes, 30 for small ones.
 
@@ -97,6 +126,45 @@ def default_history(data: RowData) -> int:
     return HISTORY_SIZE if work >= 10_000_000 else 30
 
 
+def make_memory(
+    data: RowData,
+    n: int,
+    history_size: int | None,
+    precond: Callable[[np.ndarray], np.ndarray] | None,
+) -> LBFGSMemory:
+    """The L-BFGS history for ``n`` variables on ``data``.
+
+    ``history_size`` pairs (by default :func:`default_history`), at most
+    ``HISTORY_BYTES`` of them, stored in float32 when the rows are float32:
+    the gradients carry float32 rounding anyway, and the two-loop recursion
+    reads the whole history twice per iteration (on MNIST, float32 and 50
+    pairs took the recursion from 0.75 to about 0.3 ms per iteration).
+    """
+    dtype = np.dtype(np.float32 if np.dtype(data.dtype) == np.float32 else np.float64)
+    m = default_history(data) if history_size is None else int(history_size)
+    m = min(m, max(5, HISTORY_BYTES // (2 * dtype.itemsize * n)))
+    # compiled loops only where numba is loaded already (the fused loss pass
+    # imports it for big in-memory rows): importing it costs 0.3 s and ~100 MB
+    compiled = "numba" in sys.modules
+    return LBFGSMemory(m, n, precond, dtype=dtype, compiled=compiled)
+
+
+_loops: Any = None  # the compiled loops' module; False once numba was found missing
+
+
+def _compiled_loops() -> Any:
+    """:mod:`softmax._numba_lbfgs`, or None without numba."""
+    global _loops
+    if _loops is None:
+        try:
+            from softmax import _numba_lbfgs
+        except ImportError:  # numba missing: the NumPy loops are complete
+            _loops = False
+        else:
+            _loops = _numba_lbfgs
+    return _loops or None
+
+
 class LBFGSMemory:
     """The last ``m`` correction pairs ``(s, y)`` and the two-loop recursion.
 
@@ -106,16 +174,32 @@ class LBFGSMemory:
         History size.
     n : int
         Number of variables.
+    precond : callable, optional
+        ``g -> M g``, the initial inverse Hessian up to the scale ``gamma``;
+        it may offer ``precond.quad(y) = y^T M y``.
+    dtype : numpy dtype, default float64
+        Storage and arithmetic of the pairs and the recursion; the direction
+        comes back in float64 and ``rho``, ``alpha`` stay float64.
+    compiled : bool, default False
+        Run the recursion's loops compiled (:mod:`softmax._numba_lbfgs`) when
+        numba is installed.
     """
 
     def __init__(
-        self, m: int, n: int, precond: Callable[[np.ndarray], np.ndarray] | None = None
+        self,
+        m: int,
+        n: int,
+        precond: Callable[[np.ndarray], np.ndarray] | None = None,
+        dtype: Any = np.float64,
+        compiled: bool = False,
     ) -> None:
         if m < 1:
             raise ValueError(f"history_size must be >= 1, got {m}")
         self.m = m
-        self.S = np.empty((m, n))
-        self.Y = np.empty((m, n))
+        self.compiled = compiled
+        self.dtype = np.dtype(dtype)
+        self.S = np.empty((m, n), self.dtype)
+        self.Y = np.empty((m, n), self.dtype)
         self.rho = np.empty(m)
         self.alpha = np.empty(m)
         self.count = 0  # pairs stored
@@ -127,6 +211,17 @@ class LBFGSMemory:
     def clear(self) -> None:
         self.count = 0
         self.head = 0
+
+    def transform(self, change: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Re-express the stored pairs in new coordinates.
+
+        ``change`` maps rows of vectors (``(r, n)``) linearly and
+        orthogonally, so ``rho = 1 / s.y`` is unchanged.
+        """
+        k = self.count  # slots 0 .. k - 1 are filled until the ring wraps
+        if k:
+            self.S[:k] = change(self.S[:k])
+            self.Y[:k] = change(self.Y[:k])
 
     def push(self, s: np.ndarray, y: np.ndarray) -> bool:
         """Store a pair if its curvature ``s.y`` is safely positive."""
@@ -150,20 +245,27 @@ class LBFGSMemory:
 
     def direction(self, g: np.ndarray) -> np.ndarray:
         """``-H_k g`` by the two-loop recursion (Nocedal & Wright, Alg. 7.4)."""
-        q = g.copy()
-        order = [(self.head - 1 - j) % self.m for j in range(self.count)]  # newest first
-        for i in order:
-            a = self.rho[i] * float(self.S[i] @ q)
-            self.alpha[i] = a
-            q -= a * self.Y[i]
+        dt = self.dtype.type  # scalars of the pairs' dtype: no float64 temporaries
+        q = g.astype(dt)
+        order = (self.head - 1 - np.arange(self.count)) % self.m  # newest first
+        loops = _compiled_loops() if self.compiled else None
+        if loops is not None:
+            loops.first_loop(self.S, self.Y, self.rho, order, q, self.alpha)
+        else:
+            for i in order:
+                a = self.rho[i] * float(self.S[i] @ q)
+                self.alpha[i] = a
+                q -= dt(a) * self.Y[i]
         if self.M is not None:
-            q = self.M(q)
-        q *= self.gamma
-        for i in reversed(order):
-            b = self.rho[i] * float(self.Y[i] @ q)
-            q += (self.alpha[i] - b) * self.S[i]
-        q *= -1.0
-        return q
+            q = np.asarray(self.M(q), dtype=dt)
+        q *= dt(self.gamma)
+        if loops is not None:
+            loops.second_loop(self.S, self.Y, self.rho, order, q, self.alpha)
+        else:
+            for i in order[::-1]:
+                b = self.rho[i] * float(self.Y[i] @ q)
+                q += dt(self.alpha[i] - b) * self.S[i]
+        return -q.astype(np.float64)
 
 
 def solve(
@@ -254,11 +356,12 @@ def solve(
         return M if M is not None else obj.preconditioner(coef)
 
     M = make_M(None) if precondition else None
-    m = min(
-        default_history(data) if history_size is None else int(history_size),
-        max(5, HISTORY_BYTES // (16 * x.size)),
-    )
-    mem = LBFGSMemory(m, x.size, M)
+    # the Kronecker preconditioner comes with an orthogonal basis in which it
+    # is cheap (FeatureBasis): the history lives in that basis, and each
+    # iteration maps the new gradient in and the direction out
+    basis = getattr(M, "basis", None)
+    mem = make_memory(data, x.size, history_size, basis.precond if basis else M)
+    g_b = basis.forward(g) if basis else g
     message = f"reached max_iter={max_iter} before the estimated relative gap fell below {tol:g}"
     converged = False
     noise = f_noise_level(data)
@@ -273,11 +376,14 @@ def solve(
         if gnorm == 0.0:
             converged, message = True, "the gradient is exactly zero"
             break
+        d_b = None
         if mem.count:
-            d = mem.direction(g)
+            d_b = mem.direction(g_b)
+            d = basis.back(d_b) if basis else d_b
             gd = float(g @ d)
             if not gd < 0:  # numerical breakdown: restart from steepest descent
                 mem.clear()
+                d_b = None
         if not mem.count:
             if M is None:  # no curvature information at all: a unit-length step
                 d = -g / max(float(np.linalg.norm(g)), 1e-300)
@@ -320,9 +426,20 @@ def solve(
         if precondition and _refresh_due(it + 1, precondition_every, first):
             M_new = make_M(x.reshape(shape))
             if M_new is not None:
-                M = mem.M = M_new
-        mem.push(s, ls.g - g)
-        f, g = ls.f, ls.g
+                M = M_new
+                new_basis = getattr(M, "basis", None)
+                if not _same_basis(basis, new_basis):
+                    # a new basis (the switch from the diagonal preconditioner):
+                    # the stored pairs and the last gradient move into it
+                    mem.transform(_change_of_basis(basis, new_basis))
+                    d_b = None
+                    g_b = new_basis.forward(g) if new_basis else g
+                basis = new_basis
+                mem.M = basis.precond if basis else M
+        s_b = ls.t * d_b if d_b is not None else (basis.forward(s) if basis else s)
+        g_new_b = basis.forward(ls.g) if basis else ls.g
+        mem.push(s_b, g_new_b - g_b)
+        f, g, g_b = ls.f, ls.g, g_new_b
         rate.add(f)
         it += 1
         mon(it, f, gap=gap / abs(f), step=ls.t)

@@ -42,7 +42,7 @@ from softmax.solvers._base import (
     initial_coef,
     reject_options,
 )
-from softmax.solvers.lbfgs import HISTORY_BYTES, LBFGSMemory, default_history
+from softmax.solvers.lbfgs import make_memory
 
 __all__ = ["NEEDS", "SUPPORTS_L1", "solve"]
 
@@ -117,11 +117,7 @@ def solve(
     x = initial_coef(data, coef0).ravel()
     F, _, g = full(x)
     M = obj.preconditioner() if precondition else None
-    m = min(
-        default_history(data) if history_size is None else int(history_size),
-        max(5, HISTORY_BYTES // (16 * x.size)),
-    )
-    mem = LBFGSMemory(m, x.size, M)
+    mem = make_memory(data, x.size, history_size, M)
     rate = RateGapEstimate()
     rate.add(F)
     converged = False
