@@ -163,26 +163,45 @@ def _add_outer_group(X, i, chunk, z, gtmp):  # pragma: no cover - compiled
         x5 = X[i + 5, j0:j1]
         x6 = X[i + 6, j0:j1]
         x7 = X[i + 7, j0:j1]
-        for k in range(K):
-            g0 = z[k, 0]
-            g1 = z[k, 1]
-            g2 = z[k, 2]
-            g3 = z[k, 3]
-            g4 = z[k, 4]
-            g5 = z[k, 5]
-            g6 = z[k, 6]
-            g7 = z[k, 7]
-            gk = gtmp[k, j0:j1]
+        k = 0
+        # two classes at a time: each of the 8 row loads feeds 2 FMAs
+        while k + 2 <= K:
+            a0, a1, a2, a3 = z[k, 0], z[k, 1], z[k, 2], z[k, 3]
+            a4, a5, a6, a7 = z[k, 4], z[k, 5], z[k, 6], z[k, 7]
+            c0, c1, c2, c3 = z[k + 1, 0], z[k + 1, 1], z[k + 1, 2], z[k + 1, 3]
+            c4, c5, c6, c7 = z[k + 1, 4], z[k + 1, 5], z[k + 1, 6], z[k + 1, 7]
+            ga = gtmp[k, j0:j1]
+            gc = gtmp[k + 1, j0:j1]
             for j in range(m):
-                gk[j] += (
-                    g0 * x0[j]
-                    + g1 * x1[j]
-                    + g2 * x2[j]
-                    + g3 * x3[j]
-                    + g4 * x4[j]
-                    + g5 * x5[j]
-                    + g6 * x6[j]
-                    + g7 * x7[j]
+                e0 = x0[j]
+                e1 = x1[j]
+                e2 = x2[j]
+                e3 = x3[j]
+                e4 = x4[j]
+                e5 = x5[j]
+                e6 = x6[j]
+                e7 = x7[j]
+                ga[j] += (
+                    a0 * e0 + a1 * e1 + a2 * e2 + a3 * e3 + a4 * e4 + a5 * e5 + a6 * e6 + a7 * e7
+                )
+                gc[j] += (
+                    c0 * e0 + c1 * e1 + c2 * e2 + c3 * e3 + c4 * e4 + c5 * e5 + c6 * e6 + c7 * e7
+                )
+            k += 2
+        if k < K:
+            a0, a1, a2, a3 = z[k, 0], z[k, 1], z[k, 2], z[k, 3]
+            a4, a5, a6, a7 = z[k, 4], z[k, 5], z[k, 6], z[k, 7]
+            ga = gtmp[k, j0:j1]
+            for j in range(m):
+                ga[j] += (
+                    a0 * x0[j]
+                    + a1 * x1[j]
+                    + a2 * x2[j]
+                    + a3 * x3[j]
+                    + a4 * x4[j]
+                    + a5 * x5[j]
+                    + a6 * x6[j]
+                    + a7 * x7[j]
                 )
 
 
