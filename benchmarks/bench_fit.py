@@ -94,10 +94,16 @@ ALL_PEERS = (
 
 
 def _block_rows(X: Any) -> int:
-    """Rows per block so that a float64 block of X stays near 16 MB."""
+    """Rows per block so that a float64 block of X stays near 1 MB.
+
+    The recorder evaluates the objective after every pass of the peer it
+    times; block temporaries of 16 MB (as this used) evicted the peer's own
+    rows from L3 between its passes and slowed the peers that are fast per
+    pass most (measured on MNIST: ours 0.46 s alone, 0.52 s recorded).
+    """
     if sp.issparse(X):
         return 20_000
-    return max(256, (2 << 20) // max(X.shape[1], 1))
+    return max(64, (1 << 17) // max(X.shape[1], 1))
 
 
 def _f64_block(X: Any, start: int, stop: int) -> Any:

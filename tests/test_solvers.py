@@ -530,3 +530,23 @@ def test_auto_preconditioner_switches_to_the_kronecker_basis_and_reaches_the_opt
     ref = solve(data_of(X, y), solver="newton-cholesky", C=1.0, tol=1e-12)
     f_ours = objective(res.coef, X, y, None, 1.0, 0.0)
     assert (f_ours - ref.objective) / ref.objective <= 1e-6
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_feature_covariance_matches_numpy(dtype, weighted):
+    """The backend's covariance (BLAS syrk by row blocks, mirrored) against np.cov."""
+    rng = np.random.default_rng(8)
+    n, p = 1500, 300  # several row blocks, several mirror blocks
+    X = (rng.normal(size=(n, p)) @ rng.normal(size=(p, p)) * 0.1 + 5.0).astype(dtype)
+    y = rng.integers(0, 5, size=n)  # 5 classes: a budget of every row (no stride)
+    w = rng.uniform(0.0, 3.0, size=n) if weighted else None
+    X_before = X.copy()
+    mean, cov = data_of(X, y, w).feature_covariance()
+    np.testing.assert_array_equal(X, X_before)
+    ref = np.cov(X.astype(np.float64), rowvar=False, bias=True, aweights=w)
+    np.testing.assert_allclose(mean, np.average(X.astype(np.float64), axis=0, weights=w),
+                               rtol=1e-6 if dtype == np.float32 else 1e-12)  # fmt: skip
+    np.testing.assert_array_equal(cov, cov.T)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(cov, ref, rtol=tol, atol=tol * np.abs(ref).max())

@@ -171,7 +171,6 @@ class InMemoryData(RowData):
         self.n_passes = 0
         self._ws: Workspace | None = None
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
-        self._covariance: tuple[np.ndarray, np.ndarray] | None = None
 
     def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Weighted mean of each feature and of its square.
@@ -198,8 +197,10 @@ class InMemoryData(RowData):
         Kronecker-factored preconditioner from it (see ``docs/solvers.md``).
         Answers only for dense X of at most ``COVARIANCE_MAX_FEATURES``
         features (None otherwise: solvers then keep the diagonal one).
-        Computed once in row blocks (in X's dtype, accumulated in float64; not
-        counted in ``n_passes``) and cached; when forming it from every row
+        Computed at each call (callers keep what they need: a ``p x p``
+        matrix is a large part of a fit's memory when there are few rows) in
+        row blocks, in X's dtype (not counted in ``n_passes``; a
+        preconditioner needs no more digits); when forming it from every row
         would cost more than ``COVARIANCE_PASSES`` passes, from an even
         stride of rows (a preconditioner needs its shape, not its digits).
 
@@ -207,32 +208,36 @@ class InMemoryData(RowData):
         -------
         mean : ndarray of shape (n_features,), float64
             ``sum_i s_i x_i / sum_i s_i``.
-        cov : ndarray of shape (n_features, n_features), float64
+        cov : ndarray of shape (n_features, n_features), X's dtype
             ``sum_i s_i (x_i - mean)(x_i - mean)^T / sum_i s_i`` (over the
             rows used).
         """
         X = self.X
         if sp.issparse(X) or not 0 < X.shape[1] <= COVARIANCE_MAX_FEATURES:
             return None
-        if self._covariance is None:
-            n, p = X.shape
-            budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
-            stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
-            rows = np.arange(0, n, stride)
-            s = np.ones(rows.size) if self.weights is None else self.weights[rows]
-            mean = self.feature_moments()[0]
-            shift = mean.astype(X.dtype)  # centre blocks first: no cancellation
-            cov = np.zeros((p, p))
-            for start in range(0, rows.size, _COV_BLOCK_ROWS):
-                idx = rows[start : start + _COV_BLOCK_ROWS]
-                Xb = (X[idx] if stride > 1 else X[idx[0] : idx[-1] + 1]) - shift
-                if self.weights is None:
-                    cov += Xb.T @ Xb  # same operand: BLAS syrk
-                else:
-                    cov += Xb.T @ (Xb * self.weights[idx, None].astype(X.dtype))
-            cov /= max(float(s.sum()), 1e-300)
-            self._covariance = (mean, cov)
-        return self._covariance
+        n, p = X.shape
+        budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
+        stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
+        rows = np.arange(0, n, stride)
+        s = np.ones(rows.size) if self.weights is None else self.weights[rows]
+        mean = self.feature_moments()[0]
+        shift = mean.astype(X.dtype)  # centre blocks first: no cancellation
+        # BLAS syrk adds each block's X_b^T X_b into one triangle of cov in
+        # place: no p x p temporary per block
+        from scipy.linalg.blas import get_blas_funcs
+
+        syrk = get_blas_funcs("syrk", dtype=X.dtype)
+        cov = np.zeros((p, p), dtype=X.dtype, order="F")
+        for start in range(0, rows.size, _COV_BLOCK_ROWS):
+            idx = rows[start : start + _COV_BLOCK_ROWS]
+            Xb = (X[idx] if stride > 1 else X[idx[0] : idx[-1] + 1]) - shift
+            if self.weights is not None:  # weights >= 0: rows scaled by sqrt(s_i)
+                Xb *= np.sqrt(self.weights[idx, None]).astype(X.dtype)
+            # Xb.T is Fortran-ordered: no copy; C = A A^T with A = Xb^T
+            cov = syrk(1.0, Xb.T, beta=1.0, c=cov, trans=0, lower=0, overwrite_c=1)
+        _mirror_upper(cov)
+        cov /= max(float(s.sum()), 1e-300)
+        return mean, cov
 
     def class_curvature(self, coef: np.ndarray) -> np.ndarray:
         """Mean logit Hessian ``sum_i s_i (diag(p_i) - p_i p_i^T) / sum_i s_i``.
@@ -386,3 +391,17 @@ class InMemoryData(RowData):
             idx = np.sort(order[start : start + batch_size])  # sorted: cache-friendly gather
             w = np.ones(len(idx), dtype=np.float64) if self.weights is None else self.weights[idx]
             yield self.X[idx], self.y[idx], w
+
+
+def _mirror_upper(S: np.ndarray, block: int = 128) -> None:
+    """Copy the upper triangle of square ``S`` onto its lower one, in place.
+
+    By column blocks, so that no temporary is larger than ``block`` columns
+    (index arrays of the whole triangle would be 2 p^2 int64 numbers).
+    """
+    p = S.shape[0]
+    for j0 in range(0, p, block):
+        j1 = min(p, j0 + block)
+        D = S[j0:j1, j0:j1]
+        D[...] = np.triu(D) + np.triu(D, 1).T
+        S[j1:, j0:j1] = S[j0:j1, j1:].T

@@ -326,16 +326,12 @@ class Objective:
             answers None: sparse or wide X), or ``l1_ratio`` is 1.
         """
         K, q = self.shape
-        fcov = getattr(self.data, "feature_covariance", None)
-        cov = fcov() if fcov is not None else None
         l2 = self.penalty.smooth_l2
-        if cov is None or not l2 > 0:
+        factor = _feature_factor(self) if l2 > 0 else None
+        if factor is None:
             return None
-        mean, Sigma = cov
+        mean, lb, Ub = factor
         p = mean.size
-        if not self.data.fit_intercept:
-            # no intercept, no change of variables: the factor is E[x x^T]
-            Sigma = Sigma + np.outer(mean, mean)
         if coef is not None and hasattr(self.data, "class_curvature"):
             A = np.asarray(self.data.class_curvature(coef), dtype=np.float64)
         else:
@@ -348,7 +344,6 @@ class Objective:
         la, V = np.linalg.eigh(Q.T @ A @ Q)
         Ua = np.hstack([Q @ V, ones])
         la = np.append(np.maximum(la, 0.0), 0.0)
-        lb, Ub = _cached_eigh(self, Sigma)
         lb = np.maximum(lb, 0.0)
         # A and Sigma are weighted means, as f's data term is: M^-1 = A (x) Sigma + l2 I
         inv_w = 1.0 / (np.outer(la, lb) + l2)
@@ -514,40 +509,63 @@ class RateGapEstimate:
         return d2 * rho / (1.0 - rho)
 
 
-def _cached_eigh(obj: Objective, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigendecomposition of the feature factor ``S``, once per :class:`Objective`.
+def _feature_factor(obj: Objective) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The feature factor of the Kronecker preconditioner, once per :class:`Objective`.
+
+    Returns ``(mean, lam, U)``: the weighted feature mean and the
+    eigendecomposition ``S = U diag(lam) U^T`` of the centred covariance
+    (of ``E[x x^T]`` without intercept), or None when the backend has no
+    ``feature_covariance`` for these rows.
 
     Constant features (zero variance: a cluster of zero eigenvalues) are
     split off as unit eigenvectors; the rest is decomposed by LAPACK's
-    ``syevd``, in float32 from ``KRONECKER_FLOAT32_FEATURES`` features on
-    (measured 1.5x faster than NumPy's float64 one at 784 x 784; MRRR,
-    ``syevr``, was erratic on MNIST's clusters): a preconditioner needs no
-    more digits.
+    ``syevd`` (divide and conquer), in float32 from
+    ``KRONECKER_FLOAT32_FEATURES`` features on (measured 1.5x faster than
+    NumPy's float64 one at 784 x 784; MRRR, ``syevr``, was erratic on MNIST's
+    clusters, QR, ``syev``, 8x slower): a preconditioner needs no more digits.
+    Memory: ``p x p`` matrices are most of what a fit allocates when there are
+    few rows (MNIST), so the covariance is decomposed in place (``S.T`` is
+    Fortran-ordered with the same numbers: LAPACK writes the eigenvectors
+    over it) and each one is dropped as soon as it is used.
     """
-    cache = getattr(obj, "_eigh_cache", None)  # the data, hence S, is fixed
-    if cache is None:
-        import scipy.linalg
+    cache = getattr(obj, "_feature_factor_cache", None)  # the rows are fixed
+    if cache is not None:
+        return cache or None
+    import scipy.linalg
 
-        p = S.shape[0]
-        # float32 where the products will be float32: p x p matrices are the
-        # bulk of what a fit allocates when there are few rows (MNIST)
-        dt = np.float32 if p >= KRONECKER_FLOAT32_FEATURES else np.float64
-        active = np.flatnonzero(np.diag(S) > 0)
-        lam = np.zeros(p)
+    fcov = getattr(obj.data, "feature_covariance", None)
+    cov = fcov() if fcov is not None else None
+    if cov is None:
+        obj._feature_factor_cache = ()
+        return None
+    mean, S = cov
+    del cov  # the backend keeps no copy: S is ours
+    if not obj.data.fit_intercept:
+        S = S + np.outer(mean, mean)
+    p = mean.size
+    dt = np.float32 if p >= KRONECKER_FLOAT32_FEATURES else np.float64
+    active = np.flatnonzero(np.diag(S) > 0)
+    lam = np.zeros(p)
+    if active.size == p:
+        la, U = scipy.linalg.eigh(
+            S.astype(dt, copy=False).T, driver="evd", overwrite_a=True, check_finite=False
+        )
+        lam[:] = la
+    else:
+        sub = S[np.ix_(active, active)].astype(dt, copy=False)
+        del S
+        Ua = None
+        if active.size:  # before U exists: LAPACK's workspace is 2 p^2 numbers
+            la, Ua = scipy.linalg.eigh(sub.T, driver="evd", overwrite_a=True, check_finite=False)
+            lam[active] = la
+        del sub
         U = np.zeros((p, p), dtype=dt)
         U[np.arange(p), np.arange(p)] = 1.0  # constant features: unit vectors
-        if active.size:
-            sub = S.astype(dt, copy=False)
-            if active.size < p:
-                sub = sub[np.ix_(active, active)]
-            la, Ua = scipy.linalg.eigh(sub, driver="evd", check_finite=False)
-            del sub
+        if Ua is not None:
             U[:, active] = 0.0
             U[np.ix_(active, active)] = Ua
-            lam[active] = la
-        cache = (S, lam, U)
-        obj._eigh_cache = cache
-    return cache[1], cache[2]
+    obj._feature_factor_cache = cache = (mean, lam, U)
+    return cache
 
 
 def f_noise_level(data: RowData) -> float:
