@@ -322,6 +322,8 @@ class Objective:
         Returns
         -------
         callable or None
+            ``g -> M g`` with attributes ``quad`` (``g -> g^T M g``) and
+            ``basis`` (the :class:`FeatureBasis` in which ``M`` is cheap);
             None when the backend does not offer ``feature_covariance`` (or
             answers None: sparse or wide X), or ``l1_ratio`` is 1.
         """

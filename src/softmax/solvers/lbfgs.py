@@ -138,7 +138,8 @@ def make_memory(
     ``HISTORY_BYTES`` of them, stored in float32 when the rows are float32:
     the gradients carry float32 rounding anyway, and the two-loop recursion
     reads the whole history twice per iteration (on MNIST, float32 and 50
-    pairs took the recursion from 0.75 to about 0.3 ms per iteration).
+    pairs took the NumPy recursion from 0.75 to 0.47 ms per iteration, and
+    the compiled loops to 0.18 ms).
     """
     dtype = np.dtype(np.float32 if np.dtype(data.dtype) == np.float32 else np.float64)
     m = default_history(data) if history_size is None else int(history_size)
