@@ -46,6 +46,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: never a half-written table."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+
+
 def time_once(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -142,11 +152,7 @@ def main() -> None:
                 f"| {label} | {dt} | {thr} | {to:.2f} | {to2:.2f} | {tb:.2f} "
                 f"| {to / tb:.2f} | {to2 / tb:.2f} |"
             )
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        os.replace(tmp, args.out)
-        print(f"wrote {args.out}")
+        write_atomic(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 import threadpoolctl
-from bench_loss import cpu_model  # run as a script: benchmarks/ is on sys.path
+from bench_loss import cpu_model, write_atomic  # run as a script: benchmarks/ is on sys.path
 from threadpoolctl import threadpool_limits
 
 from softmax import linear_loss
@@ -279,12 +279,7 @@ def main() -> None:
                 f"{r['bare_over_fused']:.2f} | {r['err_loss']:.1e} | "
                 f"{r['err_grad']:.1e} | {'fused' if r['rule'] else 'BLAS'} |"
             )
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        os.replace(tmp, args.out)
-        print(f"wrote {args.out}")
+        write_atomic(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -93,19 +93,22 @@ class FeatureBasis:
         on ``Q``, and a preconditioner needs no more digits).
     n_classes, n_coef : int
         ``K`` and ``p + fit_intercept``.
-
-    Attributes
-    ----------
     precond : callable
         ``g' -> (Q^T M Q) g'``, the preconditioner in this basis, with
         ``precond.quad(g') = g'^T Q^T M Q g'``.
     """
 
-    def __init__(self, Q: np.ndarray, n_classes: int, n_coef: int) -> None:
+    def __init__(
+        self,
+        Q: np.ndarray,
+        n_classes: int,
+        n_coef: int,
+        precond: Callable[[np.ndarray], np.ndarray],
+    ) -> None:
         self.Q = Q
         self.QT = Q.T
         self.shape = (n_classes, n_coef)
-        self.precond: Callable[[np.ndarray], np.ndarray] | None = None
+        self.precond = precond
 
     def _map(self, V: np.ndarray, Q: np.ndarray) -> np.ndarray:
         K, q = self.shape
@@ -354,7 +357,6 @@ class Objective:
         lab[~pos] = lab[pos].mean() if pos.any() else 1.0
         inv_b = (Ua / lab) @ Ua.T  # (K, K)
         fit_intercept = self.data.fit_intercept
-        basis = FeatureBasis(Ub, K, q)
         # in the basis, T^T g = (G_W - g_b mean^T, g_b) has mean' = Ub^T mean
         # (in Ub's dtype: no float64 copy of a p x p float32 Ub)
         mean_r = (mean.astype(Ub.dtype) @ Ub).astype(np.float64)
@@ -385,7 +387,7 @@ class Objective:
             return value + float(np.einsum("ij,ij,ij->", R, R, inv_w))
 
         apply_r.quad = quad_r  # type: ignore[attr-defined]
-        basis.precond = apply_r
+        basis = FeatureBasis(Ub, K, q, apply_r)
 
         def apply(g: np.ndarray) -> np.ndarray:
             return basis.back(apply_r(basis.forward(g)))
