@@ -30,12 +30,13 @@ import json
 import math
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from softmax._persist import atomic_write_bytes
 
 __all__ = [
     "FORMAT_NAME",
@@ -127,39 +128,6 @@ def _encode_safetensors(tensors: Mapping[str, np.ndarray], metadata: Mapping[str
     return b"".join([struct.pack("<Q", len(header_bytes)), header_bytes, *chunks])
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that ``path`` is either old or new, never partial."""
-    folder = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: no stray temporary file is left behind.
-        with _suppress_oserror():
-            os.unlink(tmp_name)
-        raise
-    # Make the rename itself durable (POSIX); not possible or needed on Windows.
-    if hasattr(os, "O_DIRECTORY"):
-        with _suppress_oserror():
-            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-
-
-class _suppress_oserror:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return exc_type is not None and issubclass(exc_type, OSError)
-
-
 def write_safetensors(
     path: str | os.PathLike[str],
     tensors: Mapping[str, np.ndarray],
@@ -178,7 +146,7 @@ def write_safetensors(
         Stored in the header under ``"__metadata__"``.
     """
     payload = _encode_safetensors(tensors, metadata or {})
-    _atomic_write(Path(path), payload)
+    atomic_write_bytes(path, payload)
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -446,7 +414,7 @@ def save_model(estimator: Any, path: str | os.PathLike[str]) -> Path:
         {"coef": coef, "intercept": intercept},
         {_METADATA_KEY: json.dumps(meta, ensure_ascii=False, allow_nan=False)},
     )
-    _atomic_write(path, payload)
+    atomic_write_bytes(path, payload)
     return path
 
 

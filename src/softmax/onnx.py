@@ -182,9 +182,9 @@ def export_onnx(
     >>> bool(np.allclose(proba, model.predict_proba(X)))
     True
     """
-    from softmax.io import _atomic_write
+    from softmax._persist import atomic_write_bytes
 
     model = to_onnx(estimator, opset=opset, dtype=dtype)
     path = Path(path)
-    _atomic_write(path, model.SerializeToString())
+    atomic_write_bytes(path, model.SerializeToString())
     return path

@@ -31,8 +31,12 @@ def _figure(**kwargs: Any) -> Figure:
 
 
 def _save(fig: Figure, path: str | os.PathLike[str] | None) -> None:
-    if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+    if path is None:
+        return
+    from softmax._persist import atomic_write
+
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=120, bbox_inches="tight"))
 
 
 def plot_confusion_matrix(

@@ -40,12 +40,10 @@ feature is a finite number; later passes trust it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import struct
-import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +51,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from softmax._persist import atomic_write, atomic_write_bytes
 
 __all__ = ["Block", "Checkpoint", "FileSource"]
 
@@ -1115,7 +1115,7 @@ class Checkpoint:
                     f"{diff}); delete the directory or choose another checkpoint path"
                 )
             return
-        _atomic_write_bytes(f, json.dumps(meta, indent=1, sort_keys=True).encode())
+        atomic_write_bytes(f, json.dumps(meta, indent=1, sort_keys=True).encode())
 
     def save(self, name: str, **arrays: Any) -> None:
         """Write ``name.npz`` atomically."""
@@ -1136,29 +1136,5 @@ class Checkpoint:
         self.save(f"evals/{index:08d}", **arrays)
 
 
-def _atomic_write_bytes(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _atomic_savez(target: Path, arrays: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(target, lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}))

@@ -644,7 +644,7 @@ class _CacheWriter:
     def finish(self) -> None:
         import json
 
-        from softmax.streaming import _atomic_write_bytes
+        from softmax._persist import atomic_write_bytes
 
         for f in (self.fx, self.fy, self.fw):
             if f is not None:
@@ -656,7 +656,7 @@ class _CacheWriter:
             "blocks": self.blocks,
             "weighted": self.fw is not None,
         }
-        _atomic_write_bytes(self.cache.path / "index.json", json.dumps(meta).encode())
+        atomic_write_bytes(self.cache.path / "index.json", json.dumps(meta).encode())
         c = self.cache
         c.blocks = {}
         for u, pos, start, n in self.blocks:

@@ -6,7 +6,6 @@ Needs the ``plot`` extra: ``pip install softmax[plot]``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,16 +118,8 @@ def _colors(n: int) -> list[Any]:
 
 
 def _save_atomic(fig: Figure, path: Path, *, dpi: int) -> None:
-    """Save next to the target, then rename over it (atomic on one file system)."""
+    """Save the figure so that ``path`` is never left half-written."""
+    from softmax._persist import atomic_write
+
     fmt = path.suffix.lstrip(".").lower() or "png"
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise FileNotFoundError(f"cannot save the figure: no directory {str(directory)!r}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi))

@@ -1,0 +1,118 @@
+"""Atomic writes: the target is old or new, never partial; no litter; umask honoured."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from softmax._persist import _can_link_unnamed, atomic_write, atomic_write_bytes
+
+
+def _litter(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_writes_and_replaces(tmp_path):
+    target = tmp_path / "model.bin"
+    atomic_write_bytes(target, b"old")
+    atomic_write_bytes(target, b"new contents")
+    assert target.read_bytes() == b"new contents"
+    assert _litter(tmp_path) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_permissions_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        target = tmp_path / f"f{umask:o}"
+        atomic_write_bytes(target, b"x")
+        reference = tmp_path / f"ref{umask:o}"
+        with open(reference, "wb"):
+            pass
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_failure_mid_write_keeps_the_old_file_and_leaves_nothing(tmp_path, exc):
+    target = tmp_path / "model.bin"
+    atomic_write_bytes(target, b"old")
+
+    def write(fh):
+        fh.write(b"half")
+        raise exc("stop")
+
+    with pytest.raises(exc):
+        atomic_write(target, write)
+    assert target.read_bytes() == b"old"
+    assert _litter(tmp_path) == []
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no folder"):
+        atomic_write_bytes(tmp_path / "nope" / "f.bin", b"x")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_sigkill_mid_write_leaves_the_target_whole_and_no_temporary(tmp_path):
+    target = tmp_path / "model.bin"
+    atomic_write_bytes(target, b"old")
+    ready = tmp_path / "ready"
+    script = textwrap.dedent(
+        f"""
+        import time, pathlib
+        from softmax._persist import atomic_write
+        def write(fh):
+            fh.write(b"partial")
+            fh.flush()
+            pathlib.Path({str(ready)!r}).write_text("1")
+            time.sleep(60)
+        atomic_write({str(target)!r}, write)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert proc.poll() is None, "the writer died before writing"
+            assert time.monotonic() < deadline, "the writer never started writing"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert target.read_bytes() == b"old"
+    ready.unlink()
+    if _can_link_unnamed(tmp_path, 0o600):
+        assert _litter(tmp_path) == []  # the bytes lived in an unnamed file
+    # Whatever a killed writer left is removed by the next write to the target.
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert _litter(tmp_path) == []
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    target = tmp_path / "model.bin"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".model.bin.{dead_pid}.abcd.tmp"
+    live = tmp_path / f".model.bin.{os.getpid()}.ef01.tmp"
+    other = tmp_path / f".other.bin.{dead_pid}.abcd.tmp"
+    for p in (stale, live, other):
+        p.write_bytes(b"junk")
+    atomic_write_bytes(target, b"x")
+    assert not stale.exists()
+    assert live.exists() and other.exists()
