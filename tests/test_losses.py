@@ -8,11 +8,17 @@ from scipy.special import softmax as scipy_softmax
 from sklearn.metrics import log_loss
 
 from softmax.losses import (
-    multinomial_gradient,
     multinomial_hessian_product,
     multinomial_loss,
-    multinomial_loss_gradient,
+    multinomial_residuals_,
 )
+
+
+def residuals(raw, y, w=None):
+    """Summed loss and residuals of ``raw`` without touching it (a copy goes in place)."""
+    z = np.array(raw, order="C")
+    loss = multinomial_residuals_(z, y, w)
+    return loss, z
 
 
 @pytest.fixture
@@ -38,13 +44,13 @@ def test_loss_does_not_modify_input(problem):
     raw, y, w = problem
     before = raw.copy()
     multinomial_loss(raw, y, w)
-    multinomial_loss_gradient(raw, y, w)
     np.testing.assert_array_equal(raw, before)
 
 
 def test_gradient_matches_finite_differences(problem):
     raw, y, w = problem
-    g = multinomial_gradient(raw, y, w)
+    loss, g = residuals(raw, y, w)
+    assert loss == pytest.approx(multinomial_loss(raw, y, w).sum(), rel=1e-13)
     eps = 1e-6
     num = np.empty_like(raw)
     for j in range(raw.shape[1]):
@@ -57,7 +63,10 @@ def test_gradient_matches_finite_differences(problem):
 def test_gradient_closed_form(problem):
     raw, y, w = problem
     expected = w[:, None] * (scipy_softmax(raw, axis=1) - np.eye(4)[y])
-    np.testing.assert_allclose(multinomial_gradient(raw, y, w), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(residuals(raw, y, w)[1], expected, rtol=1e-12, atol=1e-15)
+    # unweighted: onehot subtracted, no weighting
+    expected1 = scipy_softmax(raw, axis=1) - np.eye(4)[y]
+    np.testing.assert_allclose(residuals(raw, y)[1], expected1, rtol=1e-12, atol=1e-15)
 
 
 def test_hessian_product_matches_finite_differences(problem):
@@ -67,29 +76,34 @@ def test_hessian_product_matches_finite_differences(problem):
     proba = scipy_softmax(raw, axis=1)
     hv = multinomial_hessian_product(proba, v, w)
     eps = 1e-6
-    num = (
-        multinomial_gradient(raw + eps * v, y, w) - multinomial_gradient(raw - eps * v, y, w)
-    ) / (2 * eps)
+    num = (residuals(raw + eps * v, y, w)[1] - residuals(raw - eps * v, y, w)[1]) / (2 * eps)
     np.testing.assert_allclose(hv, num, rtol=1e-5, atol=1e-8)
     # the all-ones direction is in the null space (softmax is shift invariant)
     ones = np.ones_like(raw)
     np.testing.assert_allclose(multinomial_hessian_product(proba, ones, w), 0, atol=1e-14)
 
 
-def test_overwrite_writes_gradient_in_place(problem):
+def test_residuals_into_out_keep_the_probabilities(problem):
+    """With ``out``, z becomes softmax(z) (Hessian products reuse it) and G goes to out."""
     raw, y, w = problem
     z = raw.copy()
-    _loss, g = multinomial_loss_gradient(z, y, w, overwrite=True)
-    assert g is z
-    np.testing.assert_allclose(g, multinomial_gradient(raw, y, w), rtol=1e-12)
+    out = np.empty_like(z)
+    loss = multinomial_residuals_(z, y, w, out=out, rows=np.arange(100))
+    np.testing.assert_allclose(z, scipy_softmax(raw, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(out, residuals(raw, y, w)[1], rtol=1e-12)
+    assert loss == pytest.approx(residuals(raw, y, w)[0], rel=1e-14)
+    z = raw.copy()
+    loss_only = multinomial_residuals_(z, y, w, need_residuals=False)
+    assert loss_only == pytest.approx(loss, rel=1e-14)
+    np.testing.assert_allclose(z, scipy_softmax(raw, axis=1), rtol=1e-12)
 
 
-def test_float32_logits_give_float64_losses(problem):
+def test_float32_logits_give_a_float64_loss(problem):
     raw, y, w = problem
-    loss32, g32 = multinomial_loss_gradient(raw.astype(np.float32), y, w)
-    assert loss32.dtype == np.float64
+    loss32, g32 = residuals(raw.astype(np.float32), y, w)
+    assert isinstance(loss32, float)
     assert g32.dtype == np.float32
-    np.testing.assert_allclose(loss32, multinomial_loss(raw, y, w), rtol=1e-5, atol=1e-6)
+    assert loss32 == pytest.approx(multinomial_loss(raw, y, w).sum(), rel=1e-5)
 
 
 def test_huge_logits_do_not_overflow():

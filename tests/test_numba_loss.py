@@ -106,6 +106,30 @@ def test_fused_matches_blas_path_and_reference(
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kernel_computes_the_residuals_of_softmax_losses(nl, dtype, weighted):
+    """The compiled pass writes G = s (P - onehot) in its own registers: its loss,
+    probabilities and G^T [X 1] equal those of losses.multinomial_residuals_, the one
+    written-out version (which the BLAS and stochastic paths call)."""
+    from softmax.losses import multinomial_residuals_
+
+    X, y, w, coef = make(301, 37, 5, dtype, seed=4)
+    w = w if weighted else None
+    W, b = coef[:, :-1].astype(dtype), coef[:, -1].astype(dtype)
+    Z = np.ascontiguousarray(X @ W.T + b)
+    G = np.empty_like(Z)
+    loss = multinomial_residuals_(Z, y, w, out=G)  # Z becomes the probabilities
+    P = np.empty((301, 5), dtype=dtype)
+    gtmp = np.empty((5, 37), dtype=dtype)
+    lk, gW, gb = nl.loss_grad_range(W, b, X, y, w, True, gtmp, P, 0, 301, 64)
+    tol = TOL[dtype]
+    assert lk == pytest.approx(loss, rel=tol["loss"])
+    assert rel(P, Z) < tol["grad"]
+    assert rel(gW, G.astype(np.float64).T @ X.astype(np.float64)) < tol["grad"]
+    assert rel(gb, G.sum(axis=0, dtype=np.float64)) < tol["grad"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     ("n", "p", "step"), [(1, 5, 7), (7, 3, 3), (20, 4, 5), (203, 640, 50), (90, 1300, 256)]
 )

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from softmax.losses import multinomial_hessian_product, softmax_rows_
+from softmax.losses import multinomial_hessian_product, multinomial_residuals_, softmax_rows_
 
 __all__ = [
     "Workspace",
@@ -279,7 +279,6 @@ def _loss_grad_range(
     if fused is not None:
         return fused(W, b, X, y, weights, need_gradient, bufs.gtmp, proba_out, lo, hi, step)
     K, p = W.shape
-    dt = W.dtype
     WT = W.T  # F-contiguous view: BLAS reads it transposed, no copy
     gW = np.zeros((K, p), dtype=np.float64) if need_gradient else None
     gb = np.zeros(K, dtype=np.float64) if need_gradient and b is not None else None
@@ -295,25 +294,18 @@ def _loss_grad_range(
         _matmul_xt(Xb, WT, Zb)
         if b is not None:
             Zb += b
-        # flat indices of the true-class logits: cheaper than 2-D fancy indexing
-        flat = bufs.row_index[:r] * K
-        flat += yb
-        zy = Zb.ravel().take(flat).astype(np.float64)
-        lse = softmax_rows_(Zb)  # Zb now holds P
-        lse -= zy
-        loss += float(lse.sum() if sb is None else np.dot(sb, lse))
+        # keep P for Hessian products: then G is built in the block buffer
+        Gb = bufs.z[:r] if proba_out is not None else Zb
+        loss += multinomial_residuals_(
+            Zb,
+            yb,
+            sb,
+            need_residuals=need_gradient,
+            out=Gb if proba_out is not None else None,
+            rows=bufs.row_index,
+        )
         if not need_gradient:
             continue
-        if proba_out is not None:
-            # keep P for Hessian products: build G in the block buffer instead
-            Gb = bufs.z[:r]
-            np.copyto(Gb, Zb)
-        else:
-            Gb = Zb
-        Gflat = Gb.ravel()
-        Gflat[flat] -= 1
-        if sb is not None:
-            Gb *= sb.astype(dt, copy=False)[:, None]
         _add_gt_x(Gb, Xb, bufs.gtmp, gW)
         if gb is not None:
             # column sums as a BLAS product (the block sum is short; blocks

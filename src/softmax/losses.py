@@ -31,29 +31,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from softmax._kernels import softmax_rows_  # the in-place row kernel of the functions layer
+
 __all__ = [
-    "multinomial_gradient",
     "multinomial_hessian_product",
     "multinomial_loss",
-    "multinomial_loss_gradient",
+    "multinomial_residuals_",
 ]
 
-try:  # the fast in-place kernel of the FUNCTIONS layer
-    from softmax._kernels import softmax_rows_
-except ImportError:  # pragma: no cover - only while that module is missing
 
-    def softmax_rows_(z: np.ndarray) -> np.ndarray:
-        """Overwrite finite ``z`` by its row softmax; return the row logsumexp."""
-        m = z.max(axis=1, keepdims=True)
-        np.subtract(z, m, out=z)
-        np.exp(z, out=z)
-        s = z.sum(axis=1, dtype=np.float64)
-        z /= s.astype(z.dtype)[:, None]
-        return m[:, 0].astype(np.float64) + np.log(s)
+def _true_class_index(z: np.ndarray, y: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """Flat indices of ``z[i, y_i]`` in a C-contiguous ``z`` (cheaper than 2-D fancy indexing)."""
+    n, k = z.shape
+    flat = (np.arange(n) if rows is None else rows[:n]) * k
+    flat += y
+    return flat
 
 
-def _rows(n: int) -> np.ndarray:
-    return np.arange(n)
+def _row_losses_(z: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """``logsumexp(z_i) - z_{i y_i}`` per row (float64); ``z`` becomes ``softmax(z)``."""
+    zy = z.ravel().take(flat).astype(np.float64)
+    lse = softmax_rows_(z)  # z now holds the probabilities
+    lse -= zy
+    return lse
 
 
 def multinomial_loss(
@@ -76,74 +76,76 @@ def multinomial_loss(
         ``s_i * (logsumexp(raw_i) - raw_i[y_i])``.
     """
     z = np.array(raw, dtype=np.result_type(raw.dtype, np.float32), order="C")
-    zy = z[_rows(len(z)), y].astype(np.float64)
-    lse = softmax_rows_(z)
-    out = lse - zy
+    out = _row_losses_(z, _true_class_index(z, y, None))
     if weights is not None:
         out *= weights
     return out
 
 
-def multinomial_loss_gradient(
-    raw: np.ndarray,
+def multinomial_residuals_(
+    z: np.ndarray,
     y: np.ndarray,
     weights: np.ndarray | None = None,
     *,
-    overwrite: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted cross-entropy of each row and its gradient w.r.t. the logits.
+    need_residuals: bool = True,
+    out: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> float:
+    """Summed weighted loss of a block of logit rows, and their residuals, in place.
+
+    The residuals ``G = s (softmax(z) - onehot(y))`` are the gradient of the
+    summed loss with respect to the logits: ``G^T [X 1]`` is the gradient
+    with respect to the coefficients (:mod:`softmax.linear_loss`), and the
+    stochastic solvers keep them per row. This is the one place they are
+    computed for the batch and stochastic paths; the compiled pass of
+    :mod:`softmax._numba_loss` is tested against it.
 
     Parameters
     ----------
-    raw : ndarray of shape (n_rows, n_classes)
-        Finite logits, float32 or float64.
+    z : ndarray of shape (n_rows, n_classes)
+        Finite logits, C-contiguous float32 or float64. Overwritten by the
+        probabilities ``softmax(z)`` (which Hessian products reuse), or by
+        ``G`` itself when ``out`` is None.
     y : ndarray of shape (n_rows,)
-        Integer label codes.
+        Integer label codes ``0 .. n_classes - 1``.
     weights : ndarray of shape (n_rows,), optional
-        Row weights; None means all ones.
-    overwrite : bool, default False
-        If True and ``raw`` is a C-contiguous float array, the gradient is
-        written into ``raw`` (no allocation of the size of ``raw``): the hot
-        path of :mod:`softmax.linear_loss` uses this.
+        Row weights ``s_i`` (float64); None means all ones.
+    need_residuals : bool, default True
+        False computes the loss alone (``z`` still becomes the probabilities).
+    out : ndarray of shape (n_rows, n_classes), optional
+        Where to write ``G`` (C-contiguous, dtype of ``z``) so that ``z``
+        keeps the probabilities; None writes ``G`` into ``z``.
+    rows : ndarray, optional
+        ``np.arange(m)`` with ``m >= n_rows``, reused across calls to save an
+        allocation.
 
     Returns
     -------
-    loss : ndarray of shape (n_rows,), float64
-    gradient : ndarray of shape (n_rows, n_classes), dtype of ``raw``
-        ``s_i * (softmax(raw_i) - onehot(y_i))``.
+    loss : float
+        ``sum_i s_i * (logsumexp(z_i) - z_{i y_i})``, accumulated in float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.zeros((1, 2))
+    >>> loss = multinomial_residuals_(z, np.array([1]))
+    >>> round(loss, 6), z.tolist()  # log(2), G = p - onehot
+    (0.693147, [[0.5, -0.5]])
     """
-    if overwrite and raw.dtype in (np.float32, np.float64) and raw.flags.c_contiguous:
-        z = raw
+    flat = _true_class_index(z, y, rows)
+    lse = _row_losses_(z, flat)
+    loss = float(lse.sum() if weights is None else np.dot(weights, lse))
+    if not need_residuals:
+        return loss
+    if out is None:
+        G = z
     else:
-        z = np.array(raw, dtype=np.result_type(raw.dtype, np.float32), order="C")
-    rows = _rows(len(z))
-    zy = z[rows, y].astype(np.float64)
-    lse = softmax_rows_(z)
-    z[rows, y] -= 1
-    loss = lse - zy
+        G = out
+        np.copyto(G, z)
+    G.ravel()[flat] -= 1
     if weights is not None:
-        loss *= weights
-        z *= weights.astype(z.dtype, copy=False)[:, None]
-    return loss, z
-
-
-def multinomial_gradient(
-    raw: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
-) -> np.ndarray:
-    """Gradient of the weighted cross-entropy w.r.t. the logits.
-
-    Parameters
-    ----------
-    raw : ndarray of shape (n_rows, n_classes)
-    y : ndarray of shape (n_rows,)
-    weights : ndarray of shape (n_rows,), optional
-
-    Returns
-    -------
-    gradient : ndarray of shape (n_rows, n_classes)
-        ``s_i * (softmax(raw_i) - onehot(y_i))``.
-    """
-    return multinomial_loss_gradient(raw, y, weights)[1]
+        G *= weights.astype(G.dtype, copy=False)[:, None]
+    return loss
 
 
 def multinomial_hessian_product(
