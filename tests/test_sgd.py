@@ -1,4 +1,4 @@
-"""The stochastic solver (softmax.solvers.sgd): solver="sgd" and partial_fit.
+"""The stochastic solvers (softmax.solvers.stochastic): solver="sgd" and partial_fit.
 
 References: gradients and update rules written out here from their
 definitions with scipy.special (not with the package's loss code), the batch
@@ -17,8 +17,24 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import log_loss
 
 from softmax import SoftmaxRegression
-from softmax.solvers import sgd, solve
-from softmax.solvers.sgd import partial_fit_step
+from softmax.solvers import SOLVERS, Problem, solve
+from softmax.solvers.stochastic import PartialFitState
+from softmax.solvers.stochastic._optimizers import (
+    AVERAGE_ETA,
+    VR_FIRST_VISIT_FACTOR,
+    VR_WARM_START_SCALE,
+)
+
+
+def sgd_fit(data, *, random_state=None, max_iter=1000, tol=1e-7, callback=None, **options):
+    """solver="sgd" on a backend, through the public road (Problem, registry, solve)."""
+    return solve(
+        Problem(data, random_state=random_state),
+        solver=SOLVERS["sgd"].with_options(**options),
+        max_iter=max_iter,
+        tol=tol,
+        callback=callback,
+    )
 
 
 def mean_gradient(coef, X, y, w=None):
@@ -84,10 +100,10 @@ def test_adam_and_adagrad_follow_their_definitions(digits):
                 vel = vel + g**2
                 W = W - lr * g / (np.sqrt(vel) + 1e-8)
             # the optimizer's own iterate follows the definition ...
-            np.testing.assert_allclose(m._sgd_state.coef, W, rtol=1e-7, atol=1e-10)
+            np.testing.assert_allclose(m._partial_fit_state.coef, W, rtol=1e-7, atol=1e-10)
             # ... and from the second pass over the same rows coef_ is the
             # polynomial-decay average of the iterates (Shamir & Zhang, 2013)
-            eta = sgd.AVERAGE_ETA
+            eta = AVERAGE_ETA
             if t == 1:
                 avg = W.copy()
             else:
@@ -147,10 +163,13 @@ def test_partial_fit_warm_starts_from_fit(digits):
     m.set_params(learning_rate=1e-12)
     m.partial_fit(X[:100], y[:100])
     np.testing.assert_allclose(m.coef_, W, atol=1e-9)  # moved from fit's model, not from zero
-    assert m._sgd_state.optimizer.step_scale < 1  # the first visits take smaller steps
+    # the steps before an anchor covers the rows are shorter still
+    assert m._partial_fit_state.optimizer.plain_scale == pytest.approx(
+        VR_FIRST_VISIT_FACTOR * VR_WARM_START_SCALE
+    )
     a = SoftmaxRegression(solver="lbfgs", optimizer="adam").fit(X, y)
     a.set_params(learning_rate=1e-12).partial_fit(X[:100], y[:100])
-    assert a._sgd_state.optimizer.t_offset > 0  # adam: the schedule starts further in
+    assert a._partial_fit_state.optimizer.t_offset > 0  # adam: the schedule starts further in
     # a new fit replaces the optimizer state: the next partial_fit starts from it
     m.set_params(learning_rate="auto")
     m.fit(X[::2], y[::2])
@@ -259,8 +278,8 @@ def test_solver_checkpoint_resumes_to_the_same_model(digits, tmp_path):
 
     X, y = digits
     data = InMemoryData(np.ascontiguousarray(X), y, None, np.arange(10), fit_intercept=True)
-    kw = {"solver": "sgd", "max_iter": 8, "tol": 0.0, "random_state": 5}
-    full = solve(data, **kw)
+    kw = {"max_iter": 8, "tol": 0.0, "random_state": 5}
+    full = sgd_fit(data, **kw)
 
     class Stop(Exception):
         pass
@@ -270,33 +289,37 @@ def test_solver_checkpoint_resumes_to_the_same_model(digits, tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        solve(data, **kw, callback=interrupt, checkpoint=tmp_path / "ck")
-    resumed = solve(data, **kw, checkpoint=tmp_path / "ck")
+        sgd_fit(data, **kw, callback=interrupt, checkpoint=tmp_path / "ck")
+    resumed = sgd_fit(data, **kw, checkpoint=tmp_path / "ck")
     np.testing.assert_array_equal(resumed.coef, full.coef)
     assert resumed.history == full.history
     with pytest.raises(ValueError, match="other parameters"):
-        solve(data, **{**kw, "batch_size": 64}, checkpoint=tmp_path / "ck")
+        sgd_fit(data, **{**kw, "batch_size": 64}, checkpoint=tmp_path / "ck")
 
 
-def test_partial_fit_step_interface(digits):
-    """The engine used by the estimator: keeps its state on the estimator."""
+def test_partial_fit_state_interface(digits):
+    """The state partial_fit keeps, driven without an estimator: rows counted once each."""
     X, y = digits
-
-    class Est:
-        C, l1_ratio, fit_intercept = 1.0, 0.0, True
-        optimizer, learning_rate, batch_size, random_state = "adam", "auto", 256, 0
-        classes_ = np.arange(10)
-
-    est = Est()
-    partial_fit_step(est, X, y, None)
-    assert est.coef_.shape == (10, 64) and est.intercept_.shape == (10,)
-    assert est._sgd_state.optimizer.t == math.ceil(len(y) / 256)
-    assert est._sgd_state.rows_seen == len(y)
-    partial_fit_step(est, X, y, np.ones(len(y)))
-    assert est._sgd_state.optimizer.t == 2 * math.ceil(len(y) / 256)
-    assert est._sgd_state.rows_seen == len(y)  # the same chunk is not counted twice
-    partial_fit_step(est, X[:100], y[:100], None)
-    assert est._sgd_state.rows_seen == len(y) + 100
+    state = PartialFitState.start(
+        n_classes=10, n_features=64, fit_intercept=True, optimizer="adam", random_state=0
+    )
+    kw = {"C": 1.0, "l1_ratio": 0.0, "batch_size": 256}
+    coef = state.step(X, y, None, **kw)
+    assert coef.shape == (10, 65)
+    assert state.optimizer.t == math.ceil(len(y) / 256)
+    assert state.rows.n_rows == len(y)
+    state.step(X, y, np.ones(len(y)), **kw)
+    assert state.optimizer.t == 2 * math.ceil(len(y) / 256)
+    assert state.rows.n_rows == len(y)  # the same rows are not counted twice
+    order = np.random.default_rng(0).permutation(len(y))
+    for s in range(0, len(y), 300):  # nor when they come back in other chunks
+        state.step(X[order[s : s + 300]], y[order[s : s + 300]], None, **kw)
+    assert state.rows.n_rows == len(y)
+    assert state.rows.weight == len(y)
+    state.step(X[:100] + 1.0, y[:100], None, **kw)  # other rows: new
+    assert state.rows.n_rows == len(y) + 100
+    state.step(X[:100], y[:100], np.full(100, 2.0), **kw)  # other weights: other rows
+    assert state.rows.n_rows == len(y) + 200 and state.rows.weight == len(y) + 300
 
 
 def test_sgd_resumes_mid_epoch(digits, tmp_path):
@@ -323,15 +346,15 @@ def test_sgd_resumes_mid_epoch(digits, tmp_path):
         d.crash_at = crash_at
         return d
 
-    kw = {"solver": "sgd", "max_iter": 4, "tol": 0.0, "random_state": 1, "batch_size": 200}
-    full = solve(data(), **kw)
+    kw = {"max_iter": 4, "tol": 0.0, "random_state": 1, "batch_size": 200}
+    full = sgd_fit(data(), **kw)
     ck = tmp_path / "mid"
     with pytest.raises(Crash):  # 9 batches per epoch: crash in the middle of epoch 2
-        solve(data(crash_at=14), **kw, checkpoint=ck, checkpoint_interval=0.0)
+        sgd_fit(data(crash_at=14), **kw, checkpoint=ck, checkpoint_interval=0.0)
     from softmax.streaming import Checkpoint
 
     state = Checkpoint(ck).load("sgd_state")
     assert int(state["epoch"]) == 1 and int(state["position"]) > 0  # saved inside epoch 2
-    resumed = solve(data(), **kw, checkpoint=ck)
+    resumed = sgd_fit(data(), **kw, checkpoint=ck)
     np.testing.assert_array_equal(resumed.coef, full.coef)
     assert resumed.history == full.history

@@ -12,10 +12,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from softmax.backends._base import RowData
+from softmax.backends._base import Capability, RowData
 from softmax.backends.memory import InMemoryData
 from softmax.linear_loss import block_loss_gradient
-from softmax.solvers import SOLVERS, SolverResult, resolve_solver, solve
+from softmax.solvers import SOLVERS, Problem, SolverResult, resolve_solver
+from softmax.solvers import solve as solve_problem
+from softmax.solvers._base import Objective
+from softmax.solvers._preconditioners import kronecker
 
 L2_SOLVERS = ["lbfgs", "newton-cg", "newton-cholesky", "proximal"]
 
@@ -62,6 +65,19 @@ def sklearn_refs(digits):
 
 def data_of(X, y, w=None, fit_intercept=True):
     return InMemoryData(X, y, w, np.unique(y), fit_intercept=fit_intercept)
+
+
+def solve(data, *, solver="auto", C=1.0, l1_ratio=0.0, coef0=None, verbose=0, **kw):
+    """One fit through the public road: a Problem, a (configured) solver, solve()."""
+    stopping = {k: kw.pop(k) for k in ("tol", "max_iter", "callback") if k in kw}
+    if kw:  # solver options
+        solver = SOLVERS[solver].with_options(**kw)
+    problem = Problem(data, C=C, l1_ratio=l1_ratio, verbose=verbose)
+    return solve_problem(problem, coef0, solver=solver, **stopping)
+
+
+def objective_of(data, C, l1_ratio=0.0):
+    return Objective(Problem(data, C=C, l1_ratio=l1_ratio))
 
 
 @pytest.mark.parametrize("C", [0.01, 1.0, 100.0])
@@ -241,24 +257,44 @@ class _GradientOnly(RowData):
 def test_resolve_solver():
     rng = np.random.default_rng(7)
     small = data_of(rng.normal(size=(100, 3)), rng.integers(0, 3, 100))
-    assert resolve_solver("auto", small, 0.0) == "newton-cholesky"
-    assert resolve_solver("auto", small, 0.5) == "proximal"
+
+    def resolved(name, data, l1_ratio=0.0):
+        return resolve_solver(name, Problem(data, l1_ratio=l1_ratio)).name
+
+    assert resolved("auto", small) == "newton-cholesky"
+    assert resolved("auto", small, 0.5) == "proximal"
     wide = data_of(rng.normal(size=(100, 300)), rng.integers(0, 3, 100))
-    assert resolve_solver("auto", wide, 0.0) == "lbfgs"
+    assert resolved("auto", wide) == "lbfgs"
     sparse = data_of(sp.csr_matrix(rng.normal(size=(100, 3))), rng.integers(0, 3, 100))
-    assert resolve_solver("auto", sparse, 0.0) == "lbfgs"
-    assert resolve_solver("auto", _GradientOnly(small), 0.0) == "lbfgs"
+    assert sparse.is_sparse and Capability.HESSIAN in sparse.capabilities
+    assert resolved("auto", sparse) == "lbfgs"  # declared sparse: no dense Hessian
+    assert resolved("auto", _GradientOnly(small)) == "lbfgs"
     for name in ("lbfgs", "newton-cg", "newton-cholesky"):
         with pytest.raises(ValueError, match="proximal"):
-            resolve_solver(name, small, 0.5)
+            resolved(name, small, 0.5)
     with pytest.raises(ValueError, match="unknown solver"):
-        resolve_solver("bogus", small, 0.0)
+        resolved("bogus", small)
     with pytest.raises(ValueError, match="lbfgs"):
-        resolve_solver("newton-cholesky", _GradientOnly(small), 0.0)
+        resolved("newton-cholesky", _GradientOnly(small))
     assert set(SOLVERS) >= {"lbfgs", "newton-cg", "newton-cholesky", "proximal", "sgd"}
+    # a configured instance is used as it is, after the same checks
+    custom = SOLVERS["lbfgs"].with_options(history_size=7)
+    assert resolve_solver(custom, Problem(small)) is custom
     # gradient-only backends still fit with lbfgs and proximal
     res = solve(_GradientOnly(small), solver="auto", C=1.0)
     assert res.converged
+
+
+def test_every_solver_declares_what_it_needs_and_what_tol_controls():
+    """The registry's contract: needs are capabilities, tol_controls says what stops it."""
+    for name, solver in SOLVERS.items():
+        assert solver.name == name
+        assert solver.needs <= set(Capability)
+        assert len(solver.tol_controls) > 20
+    assert Capability.HESSIAN in SOLVERS["newton-cholesky"].needs
+    assert Capability.HESSP in SOLVERS["newton-cg"].needs
+    assert Capability.MINIBATCHES in SOLVERS["sgd"].needs
+    assert SOLVERS["proximal"].supports_l1 and not SOLVERS["lbfgs"].supports_l1
 
 
 def test_bad_arguments():
@@ -272,6 +308,8 @@ def test_bad_arguments():
         solve(data, solver="lbfgs", C=1.0, coef0=np.zeros((5, 5)))
     with pytest.raises(TypeError, match="unknown option"):
         solve(data, solver="lbfgs", C=1.0, bogus=1)
+    with pytest.raises(ValueError, match="tol"):
+        solve(data, solver="lbfgs", C=1.0, tol=-1.0)
     with pytest.raises(ValueError, match="max_iter"):
         solve(data, solver="lbfgs", C=1.0, max_iter=-1)
 
@@ -318,18 +356,16 @@ def test_kronecker_preconditioner_inverts_the_hessian_at_equal_probabilities(fit
     where the objective is not flat); the Hessian here is the explicit one
     built row by row by ``smooth_hessian``, not the factored form.
     """
-    from softmax.solvers._base import Objective
-
     rng = np.random.default_rng(3)
     n, p, K = 60, 5, 4
     X = rng.normal(size=(n, p)) * np.array([1.0, 30.0, 0.2, 5.0, 1.0]) + 3.0
     X[:, 1] += 0.9 * X[:, 3]  # correlated features: a diagonal M cannot do this
     y = rng.integers(0, K, size=n)
     w = rng.uniform(0.5, 2.0, size=n)
-    obj = Objective(data_of(X, y, w, fit_intercept=fit_intercept), C=3.0, l1_ratio=0.0)
+    obj = objective_of(data_of(X, y, w, fit_intercept=fit_intercept), C=3.0)
     coef = np.zeros(obj.shape)
     _, _, H = obj.smooth_hessian(coef)
-    for M in (obj.kronecker_preconditioner(), obj.kronecker_preconditioner(coef)):
+    for M in (kronecker(obj), kronecker(obj, coef)):
         V = rng.normal(size=obj.shape)
         if fit_intercept:
             V[:, -1] -= V[:, -1].mean()  # H is singular along equal intercept shifts
@@ -342,13 +378,12 @@ def test_kronecker_preconditioner_inverts_the_hessian_at_equal_probabilities(fit
 def test_kronecker_preconditioner_matches_an_explicit_inverse_away_from_zero():
     """At any coef, M is (A (x) Sigma + l2 I)^-1 in centred variables (built with np.kron)."""
     from softmax.losses import softmax_rows_
-    from softmax.solvers._base import Objective
 
     rng = np.random.default_rng(4)
     n, p, K = 40, 3, 3
     X = rng.normal(size=(n, p)) + np.array([0.0, 2.0, -1.0])
     y = rng.integers(0, K, size=n)
-    obj = Objective(data_of(X, y), C=2.0, l1_ratio=0.0)
+    obj = objective_of(data_of(X, y), C=2.0)
     coef = rng.normal(size=obj.shape)
     P = X @ coef[:, :p].T + coef[:, p]
     softmax_rows_(P)
@@ -366,7 +401,7 @@ def test_kronecker_preconditioner_matches_an_explicit_inverse_away_from_zero():
     for k in range(K):
         T[k * q + p, k * q : k * q + p] = -mu
     M_ref = T @ np.linalg.inv(H) @ T.T
-    M = obj.kronecker_preconditioner(coef)
+    M = kronecker(obj, coef)
     G = rng.normal(size=obj.shape)
     G[:, -1] -= G[:, -1].mean()  # gradients have no component along equal shifts
     np.testing.assert_allclose(M(G.ravel()), M_ref @ G.ravel(), rtol=1e-10, atol=1e-12)
@@ -396,7 +431,10 @@ def test_kronecker_preconditioner_falls_back_to_the_diagonal_one_on_sparse_rows(
     X = np.where(np.abs(X) > 0.5, X, 0.0)[:600]
     y = y[:600]
     data = data_of(sp.csr_matrix(X), y)
-    assert data.feature_covariance() is None
+    assert Capability.FEATURE_COVARIANCE not in data.capabilities
+    assert kronecker(objective_of(data, C=1.0)) is None
+    with pytest.raises(NotImplementedError, match="feature_covariance"):
+        data.feature_covariance()
     dense = solve(data_of(X, y), solver="newton-cholesky", C=1.0, tol=1e-12)
     for kind in ("kronecker", "diagonal"):
         res = solve(data_of(sp.csr_matrix(X), y), solver="lbfgs", C=1.0, preconditioner=kind)
@@ -470,15 +508,14 @@ def test_two_loop_recursion_rejects_pairs_without_positive_curvature():
 
 def test_feature_basis_is_an_orthogonal_change_of_variables_for_the_preconditioner():
     """Q^T M Q in the basis: history moved into it gives the rotated direction."""
-    from softmax.solvers._base import Objective
     from softmax.solvers.lbfgs import LBFGSMemory, _change_of_basis
 
     rng = np.random.default_rng(6)
     n_rows, p, K = 80, 6, 3
     X = rng.normal(size=(n_rows, p)) @ rng.normal(size=(p, p)) + 1.0
     y = rng.integers(0, K, size=n_rows)
-    obj = Objective(data_of(X, y), C=2.0, l1_ratio=0.0)
-    M = obj.kronecker_preconditioner(rng.normal(size=obj.shape))
+    obj = objective_of(data_of(X, y), C=2.0)
+    M = kronecker(obj, rng.normal(size=obj.shape))
     basis = M.basis
     np.testing.assert_allclose(basis.Q.T @ basis.Q, np.eye(p), atol=1e-12)
     n = K * (p + 1)

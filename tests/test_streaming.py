@@ -149,12 +149,12 @@ def test_newton_solvers_stream(files, digits):
     np.save(d / "small.npy", np.column_stack([Xs, ys]))
     src = FileSource(d / "small.npy", target=-1, block_rows=250)
     from softmax.backends.memory import InMemoryData
-    from softmax.solvers import solve
+    from softmax.solvers import Problem, solve
 
     mem = InMemoryData(np.ascontiguousarray(Xs), ys, None, np.arange(3), fit_intercept=True)
-    ref = solve(mem, solver="lbfgs", tol=1e-12, max_iter=1000)
+    ref = solve(Problem(mem), solver="lbfgs", tol=1e-12, max_iter=1000)
     for solver in ("newton-cholesky", "lbfgs"):
-        res = solve(build_row_data(src), solver=solver, tol=1e-12, max_iter=500)
+        res = solve(Problem(build_row_data(src)), solver=solver, tol=1e-12, max_iter=500)
         assert abs(res.objective - ref.objective) / ref.objective <= 1e-8
     data = build_row_data(src)
     coef = np.random.default_rng(0).normal(size=data.coef_shape)
@@ -370,7 +370,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     import numpy as np
     from softmax.streaming import FileSource
     from softmax.backends.stream import build_row_data
-    from softmax.solvers import solve
+    from softmax.solvers import Problem, solve
 
     path, n_rows, p, block_rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     # write the file block by block: the process never holds it
@@ -388,7 +388,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     data = build_row_data(src)
     # warm up BLAS buffers and the one-off imports of a first fit (SciPy's
     # linear algebra, the thread-pool controller: ~9 MB, whatever the file)
-    solve(data, solver="lbfgs", max_iter=0)
+    solve(Problem(data), solver="lbfgs", max_iter=0)
 
     def peak_bytes():
         for line in open("/proc/self/status"):
@@ -398,7 +398,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     with open("/proc/self/clear_refs", "w") as f:  # reset the peak to the current RSS
         f.write("5")
     before = peak_bytes()
-    res = solve(data, solver="lbfgs", max_iter=4, tol=0.0)
+    res = solve(Problem(data), solver="lbfgs", max_iter=4, tol=0.0)
     after = peak_bytes()
     print(json.dumps({"before": before, "after": after, "passes": res.n_passes,
                       "file_bytes": os.path.getsize(path)}))

@@ -1,4 +1,14 @@
-"""Writing files so that a reader sees the old file or the new one, never a part.
+"""Files that survive a crash, checkpoints made of them, and progress reporting.
+
+Three small services that :mod:`softmax.io`, :mod:`softmax.streaming`, the
+stream backend and the stochastic solver share:
+
+- :func:`atomic_write` / :func:`atomic_write_bytes`: a reader sees the old
+  file or the new one, never a part;
+- :class:`Checkpoint`: a directory of atomically written ``.npz`` records
+  that lets an interrupted fit resume (the exact solvers' evaluation log,
+  the stochastic solver's state);
+- :func:`progress_bar`: a tqdm bar counting rows, or a silent stand-in.
 
 Every file the package writes (model files, ONNX files, figures, checkpoint
 records) goes through :func:`atomic_write`: the bytes go to a file in the
@@ -17,13 +27,23 @@ of :func:`tempfile.mkstemp`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_bytes"]
+import numpy as np
+
+__all__ = [
+    "Checkpoint",
+    "NoBar",
+    "atomic_savez",
+    "atomic_write",
+    "atomic_write_bytes",
+    "progress_bar",
+]
 
 _TMP_SUFFIX = ".tmp"
 
@@ -186,3 +206,145 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
 def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
     """Write ``payload`` to ``path`` atomically (see :func:`atomic_write`)."""
     atomic_write(path, lambda fh: fh.write(payload))
+
+
+def atomic_savez(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> None:
+    """Write ``arrays`` as one ``.npz`` file, atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+class Checkpoint:
+    """A directory of atomically written ``.npz`` files that let a fit resume.
+
+    Two mechanisms share it:
+
+    - *Evaluation log* (exact solvers on a file stream): the n-th
+      loss/gradient (or Hessian-vector product) a fit asks the stream for is
+      saved as ``evals/<n>.npz`` with a digest of its inputs. A resumed fit
+      starts from the same ``coef0`` and, the solvers being deterministic,
+      asks the same questions in the same order; they are answered from the
+      log without reading the file until the log runs out, and from then on
+      the fit continues where it stopped. The model is bit-for-bit the model
+      of an uninterrupted fit, whatever the solver keeps in memory.
+    - *State* (``solver="sgd"``): coefficients, optimizer state, position
+      (epoch, minibatch) and seed, saved at each epoch end and every
+      ``checkpoint_interval`` seconds.
+
+    Every file is written by :func:`atomic_write`, so a crash leaves the
+    previous record intact. Files are read with ``allow_pickle=False``.
+    ``meta.json`` records what the checkpoint was made for; a checkpoint made
+    for other data or another fit raises instead of silently mixing the two.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The directory (created if missing).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "evals").mkdir(exist_ok=True)
+
+    @classmethod
+    def open(cls, spec: Checkpoint | str | os.PathLike[str] | None) -> Checkpoint | None:
+        """``spec`` itself when it is a :class:`Checkpoint`, one for a path, or None."""
+        if spec is None or isinstance(spec, Checkpoint):
+            return spec
+        return cls(spec)
+
+    def bind(self, meta: dict[str, Any]) -> None:
+        """Check (or record) what this checkpoint is for.
+
+        Raises
+        ------
+        ValueError
+            If the directory holds a checkpoint of another source or fit.
+        """
+        f = self.path / "meta.json"
+        meta = json.loads(json.dumps(meta))  # normalise tuples etc. for comparison
+        if f.exists():
+            old = json.loads(f.read_text())
+            if old != meta:
+                diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+                raise ValueError(
+                    f"checkpoint {self.path} was made for another fit or file (differs in "
+                    f"{diff}); delete the directory or choose another checkpoint path"
+                )
+            return
+        atomic_write_bytes(f, json.dumps(meta, indent=1, sort_keys=True).encode())
+
+    def save(self, name: str, **arrays: Any) -> None:
+        """Write ``name.npz`` atomically."""
+        atomic_savez(self.path / f"{name}.npz", arrays)
+
+    def load(self, name: str) -> dict[str, np.ndarray] | None:
+        """Arrays of ``name.npz``, or None if it does not exist."""
+        f = self.path / f"{name}.npz"
+        if not f.exists():
+            return None
+        with np.load(f, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def eval_record(self, index: int) -> dict[str, np.ndarray] | None:
+        """The ``index``-th logged evaluation, or None."""
+        return self.load(f"evals/{index:08d}")
+
+    def save_eval(self, index: int, **arrays: Any) -> None:
+        """Log the ``index``-th evaluation."""
+        self.save(f"evals/{index:08d}", **arrays)
+
+    def truncate_evals(self, start: int) -> None:
+        """Delete the logged evaluations from ``start`` on (the fit took another path)."""
+        folder = self.path / "evals"
+        for name in os.listdir(folder):
+            if name.endswith(".npz") and name[:-4].isdigit() and int(name[:-4]) >= start:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / name)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class NoBar:
+    """The silent stand-in for a progress bar (same methods, no output)."""
+
+    n = 0
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kw: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(enabled: bool, total: int | None, desc: str, *, required: bool = True) -> Any:
+    """A tqdm bar counting rows (rows/s shown by tqdm), or a :class:`NoBar`.
+
+    Parameters
+    ----------
+    enabled : bool
+        False gives a :class:`NoBar`.
+    total : int or None
+        Rows expected (None: unknown).
+    desc : str
+        Label of the bar.
+    required : bool, default True
+        Without tqdm: raise an ImportError naming the extra (True), or fall
+        back to a :class:`NoBar` (False: progress is a nicety there).
+    """
+    if not enabled:
+        return NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ModuleNotFoundError as exc:  # pragma: no cover - tqdm is installed in CI
+        if not required:
+            return NoBar()
+        raise ImportError("progress bars need tqdm: pip install 'softmax[stream]'") from exc
+    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, leave=False)

@@ -14,6 +14,7 @@ method ``BaseEstimator._validate_data``) and ``force_all_finite`` was renamed
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,11 +23,13 @@ from sklearn.utils.multiclass import check_classification_targets
 
 __all__ = [
     "FINITE_KEYWORD",
+    "check_class_totals",
     "check_finite_input",
     "check_in_range",
     "check_int_at_least",
     "check_positive",
     "check_sample_weight",
+    "check_weight_values",
     "class_weight_vector",
     "encode_labels",
     "encode_with_classes",
@@ -108,6 +111,31 @@ def check_finite_input(X: Any, what: str = "X") -> None:
         )
 
 
+def check_weight_values(nonfinite: bool, minimum: float, what: str = "sample_weight") -> None:
+    """Raise the error for non-finite or negative row weights.
+
+    The one rule for weights, whatever holds them: an array in memory
+    (:func:`check_sample_weight`), a file's weight column checked block by
+    block, or Dask chunks summarised on the workers.
+
+    Parameters
+    ----------
+    nonfinite : bool
+        Whether any weight is NaN or infinite.
+    minimum : float
+        The smallest weight (``inf`` when there are none).
+    what : str, default "sample_weight"
+        What the weights are called in the message.
+    """
+    if nonfinite:
+        raise ValueError(f"{what} contains NaN or infinity; weights must be finite.")
+    if minimum < 0:
+        raise ValueError(
+            f"Negative values in {what} (smallest {minimum:g}); weights must be >= 0 "
+            "(0 drops a row)."
+        )
+
+
 def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
     """Validated per-row weights as a new float64 array of shape (n_samples,).
 
@@ -148,13 +176,9 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
                 f"sample_weight.shape == {weights.shape}, expected ({n_samples},): one "
                 f"weight per row of X."
             )
-    if not np.isfinite(weights).all():
-        raise ValueError("sample_weight contains NaN or infinity; weights must be finite.")
-    if (weights < 0).any():
-        raise ValueError(
-            f"Negative values in sample_weight (smallest {weights.min():g}); weights "
-            "must be >= 0 (0 drops a row)."
-        )
+    check_weight_values(
+        not np.isfinite(weights).all(), float(weights.min()) if weights.size else np.inf
+    )
     if n_samples and not (weights > 0).any():
         raise ValueError(
             "Sample weights must contain at least one non-zero number; all "
@@ -190,13 +214,21 @@ def encode_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def encode_with_classes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Codes of ``y`` in a known, sorted ``classes`` array.
 
+    ``classes`` were checked as class labels when they were found; a ``y``
+    whose every label is one of them needs no check of its own (this runs
+    on every ``partial_fit`` call, where scikit-learn's target-type check
+    cost as much as the update).
+
     Raises
     ------
     ValueError
         When ``y`` holds a label that is not in ``classes``.
     """
-    check_classification_targets(y)
-    codes = np.searchsorted(classes, y)
+    try:
+        codes = np.searchsorted(classes, y)
+    except TypeError:  # labels that do not compare with the classes at all
+        check_classification_targets(y)
+        raise ValueError(f"y holds labels that are not in classes_ {classes.tolist()}.") from None
     np.clip(codes, 0, len(classes) - 1, out=codes)
     unknown = classes[codes] != y
     if np.any(unknown):
@@ -216,23 +248,29 @@ def _python_key(value: object) -> object:
 def class_weight_vector(
     class_weight: Mapping[Any, float] | str | None,
     classes: np.ndarray,
-    y_codes: np.ndarray,
-    sample_weight: np.ndarray | None = None,
+    class_totals: np.ndarray | None = None,
+    class_counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weight of each class, with scikit-learn's ``class_weight`` semantics.
+
+    The one rule for every backend: the in-memory fit computes the class
+    totals from its arrays, the stream backend in one pass over the labels,
+    the Dask backend in its validation pass.
 
     Parameters
     ----------
     class_weight : dict, "balanced" or None
         ``{label: weight}`` (labels not named weigh 1), ``"balanced"``, or None
-        (all 1). ``"balanced"`` gives class ``k`` the weight
-        ``sum(s) / (n_classes * sum_{i: y_i = k} s_i)`` with ``s`` the sample
-        weights (ones when None), as ``sklearn.utils.class_weight
-        .compute_class_weight`` does when given ``sample_weight``.
+        (all 1).
     classes : ndarray of shape (n_classes,)
-    y_codes : ndarray of shape (n_samples,)
-        Codes into ``classes``.
-    sample_weight : ndarray of shape (n_samples,) or None
+        Every class of the fit (a stream or Dask fit may declare classes that
+        never occur).
+    class_totals : ndarray of shape (n_classes,), optional
+        Sum of the sample weights of each class's rows (row counts when
+        unweighted). Needed for ``"balanced"``.
+    class_counts : ndarray of shape (n_classes,), optional
+        Rows of each class (default: ``class_totals > 0``). Needed for
+        ``"balanced"`` to tell a class that occurs from one that does not.
 
     Returns
     -------
@@ -243,6 +281,18 @@ def class_weight_vector(
     ValueError
         A dict naming a label that is not a class, a negative or non-finite
         weight, or an unknown string.
+
+    Notes
+    -----
+    ``"balanced"`` gives class ``k`` the weight ``S / (m * S_k)``, with
+    ``S_k`` its total sample weight, ``S = sum_k S_k`` and ``m`` the number of
+    classes that occur in the data: ``sklearn.utils.class_weight.
+    compute_class_weight("balanced", classes=<the classes that occur>, y=y,
+    sample_weight=...)``. A class without weight (declared but absent from
+    the data, or all its rows weighing 0) adds nothing to the loss whatever
+    its weight; it gets 0 (scikit-learn raises for a declared class absent
+    from ``y``, and divides by zero for a weightless one). Declaring extra
+    classes therefore never changes the weights of the others.
     """
     n_classes = len(classes)
     if class_weight is None:
@@ -252,11 +302,13 @@ def class_weight_vector(
             raise ValueError(
                 f"class_weight must be a dict, 'balanced' or None; got {class_weight!r}."
             )
-        counts = np.bincount(y_codes, weights=sample_weight, minlength=n_classes)
-        with np.errstate(divide="ignore"):
-            # A class with zero total weight contributes nothing to the loss,
-            # so its (infinite) balancing weight is irrelevant; use 0.
-            weights = np.where(counts > 0, counts.sum() / (n_classes * counts), 0.0)
+        if class_totals is None:
+            raise ValueError("class_weight='balanced' needs the class totals of the data.")
+        totals = np.asarray(class_totals, dtype=np.float64)
+        counts = totals if class_counts is None else np.asarray(class_counts)
+        occurring = int(np.count_nonzero(counts > 0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weights = np.where(totals > 0, totals.sum() / (max(occurring, 1) * totals), 0.0)
         return weights
     if not isinstance(class_weight, Mapping):
         raise ValueError(
@@ -282,3 +334,31 @@ def class_weight_vector(
             f"are {classes.tolist()}."
         )
     return weights
+
+
+def check_class_totals(classes: np.ndarray, totals: np.ndarray, *, stacklevel: int = 3) -> None:
+    """At least two classes must carry weight; warn about classes that carry none.
+
+    Parameters
+    ----------
+    classes : ndarray of shape (n_classes,)
+    totals : ndarray of shape (n_classes,)
+        Total row weight ``s_i`` (sample times class weight) of each class.
+    stacklevel : int, default 3
+        Of the warning.
+    """
+    alive = np.asarray(totals) > 0
+    if alive.sum() < 2:
+        raise ValueError(
+            "SoftmaxRegression needs at least 2 classes with positive total weight, but "
+            f"only class {classes[alive].tolist()} has any: the sample weights or "
+            "class_weight remove every other class."
+        )
+    if not alive.all():
+        warnings.warn(
+            f"Classes {classes[~alive].tolist()} have zero total weight: the fit drives "
+            "their probabilities towards 0 (their intercepts towards -infinity). Give "
+            "them weight, or drop those rows to leave them out of classes_.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )

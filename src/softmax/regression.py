@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from softmax._kernels import log_softmax_rows_, softmax_rows_
 from softmax._validation import (
+    check_class_totals,
     check_finite_input,
     check_in_range,
     check_int_at_least,
@@ -205,13 +206,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _check_params(self) -> dict[str, Any]:
         """Validate the hyper-parameters; return them normalised."""
         from softmax.solvers import SOLVERS
+        from softmax.solvers._base import check_stopping
 
         valid = ["auto", *SOLVERS]
         if not isinstance(self.solver, str) or self.solver not in valid:
             raise ValueError(f"solver must be one of {valid}; got {self.solver!r}.")
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise ValueError(f"fit_intercept must be True or False; got {self.fit_intercept!r}.")
-        tol = check_in_range(self.tol, "tol", 0.0, np.inf)
+        tol, _ = check_stopping(self.tol, 0)
         return {
             "C": check_positive(self.C, "C"),
             "l1_ratio": check_in_range(self.l1_ratio, "l1_ratio", 0.0, 1.0),
@@ -274,32 +276,32 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             data, X_checked = self._in_memory_data(X, y, sample_weight, params)
             feature_names = getattr(self, "feature_names_in_", None)
 
-        from softmax.solvers import resolve_solver, solve
+        from softmax.solvers import Problem, resolve_solver
 
-        solver = resolve_solver(self.solver, data, params["l1_ratio"])
-        options: dict[str, Any] = {}
-        if solver == "sgd":
-            options = {
-                "optimizer": self.optimizer,
-                "learning_rate": self.learning_rate,
-                "batch_size": params["batch_size"],
-            }
-        result = solve(
+        problem = Problem(
             data,
-            solver=solver,
             C=params["C"],
             l1_ratio=params["l1_ratio"],
-            coef0=self._warm_start_coef(data),
+            verbose=params["verbose"],
+            random_state=self.random_state,
+        )
+        solver = resolve_solver(self.solver, problem)
+        if solver.name == "sgd":
+            solver = solver.with_options(
+                optimizer=self.optimizer,
+                learning_rate=self.learning_rate,
+                batch_size=params["batch_size"],
+            )
+        result = solver.solve(
+            problem,
+            self._coef0(data),
             tol=params["tol"],
             max_iter=params["max_iter"],
-            verbose=params["verbose"],
             callback=callback,
-            random_state=self.random_state,
-            **options,
         )
 
         # Only now, with a result in hand, replace the fitted state.
-        self._set_coef(result.coef, data)
+        self._set_coef(result.coef, int(data.n_features), data.dtype)
         self.classes_ = np.asarray(data.classes)
         self.n_features_in_ = int(data.n_features)
         if feature_names is not None:
@@ -310,14 +312,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.objective_ = float(result.objective)
         self.converged_ = bool(result.converged)
         self.n_passes_ = int(result.n_passes)
-        self.solver_ = solver
+        self.solver_ = solver.name
         # partial_fit after fit continues with fit's penalty strength, which
         # is relative to the weight of the rows fit has seen.
         self._fit_weight_sum_ = float(data.weight_sum)
         self._fit_n_samples_ = int(data.n_samples)
         if not self.converged_:
             warnings.warn(
-                self._convergence_advice(result, solver, params, X_checked),
+                self._convergence_advice(result, solver.name, params, X_checked),
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -344,11 +346,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 f"the data contain only one class: {classes.tolist()}."
             )
         weights = check_sample_weight(sample_weight, X.shape[0])
+        K = len(classes)
         per_class = class_weight_vector(
-            self.class_weight, classes, codes, None if sample_weight is None else weights
+            self.class_weight,
+            classes,
+            np.bincount(codes, weights=weights, minlength=K),
+            np.bincount(codes, minlength=K),
         )
         weights *= per_class[codes]
-        _check_class_totals(classes, codes, weights)
+        check_class_totals(classes, np.bincount(codes, weights=weights, minlength=K))
 
         from softmax.backends.memory import InMemoryData
 
@@ -383,8 +389,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
         return data, getattr(data, "feature_names", None)
 
-    def _warm_start_coef(self, data: Any) -> np.ndarray | None:
-        """Previous coefficients as the solver's ``coef0``, when they apply."""
+    def _coef0(self, data: Any) -> np.ndarray | None:
+        """The previous fit's coefficients as ``coef0``, when ``warm_start`` applies."""
         if not self.warm_start or not hasattr(self, "coef_"):
             return None
         same = self.coef_.shape == (data.n_classes, data.n_features) and np.array_equal(
@@ -398,25 +404,34 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 stacklevel=3,
             )
             return None
-        coef0 = np.zeros(data.coef_shape, dtype=np.float64)
-        coef0[:, : data.n_features] = self.coef_
-        if data.fit_intercept:
-            coef0[:, -1] = self.intercept_
-        return coef0
+        return self._coef_matrix(data.fit_intercept)
 
-    def _set_coef(self, coef: np.ndarray, data: Any) -> None:
-        p = data.n_features
-        dtype = np.float32 if np.dtype(data.dtype) == np.float32 else np.float64
-        self.coef_ = np.ascontiguousarray(coef[:, :p], dtype=dtype)
-        if data.fit_intercept:
-            intercept = np.array(coef[:, p], dtype=np.float64)
+    def _coef_matrix(self, fit_intercept: bool) -> np.ndarray:
+        """``coef_`` and ``intercept_`` as one float64 array, intercepts last."""
+        K, p = self.coef_.shape
+        coef = np.zeros((K, p + int(fit_intercept)), dtype=np.float64)
+        coef[:, :p] = self.coef_
+        if fit_intercept:
+            coef[:, p] = self.intercept_
+        return coef
+
+    def _set_coef(self, coef: np.ndarray, n_features: int, dtype: Any) -> None:
+        """Publish a solver's ``(n_classes, n_features + fit_intercept)`` coefficients.
+
+        ``coef_`` in ``dtype`` (float32 rows give a float32 model), and
+        ``intercept_`` centred to sum to zero (zeros without intercept).
+        """
+        dt = np.float32 if np.dtype(dtype) == np.float32 else np.float64
+        self.coef_ = np.ascontiguousarray(coef[:, :n_features], dtype=dt)
+        if coef.shape[1] > n_features:
+            intercept = np.array(coef[:, n_features], dtype=np.float64)
             # Adding a constant to every class's intercept leaves the model
             # unchanged and the intercept is unpenalised; report the centred
             # representative so that results do not depend on the solver.
             intercept -= intercept.mean()
-            self.intercept_ = intercept.astype(dtype)
+            self.intercept_ = intercept.astype(dt)
         else:
-            self.intercept_ = np.zeros(data.n_classes, dtype=dtype)
+            self.intercept_ = np.zeros(coef.shape[0], dtype=dt)
 
     def _convergence_advice(self, result: Any, solver: str, params: dict[str, Any], X: Any) -> str:
         """The ConvergenceWarning text, with only the advice that applies."""
@@ -480,12 +495,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         -------
         self : SoftmaxRegression
         """
-        self._check_params()
+        params = self._check_params()
         first = getattr(self, "classes_", None) is None
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         if classes is not None:
-            wanted, _ = encode_labels(np.asarray(classes))
+            # checked as class labels once; later calls only compare (cheaply)
+            wanted = encode_labels(np.asarray(classes))[0] if first else np.unique(classes)
             if not first and not np.array_equal(self.classes_, wanted):
                 raise ValueError(
                     f"`classes={wanted!r}` is not the same as on last call to "
@@ -512,13 +528,69 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         classes_ = wanted if first else self.classes_
         codes = encode_with_classes(y, classes_)
         weights = check_sample_weight(sample_weight, X.shape[0])
-        weights *= class_weight_vector(self.class_weight, classes_, codes)[codes]
+        weights *= class_weight_vector(self.class_weight, classes_)[codes]
         self.classes_ = classes_  # only once the batch is known to be valid
 
-        from softmax.solvers.sgd import partial_fit_step
-
-        partial_fit_step(self, X, codes, weights)
+        state = self._partial_fit_state_for(X.shape[1], params)
+        coef = state.step(
+            X,
+            codes,
+            weights,
+            C=params["C"],
+            l1_ratio=params["l1_ratio"],
+            batch_size=params["batch_size"],
+        )
+        self._set_coef(coef, X.shape[1], X.dtype)
+        # what partial_fit last published: a later fit replaces it, and the
+        # next call then starts afresh from fit's model
+        self._partial_fit_coef = self.coef_
         return self
+
+    def _partial_fit_state_for(self, n_features: int, params: dict[str, Any]) -> Any:
+        """The :class:`PartialFitState` to continue, or a new one.
+
+        New on the first call, after a ``fit`` (which replaced ``coef_``: its
+        model is continued, a warm start), or when the model's shape changed;
+        a change of ``optimizer``, ``learning_rate`` or ``batch_size`` keeps
+        the iterate and the rows seen but starts a new optimizer.
+        """
+        from softmax.solvers.stochastic import PartialFitState
+
+        K = len(self.classes_)
+        fi = params["fit_intercept"]
+        has_l1 = params["l1_ratio"] > 0
+        settings = PartialFitState.settings_of(
+            self.optimizer, self.learning_rate, params["batch_size"], fi, K, n_features
+        )
+        state = getattr(self, "_partial_fit_state", None)
+        continued = state is not None and getattr(self, "coef_", None) is getattr(
+            self, "_partial_fit_coef", None
+        )
+        if continued and state.coef.shape == (K, n_features + fi):
+            if not state.matches(settings):
+                state.restart_optimizer(settings, self.optimizer, self.learning_rate, has_l1)
+            return state
+        fitted = getattr(self, "coef_", None) is not None and np.shape(self.coef_) == (
+            K,
+            n_features,
+        )
+        state = PartialFitState.start(
+            n_classes=K,
+            n_features=n_features,
+            fit_intercept=fi,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            batch_size=params["batch_size"],
+            has_l1=has_l1,
+            random_state=self.random_state,
+            coef0=self._coef_matrix(fi) if fitted else None,
+            # continuing a fitted model: count the rows it was fitted on (when
+            # fit recorded them) so that the penalty stays that of fit
+            seen_rows=int(getattr(self, "_fit_n_samples_", 0) or 0) if fitted else 0,
+            seen_weight=float(getattr(self, "_fit_weight_sum_", 0.0) or 0.0) if fitted else 0.0,
+        )
+        self._partial_fit_state = state
+        return state
 
     # -- prediction --------------------------------------------------------------
 
@@ -689,26 +761,6 @@ def _predict_dask(estimator: SoftmaxRegression, X: Any, method: str, **kwargs: A
             "with `pip install softmax[dask]`."
         ) from exc
     return predict_dask(estimator, X, method, **kwargs)
-
-
-def _check_class_totals(classes: np.ndarray, codes: np.ndarray, weights: np.ndarray) -> None:
-    """At least two classes must carry weight; warn about classes that carry none."""
-    totals = np.bincount(codes, weights=weights, minlength=len(classes))
-    alive = totals > 0
-    if alive.sum() < 2:
-        raise ValueError(
-            "SoftmaxRegression needs at least 2 classes with positive total weight, but "
-            f"only class {classes[alive].tolist()} has any: the sample weights or "
-            "class_weight remove every other class."
-        )
-    if not alive.all():
-        warnings.warn(
-            f"Classes {classes[~alive].tolist()} have zero total weight: the fit drives "
-            "their probabilities towards 0 (their intercepts towards -infinity). Give "
-            "them weight, or drop those rows to leave them out of classes_.",
-            UserWarning,
-            stacklevel=3,
-        )
 
 
 def _badly_scaled(X: Any) -> bool:

@@ -41,7 +41,6 @@ feature is a finite number; later passes trust it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import struct
 import zipfile
@@ -52,7 +51,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from softmax._persist import atomic_write, atomic_write_bytes
+from softmax._persist import Checkpoint, progress_bar
 
 __all__ = ["Block", "Checkpoint", "FileSource"]
 
@@ -777,7 +776,7 @@ class FileSource:
         n = 0
         weight_sum = 0.0 if self.weight is not None else None
         label_kind = "native"
-        bar = _progress_bar(self.progress, None, "first pass")
+        bar = progress_bar(self.progress, None, "first pass")
         for u in units:
             u.start = n
             rows = 0
@@ -1031,110 +1030,3 @@ def _as_kind(y: np.ndarray, kind: str) -> np.ndarray:
     if kind == "float":
         return np.asarray(y).astype(np.float64)
     return np.asarray(y).astype(str)
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, **kw: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(enabled: bool, total: int | None, desc: str) -> Any:
-    """A tqdm bar counting rows (rows/s shown by tqdm), or a no-op stand-in."""
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ModuleNotFoundError as exc:  # pragma: no cover
-        raise ImportError("progress bars need tqdm: pip install 'softmax[stream]'") from exc
-    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, leave=False)
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-class Checkpoint:
-    """A directory of atomically written ``.npz`` files that let a fit resume.
-
-    Two mechanisms share it:
-
-    - *Evaluation log* (exact solvers): the n-th loss/gradient (or
-      Hessian-vector product) a fit asks the stream for is saved as
-      ``evals/<n>.npz`` with a digest of its inputs. A resumed fit starts
-      from the same ``coef0`` and, the solvers being deterministic, asks the
-      same questions in the same order; they are answered from the log
-      without reading the file until the log runs out, and from then on the
-      fit continues where it stopped. The model is bit-for-bit the model of
-      an uninterrupted fit, whatever the solver keeps in memory.
-    - *State* (``solver="sgd"``): coefficients, optimizer moments, position
-      (epoch, minibatch) and seed, saved at each epoch end and every
-      ``interval`` seconds.
-
-    Every file is written to a temporary name in the same directory, flushed
-    to disk and renamed over the old one (``os.replace`` is atomic), so a
-    crash leaves the previous checkpoint intact. Files are read with
-    ``allow_pickle=False``. ``meta.json`` records what the checkpoint was
-    made for; a checkpoint made for other data or another fit raises
-    instead of silently mixing the two.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The directory (created if missing).
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "evals").mkdir(exist_ok=True)
-
-    def bind(self, meta: dict[str, Any]) -> None:
-        """Check (or record) what this checkpoint is for.
-
-        Raises
-        ------
-        ValueError
-            If the directory holds a checkpoint of another source or fit.
-        """
-        f = self.path / "meta.json"
-        meta = json.loads(json.dumps(meta))  # normalise tuples etc. for comparison
-        if f.exists():
-            old = json.loads(f.read_text())
-            if old != meta:
-                diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-                raise ValueError(
-                    f"checkpoint {self.path} was made for another fit or file (differs in "
-                    f"{diff}); delete the directory or choose another checkpoint path"
-                )
-            return
-        atomic_write_bytes(f, json.dumps(meta, indent=1, sort_keys=True).encode())
-
-    def save(self, name: str, **arrays: Any) -> None:
-        """Write ``name.npz`` atomically."""
-        _atomic_savez(self.path / f"{name}.npz", arrays)
-
-    def load(self, name: str) -> dict[str, np.ndarray] | None:
-        """Arrays of ``name.npz``, or None if it does not exist."""
-        f = self.path / f"{name}.npz"
-        if not f.exists():
-            return None
-        with np.load(f, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-
-    def eval_record(self, index: int) -> dict[str, np.ndarray] | None:
-        return self.load(f"evals/{index:08d}")
-
-    def save_eval(self, index: int, **arrays: Any) -> None:
-        self.save(f"evals/{index:08d}", **arrays)
-
-
-def _atomic_savez(target: Path, arrays: dict[str, Any]) -> None:
-    atomic_write(target, lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}))

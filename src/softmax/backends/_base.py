@@ -1,38 +1,71 @@
-"""The contract between solvers and the places rows live.
+"""The contract between solvers and the places rows live: :class:`RowData`.
 
 Every solver asks the data one question: "for these coefficients, what are the
-summed loss and its gradient over all rows?" (and, where the backend can
-answer it, "and the Hessian times this direction?"). A backend answers it
-wherever the rows are: a NumPy/SciPy array in memory
-(:mod:`softmax.backends.memory`), a stream of blocks read from files
-(:mod:`softmax.backends.stream`), or chunks persisted on a Dask cluster
-(:mod:`softmax.backends.dask`). All of them compute each block with the same
-functions of :mod:`softmax.linear_loss`, so they give the same answer.
+summed loss and its gradient over all rows?" A backend answers it wherever
+the rows are: a NumPy/SciPy array in memory (:mod:`softmax.backends.memory`),
+a stream of blocks read from files (:mod:`softmax.backends.stream`), or chunks
+persisted on a Dask cluster (:mod:`softmax.backends.dask`). All of them
+compute each block with the same functions of :mod:`softmax.linear_loss`, so
+they give the same answer.
+
+Beyond that one question a backend may answer others (Hessian products, the
+full Hessian, minibatches, feature moments for preconditioners). Which ones
+is *declared*, not probed: ``capabilities`` is a set of :class:`Capability`
+values, and every optional method exists on the base class (raising
+``NotImplementedError`` naming the capability) so that callers write
+``Capability.HESSP in data.capabilities`` and never ``hasattr``. A new
+backend (GPU arrays through the Array API, say) subclasses :class:`RowData`,
+implements :meth:`RowData.loss_gradient` and declares what else it answers.
 
 Conventions shared by every backend
 -----------------------------------
 - Labels arrive encoded as integer codes ``0 .. n_classes - 1``.
 - Per-row weights ``s_i = sample_weight_i * class_weight[y_i]`` are folded in
-  by the backend; ``weight_sum`` is their sum.
+  by the backend (validated by :mod:`softmax._validation`, the same rules for
+  every backend); ``weight_sum`` is their sum.
 - ``coef`` has shape ``(n_classes, n_features + fit_intercept)``, float64,
-  C-contiguous; when ``fit_intercept`` the last column is the intercept.
+  C-contiguous, on the host; when ``fit_intercept`` the last column is the
+  intercept. Answers are host float64 arrays whatever the rows are.
 - The data term is the *sum* ``sum_i s_i * CE(y_i, softmax(W x_i + b))``; the
   penalty and the factor ``C`` are the solver's business, not the backend's.
-- Gradients have the shape of ``coef`` and are float64. Sums are accumulated in
-  float64 even when the rows are float32.
-- Hessians act on, and full Hessians are laid out in, the C-order flattening of
-  ``coef``.
+- Gradients have the shape of ``coef``. Sums are accumulated in float64 even
+  when the rows are float32.
+- Hessians act on, and full Hessians are laid out in, the C-order flattening
+  of ``coef``. The full Hessian is the information matrix of the data term
+  (what :mod:`inference` statistics need), summed over row blocks.
 """
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RowData"]
+__all__ = ["Capability", "RowData"]
+
+
+class Capability(str, enum.Enum):
+    """The optional questions a backend can answer (see :class:`RowData`)."""
+
+    #: :meth:`RowData.gradient_hessian_product`
+    HESSP = "hessp"
+    #: :meth:`RowData.hessian` (the full ``n_coef x n_coef`` Hessian)
+    HESSIAN = "hessian"
+    #: :meth:`RowData.iter_minibatches` (stochastic solvers)
+    MINIBATCHES = "minibatches"
+    #: :meth:`RowData.feature_moments` (diagonal preconditioner)
+    FEATURE_MOMENTS = "feature_moments"
+    #: :meth:`RowData.curvature_moments` (refreshing the diagonal preconditioner)
+    CURVATURE_MOMENTS = "curvature_moments"
+    #: :meth:`RowData.feature_covariance` (feature factor of Kronecker preconditioners)
+    FEATURE_COVARIANCE = "feature_covariance"
+    #: :meth:`RowData.class_curvature` (class factor of the Kronecker preconditioner)
+    CLASS_CURVATURE = "class_curvature"
+    #: answers are logged to :attr:`RowData.checkpoint` and replayed on a restart
+    EVALUATION_LOG = "evaluation_log"
 
 
 class RowData(ABC):
@@ -55,6 +88,19 @@ class RowData(ABC):
     n_passes : int
         Number of passes over the rows made so far (one per loss/gradient
         evaluation, one per Hessian-vector product); solvers report it.
+    capabilities : frozenset of Capability
+        The optional methods this backend answers.
+    is_sparse : bool
+        Whether the rows are sparse (CSR): full Hessians then cost a
+        densified block per pass, which ``solver="auto"`` avoids.
+    feature_names : ndarray of shape (n_features,) or None
+        Column names, when the rows came from a frame with string columns.
+    checkpoint : softmax._persist.Checkpoint or None
+        Where a fit on these rows saves its progress (file sources with
+        ``checkpoint=``); stochastic solvers save their state there.
+    record_evaluations : bool
+        With :attr:`Capability.EVALUATION_LOG`: whether answers are logged
+        and replayed (solvers that checkpoint their own state turn it off).
     """
 
     classes: np.ndarray
@@ -64,6 +110,11 @@ class RowData(ABC):
     dtype: np.dtype
     weight_sum: float
     n_passes: int = 0
+    capabilities: frozenset[Capability] = frozenset()
+    is_sparse: bool = False
+    feature_names: np.ndarray | None = None
+    checkpoint: Any = None
+    record_evaluations: bool = False
 
     @property
     def n_classes(self) -> int:
@@ -72,6 +123,18 @@ class RowData(ABC):
     @property
     def coef_shape(self) -> tuple[int, int]:
         return (self.n_classes, self.n_features + int(self.fit_intercept))
+
+    def supports(self, *capabilities: Capability) -> bool:
+        """Whether the backend answers every one of ``capabilities``."""
+        return set(capabilities) <= self.capabilities
+
+    def _missing(self, capability: Capability) -> NotImplementedError:
+        return NotImplementedError(
+            f"{type(self).__name__} does not offer {capability.value!r} "
+            f"(its capabilities: {sorted(c.value for c in self.capabilities)})"
+        )
+
+    # -- the one question every backend answers --------------------------------
 
     @abstractmethod
     def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
@@ -91,28 +154,72 @@ class RowData(ABC):
         """Summed weighted cross-entropy alone (backends may do it cheaper)."""
         return self.loss_gradient(coef)[0]
 
+    # -- optional questions: see ``capabilities`` ------------------------------
+
     def gradient_hessian_product(
         self, coef: np.ndarray
     ) -> tuple[float, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-        """Loss, gradient, and a function ``v -> H v`` at ``coef``.
+        """Loss, gradient, and a function ``v -> H v`` at ``coef`` (:attr:`Capability.HESSP`).
 
-        ``v`` and ``H v`` have the shape of ``coef``. Backends that cannot
-        answer raise ``NotImplementedError``; solvers that need it say so.
+        ``v`` and ``H v`` have the shape of ``coef``; each product is one pass.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no Hessian-vector products")
+        raise self._missing(Capability.HESSP)
 
     def hessian(self, coef: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """Loss, gradient and the full Hessian (n_coef x n_coef, C-order of coef)."""
-        raise NotImplementedError(f"{type(self).__name__} has no full Hessian")
+        """Loss, gradient and the full Hessian (:attr:`Capability.HESSIAN`).
+
+        Returns
+        -------
+        loss : float
+        gradient : ndarray of shape (n_classes, n_features + fit_intercept)
+        hessian : ndarray of shape (n_coef, n_coef), C-order of ``coef``
+        """
+        raise self._missing(Capability.HESSIAN)
 
     def iter_minibatches(
         self, batch_size: int, rng: np.random.Generator
     ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
         """One epoch of shuffled minibatches ``(X_batch, y_codes, weights)``.
 
-        Used by the stochastic solver (``solver="sgd"``). ``X_batch`` is a
-        float array or CSR matrix of shape (batch, n_features) in ``dtype``;
-        ``weights`` already hold ``s_i``. Backends whose rows cannot be
-        shuffled globally (streams) shuffle blocks and rows within a block.
+        :attr:`Capability.MINIBATCHES`; used by the stochastic solver.
+        ``X_batch`` is a float array or CSR matrix of shape (batch,
+        n_features) in ``dtype``; ``weights`` already hold ``s_i``. Backends
+        whose rows cannot be shuffled globally (streams, Dask) visit their
+        blocks in a random order and shuffle rows within a block.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot yield minibatches")
+        raise self._missing(Capability.MINIBATCHES)
+
+    def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted mean of each feature and of its square (:attr:`Capability.FEATURE_MOMENTS`).
+
+        Returns
+        -------
+        mean, sq_mean : ndarray of shape (n_features,), float64
+        """
+        raise self._missing(Capability.FEATURE_MOMENTS)
+
+    def curvature_moments(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Curvature-weighted row moments at ``coef`` (:attr:`Capability.CURVATURE_MOMENTS`).
+
+        See :func:`softmax.linear_loss.block_curvature_moments`; one pass.
+        """
+        raise self._missing(Capability.CURVATURE_MOMENTS)
+
+    def feature_covariance(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted feature mean and centred covariance (:attr:`Capability.FEATURE_COVARIANCE`).
+
+        Returns
+        -------
+        mean : ndarray of shape (n_features,), float64
+        cov : ndarray of shape (n_features, n_features)
+            A new array the caller may overwrite (it is a large part of a
+            fit's memory when there are few rows).
+        """
+        raise self._missing(Capability.FEATURE_COVARIANCE)
+
+    def class_curvature(self, coef: np.ndarray) -> np.ndarray:
+        """Mean logit Hessian ``sum_i s_i (diag(p_i) - p_i p_i^T) / sum_i s_i``.
+
+        :attr:`Capability.CLASS_CURVATURE`; of shape (n_classes, n_classes).
+        """
+        raise self._missing(Capability.CLASS_CURVATURE)

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from softmax.backends._base import RowData
+from softmax.backends._base import Capability, RowData
 from softmax.backends.memory import InMemoryData
 from softmax.linear_loss import column_moments
 
@@ -432,6 +432,15 @@ class DaskRowData(RowData):
         self.class_counts = class_counts
         self.feature_names = feature_names
         self.is_sparse = bool(is_sparse)
+        self.capabilities = frozenset(
+            {
+                Capability.HESSP,
+                Capability.HESSIAN,
+                Capability.MINIBATCHES,
+                Capability.FEATURE_MOMENTS,
+                Capability.CURVATURE_MOMENTS,
+            }
+        )
         self.n_passes = 0
         self._hessp: _HesspState | None = None
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
@@ -511,7 +520,7 @@ class DaskRowData(RowData):
     def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Weighted mean of each feature and of its square (one pass, cached).
 
-        Optional extra of the :class:`RowData` contract: with it, and with
+        :attr:`Capability.FEATURE_MOMENTS`: with it, and with
         :meth:`curvature_moments`, the batch solvers precondition a fit on the
         cluster exactly as they do in memory, so it takes the same iterations.
 
@@ -810,7 +819,12 @@ def build_row_data(
     """
     dask, _ = _import_dask()
 
-    from softmax._validation import check_classification_targets, class_weight_vector
+    from softmax._validation import (
+        check_class_totals,
+        check_classification_targets,
+        check_weight_values,
+        class_weight_vector,
+    )
 
     Xa, dt, names = _as_dask_x(X, dtype)
     n_features = Xa.shape[1]
@@ -821,8 +835,7 @@ def build_row_data(
     w_scalar = None
     if isinstance(sample_weight, numbers.Real):
         w_scalar = float(sample_weight)
-        if not np.isfinite(w_scalar):
-            raise ValueError("sample_weight contains NaN or infinity; weights must be finite.")
+        check_weight_values(not np.isfinite(w_scalar), w_scalar)
     wv = (
         None
         if sample_weight is None or w_scalar is not None
@@ -900,14 +913,7 @@ def build_row_data(
     if summary.labels.dtype.kind == "f" and np.isnan(summary.labels).any():
         raise ValueError("Input y contains NaN; every row needs a label.")
     check_classification_targets(summary.labels)
-    if summary.w_nonfinite:
-        raise ValueError("sample_weight contains NaN or infinity; weights must be finite.")
-    w_min = summary.w_min if w_scalar is None else w_scalar
-    if w_min < 0:
-        raise ValueError(
-            f"Negative values in sample_weight (smallest {w_min:g}); weights must be >= 0 "
-            "(0 drops a row)."
-        )
+    check_weight_values(summary.w_nonfinite, summary.w_min if w_scalar is None else w_scalar)
 
     if classes is None:
         classes_ = summary.labels
@@ -937,28 +943,11 @@ def build_row_data(
 
     class_weights = None
     if class_weight is not None:
-        # the estimator's own rule: "balanced" from the (weighted) counts,
-        # which is what it computes from codes and weights in memory
-        class_weights = class_weight_vector(
-            class_weight, classes_, np.arange(len(classes_)), weighted
-        )
+        # the one rule of every backend, from the validation pass's class totals
+        class_weights = class_weight_vector(class_weight, classes_, weighted, counts)
     cw_full = np.ones(len(classes_)) if class_weights is None else class_weights
     totals = weighted * cw_full
-    alive = totals > 0
-    if alive.sum() < 2:
-        raise ValueError(
-            "SoftmaxRegression needs at least 2 classes with positive total weight, but "
-            f"only class {classes_[alive].tolist()} has any: the sample weights or "
-            "class_weight remove every other class."
-        )
-    if not alive.all():
-        warnings.warn(
-            f"Classes {classes_[~alive].tolist()} have zero total weight; their "
-            "intercepts are pushed towards -infinity and the solver may not converge. "
-            "Drop those rows or give them weight.",
-            UserWarning,
-            stacklevel=3,
-        )
+    check_class_totals(classes_, totals, stacklevel=4)
     weight_sum = float(totals.sum())
     if w_scalar is not None:
         # a constant weight: fold it into the class weights (one multiply per row)

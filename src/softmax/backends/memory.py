@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from softmax.backends._base import RowData
+from softmax.backends._base import Capability, RowData
 from softmax.linear_loss import (
     Workspace,
     block_curvature_moments,
@@ -169,15 +169,27 @@ class InMemoryData(RowData):
         self.dtype = np.dtype(X.dtype)
         self.weight_sum = float(n if weights is None else weights.sum())
         self.n_passes = 0
+        self.is_sparse = bool(sp.issparse(X))
+        caps = {
+            Capability.HESSP,
+            Capability.HESSIAN,
+            Capability.MINIBATCHES,
+            Capability.FEATURE_MOMENTS,
+            Capability.CURVATURE_MOMENTS,
+            Capability.CLASS_CURVATURE,
+        }
+        if not self.is_sparse and 0 < self.n_features <= COVARIANCE_MAX_FEATURES:
+            caps.add(Capability.FEATURE_COVARIANCE)
+        self.capabilities = frozenset(caps)
         self._ws: Workspace | None = None
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
 
     def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Weighted mean of each feature and of its square.
 
-        Optional extra of the :class:`RowData` contract: solvers use it, when a
-        backend offers it, to precondition (see ``docs/solvers.md``). Computed
-        once (one pass over the rows, not counted in ``n_passes``) and cached.
+        :attr:`Capability.FEATURE_MOMENTS`: solvers precondition with it (see
+        ``docs/solvers.md``). Computed once (one pass over the rows, not
+        counted in ``n_passes``) and cached.
 
         Returns
         -------
@@ -190,13 +202,13 @@ class InMemoryData(RowData):
             self._moments = (s1 / w, s2 / w)
         return self._moments
 
-    def feature_covariance(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Weighted mean and centred covariance of the features, or None.
+    def feature_covariance(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted mean and centred covariance of the features.
 
-        Optional extra of the :class:`RowData` contract: L-BFGS builds a
-        Kronecker-factored preconditioner from it (see ``docs/solvers.md``).
-        Answers only for dense X of at most ``COVARIANCE_MAX_FEATURES``
-        features (None otherwise: solvers then keep the diagonal one).
+        :attr:`Capability.FEATURE_COVARIANCE`, declared for dense X of at most
+        ``COVARIANCE_MAX_FEATURES`` features (solvers keep the diagonal
+        preconditioner otherwise): L-BFGS builds a Kronecker-factored
+        preconditioner from it (see ``docs/solvers.md``).
         Computed at each call (callers keep what they need: a ``p x p``
         matrix is a large part of a fit's memory when there are few rows) in
         row blocks, in X's dtype (not counted in ``n_passes``; a
@@ -212,9 +224,9 @@ class InMemoryData(RowData):
             ``sum_i s_i (x_i - mean)(x_i - mean)^T / sum_i s_i`` (over the
             rows used).
         """
+        if Capability.FEATURE_COVARIANCE not in self.capabilities:
+            raise self._missing(Capability.FEATURE_COVARIANCE)
         X = self.X
-        if sp.issparse(X) or not 0 < X.shape[1] <= COVARIANCE_MAX_FEATURES:
-            return None
         n, p = X.shape
         budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
         stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
@@ -242,8 +254,8 @@ class InMemoryData(RowData):
     def class_curvature(self, coef: np.ndarray) -> np.ndarray:
         """Mean logit Hessian ``sum_i s_i (diag(p_i) - p_i p_i^T) / sum_i s_i``.
 
-        Optional extra of the :class:`RowData` contract (the class factor of
-        the Kronecker preconditioner). A ``K x K`` mean needs few rows: from
+        :attr:`Capability.CLASS_CURVATURE` (the class factor of the Kronecker
+        preconditioner). A ``K x K`` mean needs few rows: from
         more than ``2 * CURVATURE_ROWS`` rows it is taken over an even
         stride of them (not counted as a pass); otherwise over all rows,
         counted as one pass (it is half of one).
@@ -297,7 +309,7 @@ class InMemoryData(RowData):
         return self._ws
 
     def curvature_moments(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Curvature-weighted row moments at ``coef`` (optional extra of the contract).
+        """Curvature-weighted row moments at ``coef`` (:attr:`Capability.CURVATURE_MOMENTS`).
 
         See :func:`softmax.linear_loss.block_curvature_moments`; solvers use
         them to refresh their preconditioner. Counts as one pass.

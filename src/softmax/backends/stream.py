@@ -14,7 +14,7 @@ Stochastic solvers get :meth:`StreamData.iter_minibatches`: units of the file
 block.
 
 When the source has a ``checkpoint`` directory, every answer is logged there
-(:class:`softmax.streaming.Checkpoint`) and replayed to a restarted fit.
+(:class:`softmax._persist.Checkpoint`) and replayed to a restarted fit.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from softmax.backends._base import RowData
+from softmax._persist import Checkpoint, progress_bar
+from softmax._validation import (
+    check_class_totals,
+    check_sample_weight,
+    class_weight_vector,
+)
+from softmax.backends._base import Capability, RowData
 from softmax.linear_loss import (
     block_curvature_moments,
     block_hessian,
@@ -37,7 +43,7 @@ from softmax.linear_loss import (
     block_loss_gradient,
     column_moments,
 )
-from softmax.streaming import Checkpoint, FileSource, _progress_bar
+from softmax.streaming import FileSource
 
 __all__ = ["StreamData", "build_row_data"]
 
@@ -114,15 +120,14 @@ def build_row_data(
                 "the source already has a weight column; give sample weights once "
                 "(either FileSource(weight=...) or fit(sample_weight=...))"
             )
-        sw = np.asarray(sample_weight, dtype=np.float64)
-        if sw.ndim != 1 or sw.shape[0] != source.n_samples:
-            raise ValueError(
-                f"sample_weight has shape {sw.shape}; expected ({source.n_samples},), one "
-                "weight per row of the file"
-            )
-        if not np.all(np.isfinite(sw)) or np.any(sw < 0):
-            raise ValueError("sample_weight must be finite and non-negative")
-    cw = _class_weights(class_weight, cls, source, sw)
+        if np.ndim(sample_weight) == 0:
+            sample_weight = np.full(source.n_samples, sample_weight, dtype=np.float64)
+        sw = check_sample_weight(sample_weight, source.n_samples)
+    cw = None
+    if class_weight is not None:
+        totals, counts = _class_totals(source, cls, sw)
+        cw = class_weight_vector(class_weight, cls, totals, counts)
+        check_class_totals(cls, totals * cw)
     return StreamData(
         source,
         classes=cls,
@@ -133,40 +138,21 @@ def build_row_data(
     )
 
 
-def _class_weights(
-    class_weight: Any, classes: np.ndarray, source: FileSource, sample_weight: np.ndarray | None
-) -> np.ndarray | None:
-    if class_weight is None:
-        return None
+def _class_totals(
+    source: FileSource, classes: np.ndarray, sample_weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Total sample weight and rows of each class: one pass over the labels."""
     K = len(classes)
-    if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ValueError(
-                f"class_weight must be a dict, 'balanced' or None, got {class_weight!r}"
-            )
-        # scikit-learn's rule: total weight / (n_classes * weight of class k),
-        # counting rows by their sample weights when there are any
-        counts = np.zeros(K, dtype=np.float64)
-        for b in source.iter_blocks():
-            w = b.weight
-            if sample_weight is not None:
-                w = sample_weight[b.start : b.start + b.X.shape[0]]
-            counts += np.bincount(source.encode(b.y, classes), weights=w, minlength=K)
-        present = counts > 0
-        out = np.ones(K, dtype=np.float64)
-        out[present] = counts.sum() / (K * counts[present])
-        return out
-    if isinstance(class_weight, dict):
-        out = np.ones(K, dtype=np.float64)
-        known = {c.item() if hasattr(c, "item") else c: k for k, c in enumerate(classes)}
-        for label, w in class_weight.items():
-            if label not in known:
-                raise ValueError(f"class_weight has label {label!r}, which is not a class")
-            out[known[label]] = float(w)
-        if not np.all(np.isfinite(out)) or np.any(out < 0):
-            raise ValueError("class weights must be finite and non-negative")
-        return out
-    raise ValueError(f"class_weight must be a dict, 'balanced' or None, got {class_weight!r}")
+    totals = np.zeros(K, dtype=np.float64)
+    counts = np.zeros(K, dtype=np.int64)
+    for b in source.iter_blocks():
+        w = b.weight
+        if sample_weight is not None:
+            w = sample_weight[b.start : b.start + b.X.shape[0]]
+        codes = source.encode(b.y, classes)
+        totals += np.bincount(codes, weights=w, minlength=K)
+        counts += np.bincount(codes, minlength=K)
+    return totals, counts
 
 
 def _digest(kind: str, *arrays: np.ndarray) -> str:
@@ -227,11 +213,21 @@ class StreamData(RowData):
         self._class_weights = class_weights
         self.n_passes = 0
         self.n_replayed = 0
-        self.record_evaluations = True
+        caps = {
+            Capability.HESSP,
+            Capability.HESSIAN,
+            Capability.MINIBATCHES,
+            Capability.FEATURE_MOMENTS,
+            Capability.CURVATURE_MOMENTS,
+        }
+        if source.checkpoint is not None:
+            caps.add(Capability.EVALUATION_LOG)
+        self.capabilities = frozenset(caps)
+        self.record_evaluations = source.checkpoint is not None
         self._n_evals = 0
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
         self._cache: _BlockCache | None = None
-        if getattr(source, "cache", None) is not None:
+        if source.cache is not None:
             fp = source.fingerprint()  # what the cached bytes depend on: file, columns, encoding
             fp.update(
                 classes=np.asarray(classes).astype(str).tolist(), compute_dtype=self.dtype.name
@@ -315,13 +311,13 @@ class StreamData(RowData):
 
     def _pass(self, desc: str, fn: Callable[[np.ndarray, np.ndarray, Any], float]) -> float:
         """Apply ``fn`` to every block; returns the summed loss. One pass."""
-        bar = _progress_bar(self.source.progress, self.n_samples, desc)
+        bar = progress_bar(self.source.progress, self.n_samples, desc)
         loss = 0.0
         try:
             for X, y, w in self._blocks():
                 loss += fn(X, y, w)
                 bar.update(X.shape[0])
-                bar.set_postfix(loss=f"{loss / max(_bar_n(bar), 1):.4g}", refresh=False)
+                bar.set_postfix(loss=f"{loss / max(bar.n, 1):.4g}", refresh=False)
         finally:
             bar.close()
         self.n_passes += 1
@@ -339,7 +335,7 @@ class StreamData(RowData):
         if str(rec["key"]) != key:
             # The fit took another path from here on (other C, solver, start):
             # the rest of the log answers other questions. Drop it.
-            self._truncate_log(self._n_evals)
+            self.checkpoint.truncate_evals(self._n_evals)
             return None
         self._n_evals += 1
         self.n_replayed += 1
@@ -350,14 +346,6 @@ class StreamData(RowData):
             return
         self.checkpoint.save_eval(self._n_evals, key=np.str_(key), **arrays)
         self._n_evals += 1
-
-    def _truncate_log(self, start: int) -> None:
-        assert self.checkpoint is not None
-        folder = self.checkpoint.path / "evals"
-        for name in os.listdir(folder):
-            if name.endswith(".npz") and int(name[:-4]) >= start:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(folder / name)
 
     # -- RowData ----------------------------------------------------------------
 
@@ -392,7 +380,7 @@ class StreamData(RowData):
     def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Weighted mean of each feature and of its square (one pass, cached).
 
-        Optional extra of the :class:`RowData` contract, the sum over blocks of
+        :attr:`Capability.FEATURE_MOMENTS`, the sum over blocks of
         :func:`softmax.linear_loss.column_moments`: with it the batch solvers
         precondition a streamed fit as they do an in-memory one, which saves
         many passes over the file when features are unscaled.
@@ -663,8 +651,3 @@ class _CacheWriter:
             c.blocks.setdefault(u, []).append((pos, start, n))
         c.weighted = self.fw is not None
         c.complete = True
-
-
-def _bar_n(bar: Any) -> int:
-    """Rows counted so far by a progress bar (0 for the no-op bar)."""
-    return int(getattr(bar, "n", 0))

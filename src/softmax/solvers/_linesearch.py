@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LineSearchResult", "newton_line_step", "wolfe_line_search"]
+__all__ = ["LineSearchResult", "newton_iterations", "newton_line_step", "wolfe_line_search"]
 
 Phi = Callable[[float], tuple[float, np.ndarray, float]]
 
@@ -197,3 +197,76 @@ def newton_line_step(
             converged,
         )
     return x, ft, it, None, False
+
+
+#: ``direction(objective, x, iteration) -> (f, g, d, dec, trusted)``: the smooth
+#: objective and its flat gradient at ``x``, the Newton direction (None when
+#: the gradient is exactly zero), the decrement ``-g.d`` and whether the
+#: decrement is accurate enough to stop on.
+NewtonDirection = Callable[[Any, np.ndarray, int], tuple[float, np.ndarray, Any, float, bool]]
+
+
+def newton_iterations(
+    name: str,
+    problem: Any,
+    coef0: np.ndarray,
+    tol: float,
+    max_iter: int,
+    callback: Any,
+    direction: NewtonDirection,
+) -> Any:
+    """The outer loop the Newton solvers share: direction, stopping test, line search.
+
+    Stops when half the decrement (``f - f*`` for a quadratic) is below ``tol
+    * |f|`` and ``direction`` trusts it, after ``max_iter`` iterations, or by
+    the rules of :func:`newton_line_step`.
+
+    Parameters
+    ----------
+    name : str
+        The solver's name, for messages.
+    problem : Problem
+    coef0 : ndarray
+        The (checked, copied) starting point.
+    tol, max_iter, callback
+        As in :meth:`softmax.solvers._base.Solver.solve`.
+    direction : callable
+        See :data:`NewtonDirection`.
+
+    Returns
+    -------
+    SolverResult
+    """
+    from softmax.solvers._base import Monitor, Objective, f_noise_level
+
+    obj = Objective(problem)
+    mon = Monitor(name, obj, callback)
+    shape = obj.shape
+    x = coef0.ravel()
+    noise = f_noise_level(problem.data)
+    recent: list[float] = []
+    converged = False
+    message = f"reached max_iter={max_iter} before the Newton decrement fell below tol"
+    it = 0
+    f = math.nan
+    while True:
+        f, _g, d, dec, trusted = direction(obj, x, it)
+        if not math.isfinite(f):
+            message = "the objective is not finite; scale the features or lower C"
+            break
+        if d is None:
+            converged, message = True, "the gradient is exactly zero"
+            break
+        if trusted and 0.5 * dec <= tol * abs(f):
+            converged = True
+            message = f"estimated relative gap {0.5 * dec / abs(f):.2e} <= tol={tol:g}"
+            break
+        if it >= max_iter:
+            break
+        x, f, it, stop, stop_converged = newton_line_step(
+            obj, x, f, d, dec, it=it, shape=shape, noise=noise, tol=tol, recent=recent, mon=mon
+        )
+        if stop is not None:
+            message, converged = stop, stop_converged
+            break
+    return mon.result(x.reshape(shape), it, converged, f, message)

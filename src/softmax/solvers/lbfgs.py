@@ -20,36 +20,31 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
-from softmax.backends._base import RowData
+from softmax.backends._base import Capability, RowData
 from softmax.solvers._base import (
     Callback,
-    FeatureBasis,
     Monitor,
     Objective,
     RateGapEstimate,
-    SolverResult,
+    Solver,
     f_noise_level,
-    initial_coef,
-    reject_options,
 )
 from softmax.solvers._linesearch import wolfe_line_search
+from softmax.solvers._preconditioners import FeatureBasis, diagonal, kronecker
+from softmax.solvers._problem import Problem, SolverResult
 
 __all__ = [
-    "NEEDS",
-    "SUPPORTS_L1",
+    "LBFGS",
     "LBFGSMemory",
     "default_history",
     "make_memory",
-    "solve",
     "use_kronecker",
 ]
-
-SUPPORTS_L1 = False
-NEEDS = "gradient"
 
 #: Default number of correction pairs kept. On MNIST digits (X / 255, C=1)
 #: with the diagonal preconditioner m = 10, 50, 100 took 231, 200, 175
@@ -81,7 +76,7 @@ def use_kronecker(data: RowData) -> bool:
     Measured (docs/solvers.md): on MNIST (8000 x 784) 149 -> 75 iterations at
     C = 1 and 554 -> 330 at C = 100; on digits (1797 x 64) no gain.
     """
-    if not hasattr(data, "feature_covariance"):
+    if Capability.FEATURE_COVARIANCE not in data.capabilities:
         return False
     return data.n_samples * data.n_features * data.n_classes >= KRONECKER_WORK
 
@@ -269,80 +264,77 @@ class LBFGSMemory:
         return -q.astype(np.float64)
 
 
-def solve(
-    data: RowData,
-    *,
-    C: float,
-    l1_ratio: float = 0.0,
-    coef0: np.ndarray | None = None,
-    tol: float = 1e-7,
-    max_iter: int = 1000,
-    verbose: int = 0,
-    callback: Callback | None = None,
-    random_state: Any = None,
-    history_size: int | None = None,
-    precondition: bool = True,
-    precondition_every: int = 20,
-    preconditioner: str = "auto",
-    **options: Any,
-) -> SolverResult:
-    """Minimise the L2-penalised objective by L-BFGS.
+@dataclass(frozen=True)
+class LBFGS(Solver):
+    """L-BFGS with a strong-Wolfe line search, preconditioned, for the L2 penalty.
 
     Parameters
     ----------
-    data : RowData
-        The rows; only ``loss_gradient`` is used (one call per trial step).
-    C : float
-        Inverse regularisation strength.
-    l1_ratio : float
-        Must be 0 (use the ``"proximal"`` solver for L1 / elastic net).
-    coef0 : ndarray of shape (n_classes, n_features + fit_intercept), optional
-        Starting point; zeros when None.
-    tol : float
-        Stop when the estimated relative objective gap ``-g.d / (2 |f|)`` is
-        below ``tol`` (``d`` the L-BFGS direction).
-    max_iter : int
-        Maximum number of iterations.
-    verbose : int
-        Print one line per iteration when > 0.
-    callback : callable, optional
-        ``callback(iteration, objective)`` after each iteration.
-    random_state : ignored
-        The solver is deterministic.
     history_size : int, optional
         Correction pairs kept (at most ``HISTORY_BYTES`` of memory); by
         default :func:`default_history`.
     precondition : bool, default True
-        Scale the initial inverse Hessian by the inverse of an estimate of the
-        Hessian diagonal (when the backend offers ``feature_moments``).
+        Scale the initial inverse Hessian by a preconditioner (when the
+        backend offers ``feature_moments``).
     precondition_every : int, default 20
         Refresh the preconditioner at the current point every this many
         iterations (one pass; backends with ``curvature_moments``); 0 never.
     preconditioner : {"auto", "kronecker", "diagonal"}, default "auto"
         Which preconditioner: ``"kronecker"`` (class curvature times feature
-        covariance, :meth:`Objective.kronecker_preconditioner`; dense X of at
-        most 2048 features, else the diagonal one), ``"diagonal"``
-        (:meth:`Objective.preconditioner`), or ``"auto"``: where it pays
-        (:func:`use_kronecker`), diagonal for the first ``KRONECKER_START``
-        iterations and Kronecker from then on (refreshed every
-        ``precondition_every``), so problems solved within them never pay for
-        the covariance.
-
-    Returns
-    -------
-    SolverResult
+        covariance, :func:`softmax.solvers._preconditioners.kronecker`; dense
+        X of at most 2048 features, else the diagonal one), ``"diagonal"``
+        (:func:`softmax.solvers._preconditioners.diagonal`), or ``"auto"``:
+        where it pays (:func:`use_kronecker`), diagonal for the first
+        ``KRONECKER_START`` iterations and Kronecker from then on (refreshed
+        every ``precondition_every``), so problems solved within them never
+        pay for the covariance.
     """
-    reject_options("lbfgs", options)
-    if l1_ratio > 0:
-        raise ValueError("solver 'lbfgs' supports only the L2 penalty; use solver='proximal'")
-    if preconditioner not in ("auto", "kronecker", "diagonal"):
-        raise ValueError(
-            f"preconditioner must be 'auto', 'kronecker' or 'diagonal', got {preconditioner!r}"
-        )
-    obj = Objective(data, C, l1_ratio)
-    mon = Monitor("lbfgs", obj, verbose, callback)
+
+    name: ClassVar[str] = "lbfgs"
+    tol_controls: ClassVar[str] = (
+        "the larger of the quasi-Newton estimate -g.d/2 (d the L-BFGS direction) and the "
+        "rate estimate of the last 20 iterations' decrease, relative to |F|"
+    )
+
+    history_size: int | None = None
+    precondition: bool = True
+    precondition_every: int = 20
+    preconditioner: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.preconditioner not in ("auto", "kronecker", "diagonal"):
+            raise ValueError(
+                "preconditioner must be 'auto', 'kronecker' or 'diagonal', got "
+                f"{self.preconditioner!r}"
+            )
+
+    def _solve(
+        self,
+        problem: Problem,
+        coef0: np.ndarray,
+        tol: float,
+        max_iter: int,
+        callback: Callback | None,
+    ) -> SolverResult:
+        return _lbfgs(self, problem, coef0, tol, max_iter, callback)
+
+
+def _lbfgs(
+    opts: LBFGS,
+    problem: Problem,
+    coef0: np.ndarray,
+    tol: float,
+    max_iter: int,
+    callback: Callback | None,
+) -> SolverResult:
+    """The L-BFGS iteration (see :class:`LBFGS` and the module docstring)."""
+    data = problem.data
+    history_size, precondition = opts.history_size, opts.precondition
+    precondition_every, preconditioner = opts.precondition_every, opts.preconditioner
+    obj = Objective(problem)
+    mon = Monitor("lbfgs", obj, callback)
     shape = obj.shape
-    x = initial_coef(data, coef0).ravel()
+    x = coef0.ravel()
     f, g = obj.smooth(x.reshape(shape))
     g = g.ravel()
     # "auto" starts diagonal and switches at the first refresh: problems
@@ -353,8 +345,8 @@ def solve(
 
     def make_M(coef: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray] | None:
         use = kron and (coef is not None or preconditioner == "kronecker")
-        M = obj.kronecker_preconditioner(coef) if use else None
-        return M if M is not None else obj.preconditioner(coef)
+        M = kronecker(obj, coef) if use else None
+        return M if M is not None else diagonal(obj, coef)
 
     M = make_M(None) if precondition else None
     # the Kronecker preconditioner comes with an orthogonal basis in which it

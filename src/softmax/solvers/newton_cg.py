@@ -15,34 +15,26 @@ all intercepts; CG never needs that direction because the gradient is
 orthogonal to it, and the objective is constant along it.
 
 Stopping: CG's estimate of the Newton decrement ``g^T H^-1 g`` (``-g.d``)
-gives ``f - f* ~ -g.d / 2``; we stop when it, and the rate estimate of the
-recent decrease, are below ``tol * |f|``.
+gives ``f - f* ~ -g.d / 2``; we stop when it is below ``tol * |f|`` and CG
+was solved tightly enough to trust it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
-from softmax.backends._base import RowData
-from softmax.solvers._base import (
-    Callback,
-    Monitor,
-    Objective,
-    SolverResult,
-    f_noise_level,
-    initial_coef,
-    reject_options,
-)
-from softmax.solvers._linesearch import newton_line_step
+from softmax.backends._base import Capability
+from softmax.solvers._base import Callback, Solver
+from softmax.solvers._linesearch import newton_iterations
+from softmax.solvers._preconditioners import diagonal
+from softmax.solvers._problem import Problem, SolverResult
 
-__all__ = ["NEEDS", "SUPPORTS_L1", "pcg", "solve"]
-
-SUPPORTS_L1 = False
-NEEDS = "hessp"
+__all__ = ["NewtonCG", "pcg"]
 
 
 def pcg(
@@ -98,92 +90,71 @@ def pcg(
     return x, maxiter
 
 
-def solve(
-    data: RowData,
-    *,
-    C: float,
-    l1_ratio: float = 0.0,
-    coef0: np.ndarray | None = None,
-    tol: float = 1e-7,
-    max_iter: int = 1000,
-    verbose: int = 0,
-    callback: Callback | None = None,
-    random_state: Any = None,
-    max_cg_iter: int = 200,
-    precondition: bool = True,
-    **options: Any,
-) -> SolverResult:
-    """Minimise the L2-penalised objective by truncated Newton (PCG + line search).
+@dataclass(frozen=True)
+class NewtonCG(Solver):
+    """Truncated Newton: preconditioned CG on ``H d = -g``, then a line search.
 
     Parameters
     ----------
-    data : RowData
-        The rows; ``gradient_hessian_product`` and ``loss`` are used.
-    C, l1_ratio, coef0, tol, max_iter, verbose, callback, random_state
-        As in :func:`softmax.solvers.solve`; ``l1_ratio`` must be 0.
-        ``max_iter`` counts outer (Newton) iterations.
     max_cg_iter : int, default 200
-        Hessian-vector products per Newton iteration at most.
+        Most Hessian-vector products per outer iteration.
     precondition : bool, default True
-        Use the centring/scaling preconditioner when the backend allows.
-
-    Returns
-    -------
-    SolverResult
+        Precondition CG with the diagonal preconditioner, refreshed at every
+        outer iteration (backends with ``curvature_moments``).
     """
-    reject_options("newton-cg", options)
-    if l1_ratio > 0:
-        raise ValueError("solver 'newton-cg' supports only the L2 penalty; use solver='proximal'")
-    obj = Objective(data, C, l1_ratio)
-    mon = Monitor("newton-cg", obj, verbose, callback)
-    shape = obj.shape
-    M = obj.preconditioner() if precondition else None
-    x = initial_coef(data, coef0).ravel()
-    noise = f_noise_level(data)
-    recent: list[float] = []
-    converged = False
-    message = f"reached max_iter={max_iter} before the Newton decrement fell below tol"
-    it = 0
-    g0norm = None
-    f = math.nan
-    while True:
-        f, G, hp = obj.smooth_hessp(x.reshape(shape))
-        g = G.ravel()
-        if not math.isfinite(f):
-            message = "the objective is not finite; scale the features or lower C"
-            break
-        gnorm = float(np.linalg.norm(g))
-        if gnorm == 0:
-            converged, message = True, "the gradient is exactly zero"
-            break
-        if g0norm is None:
-            g0norm = gnorm
-        eta = min(0.5, math.sqrt(gnorm / g0norm))
 
-        def hessp(v: np.ndarray, hp: Callable = hp) -> np.ndarray:
-            return hp(v.reshape(shape)).ravel()
+    name: ClassVar[str] = "newton-cg"
+    needs: ClassVar[frozenset[Capability]] = frozenset({Capability.HESSP})
+    tol_controls: ClassVar[str] = (
+        "half CG's estimate of the Newton decrement g^T H^-1 g, relative to |F|, "
+        "once CG is solved tightly (forcing term <= 0.1)"
+    )
 
-        if precondition and it > 0:
-            # curvature at the current point (one pass; far fewer CG steps)
-            M = obj.preconditioner(x.reshape(shape)) or M
-        d, _ = pcg(hessp, -g, M, eta, max_cg_iter)
-        dec = -float(g @ d)
-        if not dec > 0:
-            d = -g if M is None else -M(g)
+    max_cg_iter: int = 200
+    precondition: bool = True
+
+    def _solve(
+        self,
+        problem: Problem,
+        coef0: np.ndarray,
+        tol: float,
+        max_iter: int,
+        callback: Callback | None,
+    ) -> SolverResult:
+        M: Any = None
+        g0norm: float | None = None
+
+        def direction(
+            obj: Any, x: np.ndarray, it: int
+        ) -> tuple[float, np.ndarray, Any, float, bool]:
+            nonlocal M, g0norm
+            shape = obj.shape
+            f, G, hp = obj.smooth_hessp(x.reshape(shape))
+            g = G.ravel()
+            if not math.isfinite(f):
+                return f, g, None, 0.0, False
+            gnorm = float(np.linalg.norm(g))
+            if gnorm == 0:
+                return f, g, None, 0.0, True
+            if g0norm is None:
+                g0norm = gnorm
+            eta = min(0.5, math.sqrt(gnorm / g0norm))
+
+            def hessp(v: np.ndarray) -> np.ndarray:
+                return hp(v.reshape(shape)).ravel()
+
+            if self.precondition:
+                # curvature at the current point after the first iteration
+                # (one pass; far fewer CG steps)
+                M = (diagonal(obj, x.reshape(shape)) or M) if it > 0 else diagonal(obj)
+            d, _ = pcg(hessp, -g, M, eta, self.max_cg_iter)
             dec = -float(g @ d)
-        # a loose CG solve underestimates the decrement: trust it once CG is
-        # tight, or when it is far below tol (e.g. a warm start at the solution)
-        if 0.5 * dec <= tol * abs(f) and (eta <= 0.1 or 50 * dec <= tol * abs(f)):
-            converged = True
-            message = f"estimated relative gap {0.5 * dec / abs(f):.2e} <= tol={tol:g}"
-            break
-        if it >= max_iter:
-            break
+            if not dec > 0:
+                d = -g if M is None else -M(g)
+                dec = -float(g @ d)
+            # a loose CG solve underestimates the decrement: trust it once CG is
+            # tight, or when it is far below tol (e.g. a warm start at the solution)
+            trusted = eta <= 0.1 or 50 * dec <= tol * abs(f)
+            return f, g, d, dec, trusted
 
-        x, f, it, stop, stop_converged = newton_line_step(
-            obj, x, f, d, dec, it=it, shape=shape, noise=noise, tol=tol, recent=recent, mon=mon
-        )
-        if stop is not None:
-            message, converged = stop, stop_converged
-            break
-    return mon.result(x.reshape(shape), it, converged, f, message)
+        return newton_iterations(self.name, problem, coef0, tol, max_iter, callback, direction)

@@ -23,28 +23,18 @@ lambda^2 / 2``; we stop when that is below ``tol * |f|``.
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
 
-from softmax.backends._base import RowData
-from softmax.solvers._base import (
-    Callback,
-    Monitor,
-    Objective,
-    SolverResult,
-    f_noise_level,
-    initial_coef,
-    reject_options,
-)
-from softmax.solvers._linesearch import newton_line_step
+from softmax.backends._base import Capability
+from softmax.solvers._base import Callback, Solver
+from softmax.solvers._linesearch import newton_iterations
+from softmax.solvers._problem import Problem, SolverResult
 
-__all__ = ["NEEDS", "SUPPORTS_L1", "newton_direction", "solve"]
-
-SUPPORTS_L1 = False
-NEEDS = "hessian"
+__all__ = ["NewtonCholesky", "newton_direction"]
 
 
 def newton_direction(H: np.ndarray, g: np.ndarray, u: np.ndarray | None) -> np.ndarray:
@@ -82,71 +72,36 @@ def newton_direction(H: np.ndarray, g: np.ndarray, u: np.ndarray | None) -> np.n
     return -g / scale
 
 
-def solve(
-    data: RowData,
-    *,
-    C: float,
-    l1_ratio: float = 0.0,
-    coef0: np.ndarray | None = None,
-    tol: float = 1e-7,
-    max_iter: int = 1000,
-    verbose: int = 0,
-    callback: Callback | None = None,
-    random_state: Any = None,
-    **options: Any,
-) -> SolverResult:
-    """Minimise the L2-penalised objective by Newton's method with the full Hessian.
+@dataclass(frozen=True)
+class NewtonCholesky(Solver):
+    """Newton's method with the full Hessian and a Cholesky solve (no options)."""
 
-    Parameters
-    ----------
-    data : RowData
-        The rows; ``hessian`` and ``loss`` are used.
-    C, l1_ratio, coef0, tol, max_iter, verbose, callback, random_state
-        As in :func:`softmax.solvers.solve`; ``l1_ratio`` must be 0.
+    name: ClassVar[str] = "newton-cholesky"
+    needs: ClassVar[frozenset[Capability]] = frozenset({Capability.HESSIAN})
+    tol_controls: ClassVar[str] = "half the Newton decrement g^T H^-1 g, relative to |F|"
 
-    Returns
-    -------
-    SolverResult
-    """
-    reject_options("newton-cholesky", options)
-    if l1_ratio > 0:
-        raise ValueError(
-            "solver 'newton-cholesky' supports only the L2 penalty; use solver='proximal'"
-        )
-    obj = Objective(data, C, l1_ratio)
-    mon = Monitor("newton-cholesky", obj, verbose, callback)
-    shape = obj.shape
-    u = obj.intercept_direction()
-    u = None if u is None else u.ravel()
-    x = initial_coef(data, coef0).ravel()
-    noise = f_noise_level(data)
-    recent: list[float] = []
-    converged = False
-    message = f"reached max_iter={max_iter} before the Newton decrement fell below tol"
-    it = 0
-    f = math.nan
-    while True:
-        f, g, H = obj.smooth_hessian(x.reshape(shape))
-        g = g.ravel()
-        if not math.isfinite(f):
-            message = "the objective is not finite; scale the features or lower C"
-            break
-        d = newton_direction(H, g, u)
-        dec = -float(g @ d)  # Newton decrement squared
-        if dec <= 0:
-            d = -g
-            dec = float(g @ g)
-        if 0.5 * dec <= tol * abs(f):
-            converged = True
-            message = f"estimated relative gap {0.5 * dec / abs(f):.2e} <= tol={tol:g}"
-            break
-        if it >= max_iter:
-            break
+    def _solve(
+        self,
+        problem: Problem,
+        coef0: np.ndarray,
+        tol: float,
+        max_iter: int,
+        callback: Callback | None,
+    ) -> SolverResult:
+        u = None
 
-        x, f, it, stop, stop_converged = newton_line_step(
-            obj, x, f, d, dec, it=it, shape=shape, noise=noise, tol=tol, recent=recent, mon=mon
-        )
-        if stop is not None:
-            message, converged = stop, stop_converged
-            break
-    return mon.result(x.reshape(shape), it, converged, f, message)
+        def direction(obj, x, it):
+            nonlocal u
+            f, g, H = obj.smooth_hessian(x.reshape(obj.shape))
+            g = g.ravel()
+            if u is None:
+                u0 = obj.intercept_direction()
+                u = False if u0 is None else u0.ravel()
+            d = newton_direction(H, g, None if u is False else u)
+            dec = -float(g @ d)  # Newton decrement squared
+            if dec <= 0:
+                d = -g
+                dec = float(g @ g)
+            return f, g, d, dec, True
+
+        return newton_iterations(self.name, problem, coef0, tol, max_iter, callback, direction)

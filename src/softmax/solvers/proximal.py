@@ -27,27 +27,24 @@ It reaches the same optimum as scikit-learn's ``saga`` with a tight tolerance
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from softmax.backends._base import RowData
 from softmax.solvers._base import (
     Callback,
     Monitor,
     Objective,
     RateGapEstimate,
-    SolverResult,
+    Solver,
     f_noise_level,
-    initial_coef,
-    reject_options,
 )
+from softmax.solvers._preconditioners import diagonal
+from softmax.solvers._problem import Problem, SolverResult
 from softmax.solvers.lbfgs import make_memory
 
-__all__ = ["NEEDS", "SUPPORTS_L1", "solve"]
-
-SUPPORTS_L1 = True
-NEEDS = "gradient"
+__all__ = ["Proximal"]
 
 
 def _orthant_project(x: np.ndarray, orthant: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -57,46 +54,56 @@ def _orthant_project(x: np.ndarray, orthant: np.ndarray, mask: np.ndarray) -> np
     return out
 
 
-def solve(
-    data: RowData,
-    *,
-    C: float,
-    l1_ratio: float = 1.0,
-    coef0: np.ndarray | None = None,
-    tol: float = 1e-7,
-    max_iter: int = 1000,
-    verbose: int = 0,
-    callback: Callback | None = None,
-    random_state: Any = None,
-    history_size: int | None = None,
-    precondition: bool = True,
-    precondition_every: int = 20,
-    **options: Any,
-) -> SolverResult:
-    """Minimise the elastic-net (or L1, or L2) objective by OWL-QN.
+@dataclass(frozen=True)
+class Proximal(Solver):
+    """OWL-QN for the elastic net (and L1, and L2), with proximal-gradient safeguards.
 
     Parameters
     ----------
-    data : RowData
-        The rows; only ``loss_gradient`` is used.
-    C, l1_ratio, coef0, tol, max_iter, verbose, callback, random_state
-        As in :func:`softmax.solvers.solve`. ``l1_ratio = 0`` works too (it is
-        then L-BFGS with a backtracking search).
     history_size : int, optional
         Correction pairs kept; by default
         :func:`softmax.solvers.lbfgs.default_history`.
     precondition : bool, default True
-        Use the centring/scaling preconditioner when the backend allows.
+        Use the diagonal preconditioner when the backend allows.
     precondition_every : int, default 20
         Refresh it at the current point every this many iterations.
-
-    Returns
-    -------
-    SolverResult
     """
-    reject_options("proximal", options)
-    obj = Objective(data, C, l1_ratio)
-    mon = Monitor("proximal", obj, verbose, callback)
+
+    name: ClassVar[str] = "proximal"
+    supports_l1: ClassVar[bool] = True
+    tol_controls: ClassVar[str] = (
+        "the larger of -pg.d/2 (pg the minimum-norm subgradient, d the OWL-QN direction) "
+        "and the rate estimate of the last 20 iterations' decrease, relative to |F|"
+    )
+
+    history_size: int | None = None
+    precondition: bool = True
+    precondition_every: int = 20
+
+    def _solve(
+        self,
+        problem: Problem,
+        coef0: np.ndarray,
+        tol: float,
+        max_iter: int,
+        callback: Callback | None,
+    ) -> SolverResult:
+        return _owlqn(self, problem, coef0, tol, max_iter, callback)
+
+
+def _owlqn(
+    opts: Proximal,
+    problem: Problem,
+    coef0: np.ndarray,
+    tol: float,
+    max_iter: int,
+    callback: Callback | None,
+) -> SolverResult:
+    """The OWL-QN iteration (see the module docstring)."""
+    data = problem.data
+    precondition, precondition_every = opts.precondition, opts.precondition_every
+    obj = Objective(problem)
+    mon = Monitor("proximal", obj, callback)
     shape = obj.shape
     pen = obj.penalty
     c = pen.l1_weight
@@ -114,10 +121,10 @@ def solve(
     def pseudo_gradient(x: np.ndarray, g: np.ndarray) -> np.ndarray:
         return pen.min_norm_subgradient(x.reshape(shape), g.reshape(shape)).ravel()
 
-    x = initial_coef(data, coef0).ravel()
+    x = coef0.ravel()
     F, _, g = full(x)
-    M = obj.preconditioner() if precondition else None
-    mem = make_memory(data, x.size, history_size, M)
+    M = diagonal(obj) if precondition else None
+    mem = make_memory(data, x.size, opts.history_size, M)
     rate = RateGapEstimate()
     rate.add(F)
     converged = False
@@ -192,7 +199,7 @@ def solve(
         mem.push(xt - x, gt - g)
         x, F, g = xt, Ft, gt
         if precondition and precondition_every and (it + 1) % precondition_every == 0:
-            M_new = obj.preconditioner(x.reshape(shape))
+            M_new = diagonal(obj, x.reshape(shape))
             if M_new is not None:
                 M = mem.M = M_new
         rate.add(F)

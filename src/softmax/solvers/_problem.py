@@ -1,0 +1,154 @@
+"""What a solver is asked to do (:class:`Problem`) and what it answers (:class:`SolverResult`).
+
+A solver sees a :class:`Problem`, never an estimator: the rows (a
+:class:`~softmax.backends._base.RowData`, with the sample and class weights
+already folded into one weight per row), the penalty and its strength, and
+the settings that are not the solver's own (verbosity, randomness). How a
+solver goes about it (history sizes, preconditioners, the stochastic
+optimizer) are options of the solver object itself, so that one problem can
+be handed to any solver: compared, warm-started along a path of ``C``, or
+solved again by another method.
+
+The objective is scikit-learn's ``LogisticRegression`` objective
+(``docs/solvers.md``):
+
+.. math::
+
+    F(W, b) = C \\sum_i s_i \\, CE(y_i, \\operatorname{softmax}(W x_i + b))
+              + \\frac{1 - \\rho}{2} \\lVert W \\rVert_F^2 + \\rho \\lVert W \\rVert_1 .
+
+``C = inf`` is the unpenalised problem (the penalty term vanishes and ``F``
+is reported as the data term alone). It is accepted here so that statistics
+on the maximum-likelihood fit can use the same road; without a penalty the
+symmetric parametrisation is not identifiable (adding one vector to every
+class's weights changes nothing), which a reference class will settle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from softmax.backends._base import RowData
+from softmax.penalties import Penalty, make_penalty
+
+__all__ = ["Problem", "SolverResult"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A penalised softmax regression problem over some rows.
+
+    Parameters
+    ----------
+    data : RowData
+        The rows, wherever they live; their weights ``s_i`` are folded in.
+    C : float, default 1.0
+        Inverse regularisation strength, ``0 < C <= inf`` (``inf``: no penalty).
+    l1_ratio : float in [0, 1], default 0.0
+        Share of the L1 norm in the penalty (elastic net).
+    verbose : int, default 0
+        Progress lines (and bars, for the stochastic solver) when > 0.
+    random_state : int, numpy.random.Generator or None, default None
+        Randomness of the stochastic solver (shuffles); unused by the others.
+
+    Raises
+    ------
+    ValueError
+        For a ``C`` that is not a positive number, an ``l1_ratio`` outside
+        [0, 1], or rows whose weights sum to zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmax.backends.memory import InMemoryData
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> data = InMemoryData(X, np.array([0, 0, 1, 1]), None, np.array([0, 1]),
+    ...                     fit_intercept=True)
+    >>> problem = Problem(data, C=10.0)
+    >>> problem.coef_shape, problem.penalty.l2
+    ((2, 2), 1.0)
+    """
+
+    data: RowData
+    C: float = 1.0
+    l1_ratio: float = 0.0
+    verbose: int = 0
+    random_state: Any = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        C = self.C
+        if (
+            isinstance(C, bool)
+            or not isinstance(C, (int, float, np.integer, np.floating))
+            or not C > 0
+            or math.isnan(C)
+        ):
+            raise ValueError(f"C must be a positive number (inf: no penalty), got {C!r}")
+        if not 0.0 <= self.l1_ratio <= 1.0:
+            raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio!r}")
+        if not self.data.weight_sum > 0:
+            raise ValueError("the sum of the sample weights must be positive")
+        object.__setattr__(self, "C", float(C))
+        object.__setattr__(self, "l1_ratio", float(self.l1_ratio))
+        object.__setattr__(self, "verbose", int(self.verbose or 0))
+
+    @property
+    def penalised(self) -> bool:
+        """Whether the objective has a penalty term (``C < inf``)."""
+        return math.isfinite(self.C)
+
+    @property
+    def penalty(self) -> Penalty:
+        """The penalty ``r(W)`` at unit strength (weight 1 in ``F``; 0 when ``C = inf``)."""
+        return make_penalty(self.l1_ratio, fit_intercept=self.data.fit_intercept)
+
+    @property
+    def has_l1(self) -> bool:
+        """Whether the penalty has a non-smooth (L1) part."""
+        return self.penalised and self.l1_ratio > 0
+
+    @property
+    def coef_shape(self) -> tuple[int, int]:
+        """``(n_classes, n_features + fit_intercept)``."""
+        return self.data.coef_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype the rows are computed in."""
+        return np.dtype(self.data.dtype)
+
+
+@dataclass
+class SolverResult:
+    """What a solver returns.
+
+    Attributes
+    ----------
+    coef : ndarray of shape (n_classes, n_features + fit_intercept), float64
+        The solution; the last column holds the intercepts when fitted.
+    n_iter : int
+        Iterations done (outer iterations for Newton solvers, epochs for sgd).
+    converged : bool
+        Whether the stopping criterion was met before ``max_iter``.
+    objective : float
+        ``C * sum_i s_i CE_i + r(W)`` at ``coef`` (scikit-learn's objective;
+        the data term alone when ``C = inf``).
+    n_passes : int
+        Passes over the rows (loss/gradient evaluations and Hessian products).
+    message : str
+        Why the solver stopped.
+    history : list of float
+        The objective after each iteration.
+    """
+
+    coef: np.ndarray
+    n_iter: int
+    converged: bool
+    objective: float
+    n_passes: int
+    message: str = ""
+    history: list[float] = field(default_factory=list)
