@@ -165,7 +165,9 @@ def digits_optimum(digits_scaled):
 
 @pytest.mark.parametrize("shuffle", [False, True], ids=["in order", "reshuffled"])
 @pytest.mark.parametrize("chunk", [50, 128, 200, 256, 333, 512, 1000])
-def test_partial_fit_reaches_the_optimum_in_any_chunking(digits_scaled, digits_optimum, chunk, shuffle):
+def test_partial_fit_reaches_the_optimum_in_any_chunking(
+    digits_scaled, digits_optimum, chunk, shuffle
+):
     """The issue's grid: default optimizer, 20 epochs, within 1% of the batch optimum.
 
     In file order or reshuffled every epoch (new chunks every time: the rows

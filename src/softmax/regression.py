@@ -747,7 +747,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         The file holds no pickle; load it with :func:`softmax.load_model`.
         """
-        from softmax.io import save_model
+        # the writing half of the file format sits below the estimator;
+        # softmax.io, which builds estimators from files, sits above it
+        from softmax._model_format import save_model
 
         save_model(self, path)
 
