@@ -149,6 +149,8 @@ def test_backends_are_never_probed_for_capabilities():
         "checkpoint",
         "record_evaluations",
         "is_sparse",
+        "feature_names",
+        "capabilities",
         "X",
     }
     found = []

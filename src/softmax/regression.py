@@ -387,7 +387,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "SoftmaxRegression needs samples of at least 2 classes in the data, but "
                 f"the data contain only one class: {np.asarray(data.classes).tolist()}."
             )
-        return data, getattr(data, "feature_names", None)
+        return data, data.feature_names
 
     def _coef0(self, data: Any) -> np.ndarray | None:
         """The previous fit's coefficients as ``coef0``, when ``warm_start`` applies."""

@@ -406,12 +406,7 @@ class _ParquetReader(_ArrowReader):
         pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
         names = schema.names
-        self.target = _column_name(target, names, "target", path)
-        self.weight = None if weight is None else _column_name(weight, names, "weight", path)
-        if features is None:
-            features = [n for n in names if n not in (self.target, self.weight)]
-        else:
-            features = [_column_name(f, names, "feature", path) for f in features]
+        self.target, self.weight, features = _named_columns(names, target, weight, features, path)
         bad = [
             f"{f} ({schema.field(f).type})"
             for f in features
@@ -467,12 +462,7 @@ class _CsvReader(_ArrowReader):
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
         ).column_names
         self.names = names
-        self.target = _column_name(target, names, "target", path)
-        self.weight = None if weight is None else _column_name(weight, names, "weight", path)
-        if features is None:
-            features = [n for n in names if n not in (self.target, self.weight)]
-        else:
-            features = [_column_name(f, names, "feature", path) for f in features]
+        self.target, self.weight, features = _named_columns(names, target, weight, features, path)
         self.feature_names = list(features)
         self.columns = [*features, self.target] + ([self.weight] if self.weight else [])
         self._units: list[tuple[int, int]] | None = None
@@ -546,6 +536,21 @@ def _column_name(spec: Any, names: list[str], what: str, path: str) -> str:
         shown = ", ".join(map(repr, names[:10])) + (" ..." if len(names) > 10 else "")
         raise ValueError(f"{path} has no {what} column {spec!r}; its columns are {shown}")
     return str(spec)
+
+
+def _named_columns(
+    names: list[str], target: Any, weight: Any, features: Any, path: str
+) -> tuple[str, str | None, list[str]]:
+    """Target, weight and feature columns of a file with columns ``names``.
+
+    Columns are given by name or position; the features default to every
+    column but the target and the weight.
+    """
+    target = _column_name(target, names, "target", path)
+    weight = None if weight is None else _column_name(weight, names, "weight", path)
+    if features is None:
+        return target, weight, [n for n in names if n not in (target, weight)]
+    return target, weight, [_column_name(f, names, "feature", path) for f in features]
 
 
 def _format_of(path: str, fmt: str | None) -> str:

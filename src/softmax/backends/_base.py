@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Capability", "RowData"]
+__all__ = ["BLOCK_SUMS", "Capability", "RowData", "check_batch_size"]
 
 
 class Capability(str, enum.Enum):
@@ -66,6 +66,30 @@ class Capability(str, enum.Enum):
     CLASS_CURVATURE = "class_curvature"
     #: answers are logged to :attr:`RowData.checkpoint` and replayed on a restart
     EVALUATION_LOG = "evaluation_log"
+
+
+#: What a backend answers when it computes every block with the functions of
+#: :mod:`softmax.linear_loss` (memory, file streams, Dask chunks alike).
+BLOCK_SUMS = frozenset(
+    {
+        Capability.HESSP,
+        Capability.HESSIAN,
+        Capability.MINIBATCHES,
+        Capability.FEATURE_MOMENTS,
+        Capability.CURVATURE_MOMENTS,
+    }
+)
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` as an int; ValueError unless it is a positive integer."""
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
 
 
 class RowData(ABC):

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from softmax.backends._base import Capability, RowData
+from softmax.backends._base import BLOCK_SUMS, RowData, check_batch_size
 from softmax.backends.memory import InMemoryData
 from softmax.linear_loss import column_moments
 
@@ -432,15 +432,7 @@ class DaskRowData(RowData):
         self.class_counts = class_counts
         self.feature_names = feature_names
         self.is_sparse = bool(is_sparse)
-        self.capabilities = frozenset(
-            {
-                Capability.HESSP,
-                Capability.HESSIAN,
-                Capability.MINIBATCHES,
-                Capability.FEATURE_MOMENTS,
-                Capability.CURVATURE_MOMENTS,
-            }
-        )
+        self.capabilities = BLOCK_SUMS
         self.n_passes = 0
         self._hessp: _HesspState | None = None
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
@@ -499,17 +491,7 @@ class DaskRowData(RowData):
         return self._reduce(leaves, combine, f"softmax-{token}", result_nbytes)
 
     def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
-        """Summed weighted cross-entropy and its gradient, in one distributed pass.
-
-        Parameters
-        ----------
-        coef : ndarray of shape (n_classes, n_features + fit_intercept)
-
-        Returns
-        -------
-        loss : float
-        gradient : ndarray of shape (n_classes, n_features + fit_intercept), float64
-        """
+        """Summed weighted cross-entropy and its gradient, in one distributed pass."""
         loss, grad = self._evaluate(_chunk_loss_gradient, coef, True, combine=_add_tuples)
         return float(loss), grad
 
@@ -618,15 +600,8 @@ class DaskRowData(RowData):
         streams) the chunks are visited in a random order and the rows are
         shuffled within each chunk; each chunk is fetched to the client once
         per epoch.
-
-        Yields
-        ------
-        X_batch : ndarray or CSR matrix of shape (batch, n_features)
-        y_codes : ndarray of shape (batch,)
-        weights : ndarray of shape (batch,), float64
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        check_batch_size(batch_size)
         self.n_passes += 1
         for index in rng.permutation(self.n_chunks):
             chunk = self._compute(self._chunks[index])

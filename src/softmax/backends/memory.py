@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from softmax.backends._base import Capability, RowData
+from softmax.backends._base import BLOCK_SUMS, Capability, RowData, check_batch_size
 from softmax.linear_loss import (
     Workspace,
     block_curvature_moments,
@@ -170,17 +170,10 @@ class InMemoryData(RowData):
         self.weight_sum = float(n if weights is None else weights.sum())
         self.n_passes = 0
         self.is_sparse = bool(sp.issparse(X))
-        caps = {
-            Capability.HESSP,
-            Capability.HESSIAN,
-            Capability.MINIBATCHES,
-            Capability.FEATURE_MOMENTS,
-            Capability.CURVATURE_MOMENTS,
-            Capability.CLASS_CURVATURE,
-        }
+        caps = BLOCK_SUMS | {Capability.CLASS_CURVATURE}
         if not self.is_sparse and 0 < self.n_features <= COVARIANCE_MAX_FEATURES:
-            caps.add(Capability.FEATURE_COVARIANCE)
-        self.capabilities = frozenset(caps)
+            caps |= {Capability.FEATURE_COVARIANCE}
+        self.capabilities = caps
         self._ws: Workspace | None = None
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -323,19 +316,7 @@ class InMemoryData(RowData):
             workspace=self._workspace(),
         )
 
-    def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
-        self.n_passes += 1
-        loss, grad = block_loss_gradient(
-            coef,
-            self.X,
-            self.y,
-            self.weights,
-            fit_intercept=self.fit_intercept,
-            workspace=self._workspace(),
-        )
-        return loss, grad
-
-    def loss(self, coef: np.ndarray) -> float:
+    def _loss_pass(self, coef: np.ndarray, need_gradient: bool) -> tuple[float, Any]:
         self.n_passes += 1
         return block_loss_gradient(
             coef,
@@ -343,9 +324,15 @@ class InMemoryData(RowData):
             self.y,
             self.weights,
             fit_intercept=self.fit_intercept,
-            need_gradient=False,
+            need_gradient=need_gradient,
             workspace=self._workspace(),
-        )[0]
+        )
+
+    def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
+        return self._loss_pass(coef, True)
+
+    def loss(self, coef: np.ndarray) -> float:
+        return self._loss_pass(coef, False)[0]
 
     def gradient_hessian_product(
         self, coef: np.ndarray
@@ -380,23 +367,11 @@ class InMemoryData(RowData):
     def iter_minibatches(
         self, batch_size: int, rng: np.random.Generator
     ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
-        """One epoch of minibatches of shuffled rows ``(X_batch, y_codes, weights)``.
+        """One epoch of minibatches of shuffled rows (see :meth:`RowData.iter_minibatches`).
 
-        Parameters
-        ----------
-        batch_size : int
-            Rows per batch (the last batch may be shorter).
-        rng : numpy.random.Generator
-            Source of the shuffle.
-
-        Yields
-        ------
-        X_batch : ndarray or CSR matrix of shape (batch, n_features)
-        y_codes : ndarray of shape (batch,)
-        weights : ndarray of shape (batch,), float64
+        Batches of ``batch_size`` rows, the last one shorter.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        check_batch_size(batch_size)
         self.n_passes += 1
         order = rng.permutation(self.n_samples)
         for start in range(0, self.n_samples, batch_size):

@@ -35,7 +35,7 @@ from softmax._validation import (
     check_sample_weight,
     class_weight_vector,
 )
-from softmax.backends._base import Capability, RowData
+from softmax.backends._base import BLOCK_SUMS, Capability, RowData, check_batch_size
 from softmax.linear_loss import (
     block_curvature_moments,
     block_hessian,
@@ -213,16 +213,9 @@ class StreamData(RowData):
         self._class_weights = class_weights
         self.n_passes = 0
         self.n_replayed = 0
-        caps = {
-            Capability.HESSP,
-            Capability.HESSIAN,
-            Capability.MINIBATCHES,
-            Capability.FEATURE_MOMENTS,
-            Capability.CURVATURE_MOMENTS,
-        }
+        self.capabilities = BLOCK_SUMS
         if source.checkpoint is not None:
-            caps.add(Capability.EVALUATION_LOG)
-        self.capabilities = frozenset(caps)
+            self.capabilities |= {Capability.EVALUATION_LOG}
         self.record_evaluations = source.checkpoint is not None
         self._n_evals = 0
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
@@ -350,17 +343,7 @@ class StreamData(RowData):
     # -- RowData ----------------------------------------------------------------
 
     def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
-        """Summed weighted cross-entropy and gradient: one pass over the file.
-
-        Parameters
-        ----------
-        coef : ndarray of shape (n_classes, n_features + fit_intercept)
-
-        Returns
-        -------
-        loss : float
-        gradient : ndarray of shape (n_classes, n_features + fit_intercept), float64
-        """
+        """Summed weighted cross-entropy and gradient: one pass over the file."""
         key = _digest("lg", coef)
         rec = self._replay(key)
         if rec is not None:
@@ -519,19 +502,8 @@ class StreamData(RowData):
             Source of the shuffle. Each unit gets its own child seed drawn
             up front, so the batches of a unit do not depend on which units
             were read before it.
-
-        Yields
-        ------
-        X_batch : ndarray of shape (batch, n_features)
-        y_codes : ndarray of shape (batch,), int64
-        weights : ndarray of shape (batch,), float64
         """
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or (batch_size < 1)
-        ):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_batch_size(batch_size)
         n_units = self.source.n_units
         order = np.arange(n_units) if self.source.sequential_only else rng.permutation(n_units)
         seeds = rng.integers(0, 2**63 - 1, size=n_units)

@@ -125,28 +125,14 @@ def solve(
 ) -> SolverResult:
     """Minimise ``C * sum_i s_i CE_i + (1-l1_ratio)/2 ||W||^2 + l1_ratio ||W||_1``.
 
-    Parameters
-    ----------
-    problem : Problem
-        The rows (in memory, streamed, or on Dask), ``C`` and ``l1_ratio``.
-    coef0 : ndarray of shape (n_classes, n_features + fit_intercept), optional
-        Starting point (warm start); zeros when None.
-    solver : str or Solver, default "auto"
-        ``"auto"``, ``"lbfgs"``, ``"newton-cg"``, ``"newton-cholesky"``,
-        ``"proximal"``, ``"sgd"``, or a configured instance
-        (``SOLVERS["lbfgs"].with_options(history_size=10)``).
-    tol : float, default 1e-7
-        The relative objective gap to reach (each solver's
-        ``tol_controls`` says how it estimates it).
-    max_iter : int, default 1000
-    callback : callable, optional
-        ``callback(iteration, objective)`` once per iteration.
+    :func:`resolve_solver`, then :meth:`Solver.solve` (parameters as there);
+    ``solver`` is ``"auto"``, ``"lbfgs"``, ``"newton-cg"``,
+    ``"newton-cholesky"``, ``"proximal"``, ``"sgd"``, or a configured
+    instance (``SOLVERS["lbfgs"].with_options(history_size=10)``).
 
     Returns
     -------
     SolverResult
-        ``coef`` (n_classes, n_features + fit_intercept), ``n_iter``,
-        ``converged``, ``objective``, ``n_passes``, ``message``, ``history``.
     """
     return resolve_solver(solver, problem).solve(
         problem, coef0, tol=tol, max_iter=max_iter, callback=callback

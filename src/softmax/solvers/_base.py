@@ -41,9 +41,11 @@ __all__ = [
     "Monitor",
     "Objective",
     "RateGapEstimate",
+    "Run",
     "Solver",
     "check_stopping",
     "f_noise_level",
+    "gap_not_reached",
     "initial_coef",
 ]
 
@@ -277,6 +279,11 @@ class RateGapEstimate:
         return d2 * rho / (1.0 - rho)
 
 
+def gap_not_reached(max_iter: int, tol: float) -> str:
+    """The message of a solver stopped by ``max_iter``."""
+    return f"reached max_iter={max_iter} before the estimated relative gap fell below {tol:g}"
+
+
 def f_noise_level(data: RowData) -> float:
     """Relative rounding noise of the objective computed on ``data``'s rows.
 
@@ -301,6 +308,34 @@ def initial_coef(problem: Problem, coef0: np.ndarray | None) -> np.ndarray:
     if not np.all(np.isfinite(coef)):
         raise ValueError("coef0 contains NaN or inf")
     return coef
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One call of a solver: the problem, where to start, when to stop, whom to tell.
+
+    Attributes
+    ----------
+    problem : Problem
+    coef0 : ndarray of shape (n_classes, n_features + fit_intercept)
+        The starting point, checked and copied (the solver may overwrite it).
+    tol : float
+        The relative objective gap to reach (see ``Solver.tol_controls``).
+    max_iter : int
+    callback : callable or None
+        ``callback(iteration, objective)`` once per iteration.
+    """
+
+    problem: Problem
+    coef0: np.ndarray
+    tol: float
+    max_iter: int
+    callback: Callback | None = None
+
+    def objective(self, name: str) -> tuple[Objective, Monitor]:
+        """The problem's scaled objective, and a monitor reporting under ``name``."""
+        obj = Objective(self.problem)
+        return obj, Monitor(name, obj, self.callback)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,21 +422,14 @@ class Solver(ABC):
         """
         tol, max_iter = check_stopping(tol, max_iter)
         self.check(problem)
-        x0 = initial_coef(problem, coef0)
+        run = Run(problem, initial_coef(problem, coef0), tol, max_iter, callback)
         if BLAS_THREADS is None:
-            return self._solve(problem, x0, tol, max_iter, callback)
+            return self._solve(run)
         from softmax._threads import blas_limit
 
         with blas_limit(BLAS_THREADS):
-            return self._solve(problem, x0, tol, max_iter, callback)
+            return self._solve(run)
 
     @abstractmethod
-    def _solve(
-        self,
-        problem: Problem,
-        coef0: np.ndarray,
-        tol: float,
-        max_iter: int,
-        callback: Callback | None,
-    ) -> SolverResult:
-        """The method itself, from a checked starting point ``coef0`` (a fresh copy)."""
+    def _solve(self, run: Run) -> SolverResult:
+        """The method itself (``run.coef0`` is checked and a fresh copy)."""

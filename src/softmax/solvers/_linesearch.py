@@ -199,22 +199,13 @@ def newton_line_step(
     return x, ft, it, None, False
 
 
-#: ``direction(objective, x, iteration) -> (f, g, d, dec, trusted)``: the smooth
-#: objective and its flat gradient at ``x``, the Newton direction (None when
-#: the gradient is exactly zero), the decrement ``-g.d`` and whether the
-#: decrement is accurate enough to stop on.
-NewtonDirection = Callable[[Any, np.ndarray, int], tuple[float, np.ndarray, Any, float, bool]]
+#: ``direction(objective, x, iteration) -> (f, d, dec, trusted)``: the smooth
+#: objective at ``x``, the Newton direction (None when the gradient is exactly
+#: zero), the decrement ``-g.d`` and whether it is accurate enough to stop on.
+NewtonDirection = Callable[[Any, np.ndarray, int], tuple[float, Any, float, bool]]
 
 
-def newton_iterations(
-    name: str,
-    problem: Any,
-    coef0: np.ndarray,
-    tol: float,
-    max_iter: int,
-    callback: Any,
-    direction: NewtonDirection,
-) -> Any:
+def newton_iterations(name: str, run: Any, direction: NewtonDirection) -> Any:
     """The outer loop the Newton solvers share: direction, stopping test, line search.
 
     Stops when half the decrement (``f - f*`` for a quadratic) is below ``tol
@@ -225,11 +216,8 @@ def newton_iterations(
     ----------
     name : str
         The solver's name, for messages.
-    problem : Problem
-    coef0 : ndarray
-        The (checked, copied) starting point.
-    tol, max_iter, callback
-        As in :meth:`softmax.solvers._base.Solver.solve`.
+    run : softmax.solvers._base.Run
+        The problem, starting point and stopping rule.
     direction : callable
         See :data:`NewtonDirection`.
 
@@ -237,20 +225,20 @@ def newton_iterations(
     -------
     SolverResult
     """
-    from softmax.solvers._base import Monitor, Objective, f_noise_level
+    from softmax.solvers._base import f_noise_level
 
-    obj = Objective(problem)
-    mon = Monitor(name, obj, callback)
+    tol, max_iter = run.tol, run.max_iter
+    obj, mon = run.objective(name)
     shape = obj.shape
-    x = coef0.ravel()
-    noise = f_noise_level(problem.data)
+    x = run.coef0.ravel()
+    noise = f_noise_level(run.problem.data)
     recent: list[float] = []
     converged = False
     message = f"reached max_iter={max_iter} before the Newton decrement fell below tol"
     it = 0
     f = math.nan
     while True:
-        f, _g, d, dec, trusted = direction(obj, x, it)
+        f, d, dec, trusted = direction(obj, x, it)
         if not math.isfinite(f):
             message = "the objective is not finite; scale the features or lower C"
             break

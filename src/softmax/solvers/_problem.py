@@ -65,12 +65,10 @@ class Problem:
     --------
     >>> import numpy as np
     >>> from softmax.backends.memory import InMemoryData
-    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
-    >>> data = InMemoryData(X, np.array([0, 0, 1, 1]), None, np.array([0, 1]),
-    ...                     fit_intercept=True)
-    >>> problem = Problem(data, C=10.0)
-    >>> problem.coef_shape, problem.penalty.l2
-    ((2, 2), 1.0)
+    >>> rows = InMemoryData(np.eye(3), np.arange(3), None, np.arange(3), fit_intercept=False)
+    >>> problem = Problem(rows, C=10.0, l1_ratio=0.5)
+    >>> problem.coef_shape, problem.penalty.l2, problem.has_l1
+    ((3, 3), 0.5, True)
     """
 
     data: RowData

@@ -27,20 +27,19 @@ import numpy as np
 
 from softmax.backends._base import Capability, RowData
 from softmax.solvers._base import (
-    Callback,
-    Monitor,
-    Objective,
     RateGapEstimate,
+    Run,
     Solver,
     f_noise_level,
 )
 from softmax.solvers._linesearch import wolfe_line_search
 from softmax.solvers._preconditioners import FeatureBasis, diagonal, kronecker
-from softmax.solvers._problem import Problem, SolverResult
+from softmax.solvers._problem import SolverResult
 
 __all__ = [
     "LBFGS",
     "LBFGSMemory",
+    "QuasiNewton",
     "default_history",
     "make_memory",
     "use_kronecker",
@@ -265,8 +264,8 @@ class LBFGSMemory:
 
 
 @dataclass(frozen=True)
-class LBFGS(Solver):
-    """L-BFGS with a strong-Wolfe line search, preconditioned, for the L2 penalty.
+class QuasiNewton(Solver):
+    """The options of the quasi-Newton solvers (L-BFGS and OWL-QN).
 
     Parameters
     ----------
@@ -279,6 +278,21 @@ class LBFGS(Solver):
     precondition_every : int, default 20
         Refresh the preconditioner at the current point every this many
         iterations (one pass; backends with ``curvature_moments``); 0 never.
+    """
+
+    history_size: int | None = None
+    precondition: bool = True
+    precondition_every: int = 20
+
+
+@dataclass(frozen=True)
+class LBFGS(QuasiNewton):
+    """L-BFGS with a strong-Wolfe line search, preconditioned, for the L2 penalty.
+
+    Parameters
+    ----------
+    history_size, precondition, precondition_every
+        As in :class:`QuasiNewton`.
     preconditioner : {"auto", "kronecker", "diagonal"}, default "auto"
         Which preconditioner: ``"kronecker"`` (class curvature times feature
         covariance, :func:`softmax.solvers._preconditioners.kronecker`; dense
@@ -296,9 +310,6 @@ class LBFGS(Solver):
         "rate estimate of the last 20 iterations' decrease, relative to |F|"
     )
 
-    history_size: int | None = None
-    precondition: bool = True
-    precondition_every: int = 20
     preconditioner: str = "auto"
 
     def __post_init__(self) -> None:
@@ -308,132 +319,116 @@ class LBFGS(Solver):
                 f"{self.preconditioner!r}"
             )
 
-    def _solve(
-        self,
-        problem: Problem,
-        coef0: np.ndarray,
-        tol: float,
-        max_iter: int,
-        callback: Callback | None,
-    ) -> SolverResult:
-        return _lbfgs(self, problem, coef0, tol, max_iter, callback)
+    def _solve(self, run: Run) -> SolverResult:
+        """The L-BFGS iteration (see the module docstring)."""
+        obj, mon = run.objective(self.name)
+        data, tol, max_iter = run.problem.data, run.tol, run.max_iter
+        precondition, preconditioner = self.precondition, self.preconditioner
+        shape = obj.shape
+        x = run.coef0.ravel()
+        f, g = obj.smooth(x.reshape(shape))
+        g = g.ravel()
+        # "auto" starts diagonal and switches at the first refresh: problems
+        # solved in fewer iterations never pay for the covariance
+        kron = precondition and (
+            preconditioner == "kronecker" or (preconditioner == "auto" and use_kronecker(data))
+        )
 
+        def make_M(coef: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray] | None:
+            use = kron and (coef is not None or preconditioner == "kronecker")
+            M = kronecker(obj, coef) if use else None
+            return M if M is not None else diagonal(obj, coef)
 
-def _lbfgs(
-    opts: LBFGS,
-    problem: Problem,
-    coef0: np.ndarray,
-    tol: float,
-    max_iter: int,
-    callback: Callback | None,
-) -> SolverResult:
-    """The L-BFGS iteration (see :class:`LBFGS` and the module docstring)."""
-    data = problem.data
-    history_size, precondition = opts.history_size, opts.precondition
-    precondition_every, preconditioner = opts.precondition_every, opts.preconditioner
-    obj = Objective(problem)
-    mon = Monitor("lbfgs", obj, callback)
-    shape = obj.shape
-    x = coef0.ravel()
-    f, g = obj.smooth(x.reshape(shape))
-    g = g.ravel()
-    # "auto" starts diagonal and switches at the first refresh: problems
-    # solved in fewer iterations never pay for the covariance
-    kron = precondition and (
-        preconditioner == "kronecker" or (preconditioner == "auto" and use_kronecker(data))
-    )
-
-    def make_M(coef: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray] | None:
-        use = kron and (coef is not None or preconditioner == "kronecker")
-        M = kronecker(obj, coef) if use else None
-        return M if M is not None else diagonal(obj, coef)
-
-    M = make_M(None) if precondition else None
-    # the Kronecker preconditioner comes with an orthogonal basis in which it
-    # is cheap (FeatureBasis): the history lives in that basis, and each
-    # iteration maps the new gradient in and the direction out
-    basis = getattr(M, "basis", None)
-    mem = make_memory(data, x.size, history_size, basis.precond if basis else M)
-    g_b = basis.forward(g) if basis else g
-    message = f"reached max_iter={max_iter} before the estimated relative gap fell below {tol:g}"
-    converged = False
-    noise = f_noise_level(data)
-    rate = RateGapEstimate()
-    rate.add(f)
-    it = 0
-    while True:
-        if not math.isfinite(f):
-            message = "the objective is not finite; scale the features or lower C"
-            break
-        gnorm = float(np.abs(g).max(initial=0.0))
-        if gnorm == 0.0:
-            converged, message = True, "the gradient is exactly zero"
-            break
-        d_b = None
-        if mem.count:
-            d_b = mem.direction(g_b)
-            d = basis.back(d_b) if basis else d_b
-            gd = float(g @ d)
-            if not gd < 0:  # numerical breakdown: restart from steepest descent
-                mem.clear()
-                d_b = None
-        if not mem.count:
-            if M is None:  # no curvature information at all: a unit-length step
-                d = -g / max(float(np.linalg.norm(g)), 1e-300)
-                gd = float(g @ d)
-                gap = math.inf
-            else:  # the preconditioner has the Hessian's scale: a Newton-like step
-                d = -M(g)
-                gd = float(g @ d)
-                # trusted only when tiny (e.g. a warm start at the solution)
-                gap = -0.5 * gd * 100.0
-        else:
-            # the larger of the curvature and the rate estimates (see RateGapEstimate)
-            gap = max(-0.5 * gd, rate.estimate())
-        if gap <= tol * abs(f):
-            converged = True
-            message = f"estimated relative gap {gap / abs(f):.2e} <= tol={tol:g}"
-            break
-        if it >= max_iter:
-            break
-
-        def phi(t: float, d: np.ndarray = d, x: np.ndarray = x) -> tuple[float, np.ndarray, float]:
-            ft, gt = obj.smooth((x + t * d).reshape(shape))
-            gt = gt.ravel()
-            return ft, gt, float(gt @ d)
-
-        ls = wolfe_line_search(phi, f, gd, 1.0, f_noise=noise * abs(f))
-        if ls.g is None:
-            if mem.count:  # a stale history can mislead: retry once along -g
-                mem.clear()
-                continue
-            message = (
-                "the line search found no decrease; the objective is flat to "
-                "rounding (the solution is as accurate as the data's dtype allows)"
-            )
-            converged = gap <= math.sqrt(tol) * abs(f)
-            break
-        s = ls.t * d
-        x = x + s
-        first = KRONECKER_START if kron else 0
-        if precondition and _refresh_due(it + 1, precondition_every, first):
-            M_new = make_M(x.reshape(shape))
-            if M_new is not None:
-                M = M_new
-                new_basis = getattr(M, "basis", None)
-                if not _same_basis(basis, new_basis):
-                    # a new basis (the switch from the diagonal preconditioner):
-                    # the stored pairs and the last gradient move into it
-                    mem.transform(_change_of_basis(basis, new_basis))
-                    d_b = None
-                    g_b = new_basis.forward(g) if new_basis else g
-                basis = new_basis
-                mem.M = basis.precond if basis else M
-        s_b = ls.t * d_b if d_b is not None else (basis.forward(s) if basis else s)
-        g_new_b = basis.forward(ls.g) if basis else ls.g
-        mem.push(s_b, g_new_b - g_b)
-        f, g, g_b = ls.f, ls.g, g_new_b
+        M = make_M(None) if precondition else None
+        # the Kronecker preconditioner comes with an orthogonal basis in which it
+        # is cheap (FeatureBasis): the history lives in that basis, and each
+        # iteration maps the new gradient in and the direction out
+        basis = getattr(M, "basis", None)
+        mem = make_memory(data, x.size, self.history_size, basis.precond if basis else M)
+        g_b = basis.forward(g) if basis else g
+        message = (
+            f"reached max_iter={max_iter} before the estimated relative gap fell below {tol:g}"
+        )
+        converged = False
+        noise = f_noise_level(data)
+        rate = RateGapEstimate()
         rate.add(f)
-        it += 1
-        mon(it, f, gap=gap / abs(f), step=ls.t)
-    return mon.result(x.reshape(shape), it, converged, f, message)
+        it = 0
+        while True:
+            if not math.isfinite(f):
+                message = "the objective is not finite; scale the features or lower C"
+                break
+            gnorm = float(np.abs(g).max(initial=0.0))
+            if gnorm == 0.0:
+                converged, message = True, "the gradient is exactly zero"
+                break
+            d_b = None
+            if mem.count:
+                d_b = mem.direction(g_b)
+                d = basis.back(d_b) if basis else d_b
+                gd = float(g @ d)
+                if not gd < 0:  # numerical breakdown: restart from steepest descent
+                    mem.clear()
+                    d_b = None
+            if not mem.count:
+                if M is None:  # no curvature information at all: a unit-length step
+                    d = -g / max(float(np.linalg.norm(g)), 1e-300)
+                    gd = float(g @ d)
+                    gap = math.inf
+                else:  # the preconditioner has the Hessian's scale: a Newton-like step
+                    d = -M(g)
+                    gd = float(g @ d)
+                    # trusted only when tiny (e.g. a warm start at the solution)
+                    gap = -0.5 * gd * 100.0
+            else:
+                # the larger of the curvature and the rate estimates (see RateGapEstimate)
+                gap = max(-0.5 * gd, rate.estimate())
+            if gap <= tol * abs(f):
+                converged = True
+                message = f"estimated relative gap {gap / abs(f):.2e} <= tol={tol:g}"
+                break
+            if it >= max_iter:
+                break
+
+            def phi(
+                t: float, d: np.ndarray = d, x: np.ndarray = x
+            ) -> tuple[float, np.ndarray, float]:
+                ft, gt = obj.smooth((x + t * d).reshape(shape))
+                gt = gt.ravel()
+                return ft, gt, float(gt @ d)
+
+            ls = wolfe_line_search(phi, f, gd, 1.0, f_noise=noise * abs(f))
+            if ls.g is None:
+                if mem.count:  # a stale history can mislead: retry once along -g
+                    mem.clear()
+                    continue
+                message = (
+                    "the line search found no decrease; the objective is flat to "
+                    "rounding (the solution is as accurate as the data's dtype allows)"
+                )
+                converged = gap <= math.sqrt(tol) * abs(f)
+                break
+            s = ls.t * d
+            x = x + s
+            first = KRONECKER_START if kron else 0
+            if precondition and _refresh_due(it + 1, self.precondition_every, first):
+                M_new = make_M(x.reshape(shape))
+                if M_new is not None:
+                    M = M_new
+                    new_basis = getattr(M, "basis", None)
+                    if not _same_basis(basis, new_basis):
+                        # a new basis (the switch from the diagonal preconditioner):
+                        # the stored pairs and the last gradient move into it
+                        mem.transform(_change_of_basis(basis, new_basis))
+                        d_b = None
+                        g_b = new_basis.forward(g) if new_basis else g
+                    basis = new_basis
+                    mem.M = basis.precond if basis else M
+            s_b = ls.t * d_b if d_b is not None else (basis.forward(s) if basis else s)
+            g_new_b = basis.forward(ls.g) if basis else ls.g
+            mem.push(s_b, g_new_b - g_b)
+            f, g, g_b = ls.f, ls.g, g_new_b
+            rate.add(f)
+            it += 1
+            mon(it, f, gap=gap / abs(f), step=ls.t)
+        return mon.result(x.reshape(shape), it, converged, f, message)

@@ -29,10 +29,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from softmax.backends._base import Capability
-from softmax.solvers._base import Callback, Solver
+from softmax.solvers._base import Run, Solver
 from softmax.solvers._linesearch import newton_iterations
 from softmax.solvers._preconditioners import diagonal
-from softmax.solvers._problem import Problem, SolverResult
+from softmax.solvers._problem import SolverResult
 
 __all__ = ["NewtonCG", "pcg"]
 
@@ -113,14 +113,7 @@ class NewtonCG(Solver):
     max_cg_iter: int = 200
     precondition: bool = True
 
-    def _solve(
-        self,
-        problem: Problem,
-        coef0: np.ndarray,
-        tol: float,
-        max_iter: int,
-        callback: Callback | None,
-    ) -> SolverResult:
+    def _solve(self, run: Run) -> SolverResult:
         M: Any = None
         g0norm: float | None = None
 
@@ -132,10 +125,10 @@ class NewtonCG(Solver):
             f, G, hp = obj.smooth_hessp(x.reshape(shape))
             g = G.ravel()
             if not math.isfinite(f):
-                return f, g, None, 0.0, False
+                return f, None, 0.0, False
             gnorm = float(np.linalg.norm(g))
             if gnorm == 0:
-                return f, g, None, 0.0, True
+                return f, None, 0.0, True
             if g0norm is None:
                 g0norm = gnorm
             eta = min(0.5, math.sqrt(gnorm / g0norm))
@@ -154,7 +147,7 @@ class NewtonCG(Solver):
                 dec = -float(g @ d)
             # a loose CG solve underestimates the decrement: trust it once CG is
             # tight, or when it is far below tol (e.g. a warm start at the solution)
-            trusted = eta <= 0.1 or 50 * dec <= tol * abs(f)
-            return f, g, d, dec, trusted
+            trusted = eta <= 0.1 or 50 * dec <= run.tol * abs(f)
+            return f, d, dec, trusted
 
-        return newton_iterations(self.name, problem, coef0, tol, max_iter, callback, direction)
+        return newton_iterations(self.name, run, direction)

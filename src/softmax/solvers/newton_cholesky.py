@@ -24,15 +24,15 @@ lambda^2 / 2``; we stop when that is below ``tol * |f|``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.linalg
 
 from softmax.backends._base import Capability
-from softmax.solvers._base import Callback, Solver
+from softmax.solvers._base import Run, Solver
 from softmax.solvers._linesearch import newton_iterations
-from softmax.solvers._problem import Problem, SolverResult
+from softmax.solvers._problem import SolverResult
 
 __all__ = ["NewtonCholesky", "newton_direction"]
 
@@ -80,17 +80,10 @@ class NewtonCholesky(Solver):
     needs: ClassVar[frozenset[Capability]] = frozenset({Capability.HESSIAN})
     tol_controls: ClassVar[str] = "half the Newton decrement g^T H^-1 g, relative to |F|"
 
-    def _solve(
-        self,
-        problem: Problem,
-        coef0: np.ndarray,
-        tol: float,
-        max_iter: int,
-        callback: Callback | None,
-    ) -> SolverResult:
-        u = None
+    def _solve(self, run: Run) -> SolverResult:
+        u: Any = None  # the intercepts' null direction, found at the first iteration
 
-        def direction(obj, x, it):
+        def direction(obj: Any, x: np.ndarray, it: int) -> tuple[float, Any, float, bool]:
             nonlocal u
             f, g, H = obj.smooth_hessian(x.reshape(obj.shape))
             g = g.ravel()
@@ -102,6 +95,6 @@ class NewtonCholesky(Solver):
             if dec <= 0:
                 d = -g
                 dec = float(g @ g)
-            return f, g, d, dec, True
+            return f, d, dec, True
 
-        return newton_iterations(self.name, problem, coef0, tol, max_iter, callback, direction)
+        return newton_iterations(self.name, run, direction)

@@ -33,16 +33,14 @@ from typing import ClassVar
 import numpy as np
 
 from softmax.solvers._base import (
-    Callback,
-    Monitor,
-    Objective,
     RateGapEstimate,
-    Solver,
+    Run,
     f_noise_level,
+    gap_not_reached,
 )
 from softmax.solvers._preconditioners import diagonal
-from softmax.solvers._problem import Problem, SolverResult
-from softmax.solvers.lbfgs import make_memory
+from softmax.solvers._problem import SolverResult
+from softmax.solvers.lbfgs import QuasiNewton, make_memory
 
 __all__ = ["Proximal"]
 
@@ -55,18 +53,11 @@ def _orthant_project(x: np.ndarray, orthant: np.ndarray, mask: np.ndarray) -> np
 
 
 @dataclass(frozen=True)
-class Proximal(Solver):
+class Proximal(QuasiNewton):
     """OWL-QN for the elastic net (and L1, and L2), with proximal-gradient safeguards.
 
-    Parameters
-    ----------
-    history_size : int, optional
-        Correction pairs kept; by default
-        :func:`softmax.solvers.lbfgs.default_history`.
-    precondition : bool, default True
-        Use the diagonal preconditioner when the backend allows.
-    precondition_every : int, default 20
-        Refresh it at the current point every this many iterations.
+    Options as :class:`softmax.solvers.lbfgs.QuasiNewton`'s (the
+    preconditioner is the diagonal one).
     """
 
     name: ClassVar[str] = "proximal"
@@ -76,133 +67,110 @@ class Proximal(Solver):
         "and the rate estimate of the last 20 iterations' decrease, relative to |F|"
     )
 
-    history_size: int | None = None
-    precondition: bool = True
-    precondition_every: int = 20
+    def _solve(self, run: Run) -> SolverResult:
+        """The OWL-QN iteration (see the module docstring)."""
+        obj, mon = run.objective(self.name)
+        data, tol, max_iter = run.problem.data, run.tol, run.max_iter
+        precondition, precondition_every = self.precondition, self.precondition_every
+        shape = obj.shape
+        pen = obj.penalty
+        c = pen.l1_weight
+        mask = np.ones(shape, dtype=bool)
+        if data.fit_intercept:
+            mask[:, -1] = False  # the intercept is not penalised
+        # without an L1 part nothing is non-smooth: no orthant constraints at all
+        mask = mask.ravel() & (c > 0)
+        noise = f_noise_level(data)
 
-    def _solve(
-        self,
-        problem: Problem,
-        coef0: np.ndarray,
-        tol: float,
-        max_iter: int,
-        callback: Callback | None,
-    ) -> SolverResult:
-        return _owlqn(self, problem, coef0, tol, max_iter, callback)
+        def full(x: np.ndarray) -> tuple[float, float, np.ndarray]:
+            fs, gs = obj.smooth(x.reshape(shape))
+            return fs + pen.nonsmooth_value(x.reshape(shape)), fs, gs.ravel()
 
+        def pseudo_gradient(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+            return pen.min_norm_subgradient(x.reshape(shape), g.reshape(shape)).ravel()
 
-def _owlqn(
-    opts: Proximal,
-    problem: Problem,
-    coef0: np.ndarray,
-    tol: float,
-    max_iter: int,
-    callback: Callback | None,
-) -> SolverResult:
-    """The OWL-QN iteration (see the module docstring)."""
-    data = problem.data
-    precondition, precondition_every = opts.precondition, opts.precondition_every
-    obj = Objective(problem)
-    mon = Monitor("proximal", obj, callback)
-    shape = obj.shape
-    pen = obj.penalty
-    c = pen.l1_weight
-    mask = np.ones(shape, dtype=bool)
-    if data.fit_intercept:
-        mask[:, -1] = False  # the intercept is not penalised
-    # without an L1 part nothing is non-smooth: no orthant constraints at all
-    mask = mask.ravel() & (c > 0)
-    noise = f_noise_level(data)
-
-    def full(x: np.ndarray) -> tuple[float, float, np.ndarray]:
-        fs, gs = obj.smooth(x.reshape(shape))
-        return fs + pen.nonsmooth_value(x.reshape(shape)), fs, gs.ravel()
-
-    def pseudo_gradient(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return pen.min_norm_subgradient(x.reshape(shape), g.reshape(shape)).ravel()
-
-    x = coef0.ravel()
-    F, _, g = full(x)
-    M = diagonal(obj) if precondition else None
-    mem = make_memory(data, x.size, opts.history_size, M)
-    rate = RateGapEstimate()
-    rate.add(F)
-    converged = False
-    message = f"reached max_iter={max_iter} before the estimated relative gap fell below {tol:g}"
-    it = 0
-    prox_step = 1.0
-    while True:
-        if not math.isfinite(F):
-            message = "the objective is not finite; scale the features or lower C"
-            break
-        pg = pseudo_gradient(x, g)
-        if not np.any(pg):
-            converged, message = True, "the minimum-norm subgradient is exactly zero"
-            break
-        d = mem.direction(pg) if mem.count else -(pg if M is None else M(pg))
-        d[mask & (d * pg >= 0)] = 0.0  # keep only descent components
-        dg = float(pg @ d)
-        if not dg < 0:
-            mem.clear()
-            d = -pg
-            dg = float(pg @ d)
-        if mem.count:
-            gap = max(-0.5 * dg, rate.estimate())
-        elif M is not None:
-            # the preconditioner has the Hessian's scale: trusted only when tiny
-            gap = -0.5 * dg * 100.0
-        else:  # no curvature information: a unit-length first step
-            scale = 1.0 / max(float(np.linalg.norm(d)), 1e-300)
-            d *= scale
-            dg *= scale
-            gap = math.inf
-        if gap <= tol * abs(F):
-            converged = True
-            message = f"estimated relative gap {gap / abs(F):.2e} <= tol={tol:g}"
-            break
-        if it >= max_iter:
-            break
-        # orthant of the step: the sign of x, or of -pg where x is zero
-        orthant = np.where(x != 0, np.sign(x), np.sign(-pg))
-        t = 1.0
-        accepted = False
-        for _ in range(30):
-            xt = _orthant_project(x + t * d, orthant, mask)
-            Ft, _, gt = full(xt)
-            if math.isfinite(Ft) and (
-                Ft <= F + 1e-4 * float(pg @ (xt - x)) or (Ft <= F + noise * abs(F) and Ft < F)
-            ):
-                accepted = True
-                break
-            t *= 0.5 if t < 1 else 0.1  # a failed unit step is usually far too long
-        if not accepted and mem.count:
-            # a stale curvature history can mislead: retry from the
-            # preconditioned steepest-descent direction before anything else
-            mem.clear()
-            continue
-        if not accepted:
-            # proximal-gradient step with backtracking on the smooth part
-            fs, _gs = obj.smooth(x.reshape(shape))
-            step = prox_step
-            for _ in range(50):
-                xt = pen.prox((x - step * g).reshape(shape), step).ravel()
-                Ft, fst, gt = full(xt)
-                diff = xt - x
-                if math.isfinite(fst) and fst <= fs + g @ diff + (diff @ diff) / (2 * step):
-                    break
-                step *= 0.5
-            prox_step = step * 2
-            if not Ft < F:
-                message = "no further decrease possible (rounding level reached)"
-                converged = gap <= math.sqrt(tol) * abs(F)
-                break
-        mem.push(xt - x, gt - g)
-        x, F, g = xt, Ft, gt
-        if precondition and precondition_every and (it + 1) % precondition_every == 0:
-            M_new = diagonal(obj, x.reshape(shape))
-            if M_new is not None:
-                M = mem.M = M_new
+        x = run.coef0.ravel()
+        F, _, g = full(x)
+        M = diagonal(obj) if precondition else None
+        mem = make_memory(data, x.size, self.history_size, M)
+        rate = RateGapEstimate()
         rate.add(F)
-        it += 1
-        mon(it, F, gap=gap / abs(F))
-    return mon.result(x.reshape(shape), it, converged, F, message)
+        converged = False
+        message = gap_not_reached(max_iter, tol)
+        it = 0
+        prox_step = 1.0
+        while True:
+            if not math.isfinite(F):
+                message = "the objective is not finite; scale the features or lower C"
+                break
+            pg = pseudo_gradient(x, g)
+            if not np.any(pg):
+                converged, message = True, "the minimum-norm subgradient is exactly zero"
+                break
+            d = mem.direction(pg) if mem.count else -(pg if M is None else M(pg))
+            d[mask & (d * pg >= 0)] = 0.0  # keep only descent components
+            dg = float(pg @ d)
+            if not dg < 0:
+                mem.clear()
+                d = -pg
+                dg = float(pg @ d)
+            if mem.count:
+                gap = max(-0.5 * dg, rate.estimate())
+            elif M is not None:
+                # the preconditioner has the Hessian's scale: trusted only when tiny
+                gap = -0.5 * dg * 100.0
+            else:  # no curvature information: a unit-length first step
+                scale = 1.0 / max(float(np.linalg.norm(d)), 1e-300)
+                d *= scale
+                dg *= scale
+                gap = math.inf
+            if gap <= tol * abs(F):
+                converged = True
+                message = f"estimated relative gap {gap / abs(F):.2e} <= tol={tol:g}"
+                break
+            if it >= max_iter:
+                break
+            # orthant of the step: the sign of x, or of -pg where x is zero
+            orthant = np.where(x != 0, np.sign(x), np.sign(-pg))
+            t = 1.0
+            accepted = False
+            for _ in range(30):
+                xt = _orthant_project(x + t * d, orthant, mask)
+                Ft, _, gt = full(xt)
+                if math.isfinite(Ft) and (
+                    Ft <= F + 1e-4 * float(pg @ (xt - x)) or (Ft <= F + noise * abs(F) and Ft < F)
+                ):
+                    accepted = True
+                    break
+                t *= 0.5 if t < 1 else 0.1  # a failed unit step is usually far too long
+            if not accepted and mem.count:
+                # a stale curvature history can mislead: retry from the
+                # preconditioned steepest-descent direction before anything else
+                mem.clear()
+                continue
+            if not accepted:
+                # proximal-gradient step with backtracking on the smooth part
+                fs, _gs = obj.smooth(x.reshape(shape))
+                step = prox_step
+                for _ in range(50):
+                    xt = pen.prox((x - step * g).reshape(shape), step).ravel()
+                    Ft, fst, gt = full(xt)
+                    diff = xt - x
+                    if math.isfinite(fst) and fst <= fs + g @ diff + (diff @ diff) / (2 * step):
+                        break
+                    step *= 0.5
+                prox_step = step * 2
+                if not Ft < F:
+                    message = "no further decrease possible (rounding level reached)"
+                    converged = gap <= math.sqrt(tol) * abs(F)
+                    break
+            mem.push(xt - x, gt - g)
+            x, F, g = xt, Ft, gt
+            if precondition and precondition_every and (it + 1) % precondition_every == 0:
+                M_new = diagonal(obj, x.reshape(shape))
+                if M_new is not None:
+                    M = mem.M = M_new
+            rate.add(F)
+            it += 1
+            mon(it, F, gap=gap / abs(F))
+        return mon.result(x.reshape(shape), it, converged, F, message)

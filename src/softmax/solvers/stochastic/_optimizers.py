@@ -41,12 +41,12 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
-from softmax.backends._base import Capability
+from softmax.backends._base import Capability, check_batch_size
 from softmax.linear_loss import block_hessp, block_loss_gradient
 from softmax.solvers._preconditioners import VR_FULL_MAX_FEATURES, Kronecker, damped_kronecker
 from softmax.solvers.stochastic._batches import (
@@ -67,6 +67,7 @@ __all__ = [
     "Optimizer",
     "PassAnchor",
     "PlainSGD",
+    "Rules",
     "VarianceReduced",
     "check_settings",
     "resolve_optimizer",
@@ -152,25 +153,27 @@ def check_settings(optimizer: Any, learning_rate: Any, batch_size: Any) -> None:
             f"learning_rate must be a positive finite float, a callable or one of {SCHEDULES}, "
             f"got {learning_rate!r}"
         )
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_batch_size(batch_size)
 
 
-def resolve_optimizer(name: str, has_l1: bool) -> type[Optimizer]:
-    """The optimizer class for ``name``: ``"auto"`` is ``"vr"``, or ``"adam"`` with an L1 term."""
+class Rules(NamedTuple):
+    """An optimizer as each driver runs it (the same class for most)."""
+
+    fit: type[Optimizer]  # solver="sgd": epochs over the backend's minibatches
+    partial_fit: type[Optimizer]  # partial_fit: one call's rows at a time
+
+
+def resolve_optimizer(name: str, has_l1: bool) -> Rules:
+    """The rules for ``name``: ``"auto"`` is ``"vr"``, or ``"adam"`` with an L1 term."""
     if name == "auto":
         name = "adam" if has_l1 else "vr"
-    cls = OPTIMIZERS[name]
-    if has_l1 and not cls.supports_l1:
+    rules = OPTIMIZERS[name]
+    if has_l1 and not rules.fit.supports_l1:
         raise ValueError(
             f"optimizer={name!r} needs l1_ratio=0 (its preconditioned steps have no simple "
             "L1 proximal step); use optimizer='auto' or 'adam' with l1_ratio > 0"
         )
-    return cls
+    return rules
 
 
 @dataclass
@@ -235,20 +238,6 @@ class Optimizer(ABC):
         self.decay = float(decay)
         self.t = 0  # updates made
         self.t_offset = 0  # the schedule starts this many updates in (warm starts)
-
-    @classmethod
-    def for_fit(
-        cls, learning_rate: Any, shape: tuple[int, int], *, updates_per_epoch: int
-    ) -> Optimizer:
-        """The rule as ``solver="sgd"`` runs it (``"invscaling"`` over one epoch)."""
-        return cls(learning_rate, shape, decay=float(updates_per_epoch))
-
-    @classmethod
-    def for_partial_fit(
-        cls, learning_rate: Any, shape: tuple[int, int], n_features: int
-    ) -> Optimizer:
-        """The rule as ``partial_fit`` runs it."""
-        return cls(learning_rate, shape, decay=DECAY_UPDATES)
 
     def _scheduled(self, base: float) -> float:
         """The step of the next update from ``base`` (``lr0``) and the schedule."""
@@ -455,20 +444,15 @@ class Adam(FirstOrder):
 class Anchor:
     """The SVRG anchor: a point and the mean data-term gradient of ``f`` there.
 
-    ``grad`` is ``sum_i s_i grad CE_i(coef) / weight`` over the anchor's
-    rows (``n_rows`` of them, weighing ``weight``); rows in slots below
+    ``grad`` is ``sum_i s_i grad CE_i(coef) / sum_i s_i`` over the anchor's
+    rows, whose mean weight is ``mean_weight``; rows in slots below
     ``n_slots`` (``partial_fit``) are the anchor's.
     """
 
     coef: np.ndarray
     grad: np.ndarray
-    n_rows: int
-    weight: float
+    mean_weight: float
     n_slots: int = 0
-
-    @property
-    def mean_weight(self) -> float:
-        return self.weight / max(self.n_rows, 1)
 
 
 def _top_curvature(
@@ -526,18 +510,6 @@ class VarianceReduced(Optimizer):
         # not depend on where the caller's generator is
         self._v = np.random.default_rng(0).standard_normal(shape)
 
-    @classmethod
-    def for_fit(
-        cls, learning_rate: Any, shape: tuple[int, int], *, updates_per_epoch: int
-    ) -> Optimizer:
-        return ExactAnchor(learning_rate, shape, decay=float(updates_per_epoch))
-
-    @classmethod
-    def for_partial_fit(
-        cls, learning_rate: Any, shape: tuple[int, int], n_features: int
-    ) -> Optimizer:
-        return PassAnchor(learning_rate, shape, decay=DECAY_UPDATES, n_features=n_features)
-
     def rate(self) -> float:
         return self._scheduled(self.step_fraction / self.lam)
 
@@ -583,15 +555,13 @@ class VarianceReduced(Optimizer):
         if self.anchor is not None:
             out["anchor"] = self.anchor.coef
             out["anchor_grad"] = self.anchor.grad
+            out["anchor_mean_weight"] = np.float64(self.anchor.mean_weight)
         return out
 
     def load(self, state: Mapping[str, np.ndarray]) -> None:
         super().load(state)
         self.lam = float(state["lam"])
         self.lam_rows = int(state.get("lam_rows", 1))
-        if "anchor" in state and self.anchor is not None:
-            self.anchor.coef = np.array(state["anchor"])
-            self.anchor.grad = np.array(state["anchor_grad"])
 
 
 class ExactAnchor(VarianceReduced):
@@ -628,18 +598,17 @@ class ExactAnchor(VarianceReduced):
         p = coef.shape[1] - int(objective.data.fit_intercept)
         g[:, :p] -= l2 * coef[:, :p]  # the data term's gradient alone
         data = objective.data
-        self.anchor = Anchor(np.array(coef), g, int(data.n_samples), float(data.weight_sum))
+        self.anchor = Anchor(np.array(coef), g, float(data.weight_sum) / data.n_samples)
         return f + objective.nonsmooth(coef)
 
     def load(self, state: Mapping[str, np.ndarray]) -> None:
         if "anchor" in state:
-            self.anchor = Anchor(np.array(state["anchor"]), np.array(state["anchor_grad"]), 0, 0.0)
+            self.anchor = Anchor(
+                np.array(state["anchor"]),
+                np.array(state["anchor_grad"]),
+                float(state["anchor_mean_weight"]),
+            )
         super().load(state)
-
-    def update(self, coef: np.ndarray, batch: Batch, scale: Scale) -> float:
-        if self.anchor is not None and self.anchor.n_rows == 0:  # resumed: the data's scale
-            self.anchor.n_rows, self.anchor.weight = scale.n_rows, scale.weight
-        return super().update(coef, batch, scale)
 
 
 class PassAnchor(VarianceReduced):
@@ -662,11 +631,9 @@ class PassAnchor(VarianceReduced):
 
     step_fraction: ClassVar[float] = VR_STEP_PARTIAL
 
-    def __init__(
-        self, learning_rate: Any, shape: tuple[int, int], *, decay: float, n_features: int
-    ) -> None:
+    def __init__(self, learning_rate: Any, shape: tuple[int, int], *, decay: float) -> None:
         super().__init__(learning_rate, shape, decay=decay)
-        self.stats = FeatureStats(n_features, full=n_features <= VR_FULL_MAX_FEATURES)
+        self.stats: FeatureStats | None = None  # of the rows seen, from the first call
         self.built_at = 0.0  # stats weight at the last build
         self.chunks: set[int] = set()  # digests of the single-batch calls seen
         self.chunk_lam: dict[int, tuple[float, int]] = {}  # digest -> (lambda, rows)
@@ -685,6 +652,9 @@ class PassAnchor(VarianceReduced):
     def begin_call(self, coef: np.ndarray, call: Call, scale: Scale) -> int:
         self.call = call
         fi = scale.fit_intercept
+        if self.stats is None:
+            p = call.X.shape[1]
+            self.stats = FeatureStats(p, full=p <= VR_FULL_MAX_FEATURES)
         if call.new.any():
             self.stats.add(call.X[call.new], None if call.w is None else call.w[call.new])
         grown = self.stats.weight >= VR_REBUILD_GROWTH * self.built_at
@@ -779,18 +749,17 @@ class PassAnchor(VarianceReduced):
             self.anchor = Anchor(
                 self.next_coef,
                 self.next_sum / max(self.next_weight, 1e-300),
-                self.next_rows,
-                self.next_weight,
+                self.next_weight / max(self.next_rows, 1),
                 n_slots=call.n_slots,
             )
             self.passes += 1
             self._restart(coef)
 
 
-#: optimizer name -> rule; "auto" is resolved by :func:`resolve_optimizer`
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "vr": VarianceReduced,
-    "adam": Adam,
-    "adagrad": AdaGrad,
-    "sgd": PlainSGD,
+#: optimizer name -> its rules; "auto" is resolved by :func:`resolve_optimizer`
+OPTIMIZERS: dict[str, Rules] = {
+    "vr": Rules(ExactAnchor, PassAnchor),
+    "adam": Rules(Adam, Adam),
+    "adagrad": Rules(AdaGrad, AdaGrad),
+    "sgd": Rules(PlainSGD, PlainSGD),
 }

@@ -32,6 +32,7 @@ from softmax.solvers.stochastic._batches import (
     seed_of,
 )
 from softmax.solvers.stochastic._optimizers import (
+    DECAY_UPDATES,
     Call,
     Optimizer,
     check_settings,
@@ -127,8 +128,8 @@ class PartialFitState:
         check_settings(optimizer, learning_rate, batch_size)
         shape = (n_classes, n_features + int(fit_intercept))
         coef = np.zeros(shape) if coef0 is None else np.array(coef0, dtype=np.float64)
-        rule = resolve_optimizer(optimizer, has_l1)
-        opt = rule.for_partial_fit(learning_rate, shape, n_features)
+        rule = resolve_optimizer(optimizer, has_l1).partial_fit
+        opt = rule(learning_rate, shape, decay=DECAY_UPDATES)
         rows = RowIndex(n_rows=int(seen_rows), weight=float(seen_weight))
         if coef0 is not None:
             opt.warm_start()
@@ -146,8 +147,8 @@ class PartialFitState:
     ) -> None:
         """A new optimizer (other settings) from the current iterate; rows kept."""
         check_settings(optimizer, learning_rate, settings[2])
-        rule = resolve_optimizer(optimizer, has_l1)
-        self.optimizer = rule.for_partial_fit(learning_rate, self.coef.shape, settings[5])
+        rule = resolve_optimizer(optimizer, has_l1).partial_fit
+        self.optimizer = rule(learning_rate, self.coef.shape, decay=DECAY_UPDATES)
         self.settings = settings
         self.average = None
 

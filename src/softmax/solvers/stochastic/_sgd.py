@@ -34,7 +34,7 @@ import numpy as np
 
 from softmax._persist import Checkpoint, progress_bar
 from softmax.backends._base import Capability
-from softmax.solvers._base import Callback, Monitor, Objective, RateGapEstimate, Solver
+from softmax.solvers._base import RateGapEstimate, Run, Solver
 from softmax.solvers._problem import Problem, SolverResult
 from softmax.solvers.stochastic._batches import (
     Batch,
@@ -132,28 +132,21 @@ class SGD(Solver):
         super().check(problem)
         resolve_optimizer(self.optimizer, problem.has_l1)
 
-    def _solve(
-        self,
-        problem: Problem,
-        coef0: np.ndarray,
-        tol: float,
-        max_iter: int,
-        callback: Callback | None,
-    ) -> SolverResult:
+    def _solve(self, run: Run) -> SolverResult:
+        obj, monitor = run.objective(self.name)
+        problem, tol, max_iter = run.problem, run.tol, run.max_iter
         data = problem.data
-        obj = Objective(problem)
-        coef = coef0
+        coef = run.coef0
         pen = obj.penalty
         fi = bool(data.fit_intercept)
         scale = Scale(
             fi, int(data.n_samples), float(data.weight_sum), pen.smooth_l2, pen.l1_weight
         )
-        monitor = Monitor("sgd", obj, callback)
         batch_size = int(self.batch_size)
         # invscaling halves the step after 3 epochs (T = one epoch of updates)
         updates_per_epoch = max(1, math.ceil(data.n_samples / batch_size))
-        rule = resolve_optimizer(self.optimizer, problem.has_l1)
-        opt = rule.for_fit(self.learning_rate, coef.shape, updates_per_epoch=updates_per_epoch)
+        rules = resolve_optimizer(self.optimizer, problem.has_l1)
+        opt = rules.fit(self.learning_rate, coef.shape, decay=float(updates_per_epoch))
         seed = seed_of(problem.random_state)
         ckpt = Checkpoint.open(self.checkpoint if self.checkpoint is not None else data.checkpoint)
         data.record_evaluations = False  # this solver checkpoints its own state
