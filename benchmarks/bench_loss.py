@@ -5,7 +5,7 @@ and ``G^T X``, plus O(n K) work (softmax, one-hot, weights). This benchmark
 times ``softmax.linear_loss.block_loss_gradient`` against exactly those two
 products (same shapes, same dtype, preallocated outputs), interleaved in one
 process, and prints the median ratio. It also times both at 1 and 2 BLAS
-threads, which is what ``softmax.solvers.blas_threads_for`` is tuned on.
+threads, which is what ``softmax.solvers._base.BLAS_THREADS`` is tuned on.
 
 Run:  .venv/bin/python benchmarks/bench_loss.py [--quick] [--out benchmarks/results/loss.md]
 """

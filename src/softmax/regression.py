@@ -89,7 +89,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         picks from the number of coefficients and the penalty; the choice is
         stored in ``solver_``. See ``docs/solvers.md``.
     tol : float, default=1e-7
-        Stopping tolerance of the solver (its meaning is the solver's).
+        The relative objective gap ``(F - F*) / |F|`` the solver aims for;
+        each solver estimates it its own way (``docs/solvers.md``).
     max_iter : int, default=1000
         Maximum number of solver iterations (epochs for ``"sgd"``).
     warm_start : bool, default=False
@@ -101,14 +102,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Seed for the stochastic solver (shuffling); unused by the others.
     optimizer : str, default="auto"
         Update rule of ``solver="sgd"`` and :meth:`partial_fit`: ``"auto"``
-        is ``"vr"`` (preconditioned variance-reduced steps: SAGA in
-        :meth:`partial_fit`, SVRG in ``fit``) when ``l1_ratio == 0`` and
-        ``"adam"`` otherwise; also ``"adagrad"``, ``"sgd"``.
+        is ``"vr"`` (preconditioned variance-reduced SVRG steps; see
+        ``docs/streaming.md``) when ``l1_ratio == 0`` and ``"adam"``
+        otherwise; also ``"adagrad"``, ``"sgd"``.
     learning_rate : float or "auto", default="auto"
         Step size of ``solver="sgd"`` and :meth:`partial_fit` (for ``"vr"``,
         the fraction of a Newton step of its preconditioner).
     batch_size : int, default=256
-        Minibatch size of ``solver="sgd"``.
+        Most rows per update of ``solver="sgd"`` and :meth:`partial_fit`.
 
     Attributes
     ----------
