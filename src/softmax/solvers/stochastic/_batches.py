@@ -40,6 +40,7 @@ __all__ = [
     "residual_gradient",
     "row_digests",
     "seed_of",
+    "set_digest",
 ]
 
 #: Minibatch products below this many multiply-adds run on one BLAS thread.
@@ -165,6 +166,14 @@ def _bits(values: np.ndarray) -> np.ndarray:
     return values.view(np.uint32).astype(np.uint64)
 
 
+def set_digest(digests: np.ndarray) -> int:
+    """A 64-bit digest of a set of row digests (order does not matter), the same in any process."""
+    import hashlib
+
+    h = hashlib.blake2b(np.sort(digests).tobytes(), digest_size=8)
+    return int.from_bytes(h.digest(), "little")
+
+
 def row_digests(X: Any, y: np.ndarray, w: np.ndarray | None) -> np.ndarray:
     """A 64-bit digest of each row's features (bit patterns), label and weight.
 
@@ -203,10 +212,11 @@ def row_digests(X: Any, y: np.ndarray, w: np.ndarray | None) -> np.ndarray:
 class RowIndex:
     """The rows ``partial_fit`` has seen: digest -> slot, and how many copies of each.
 
-    An open-addressing hash table in two NumPy arrays (digests, slots), at
-    most half full, so that a chunk's rows are looked up and added with a
-    few vectorised probes. A row passed again (same digest) keeps its slot;
-    its multiplicity is the most copies seen in one call (exact duplicates
+    An open-addressing hash table in NumPy arrays (digests, slots), at most
+    half full, so that a chunk's rows are looked up and added with a few
+    vectorised probes: at most about 30 bytes a remembered row. A row
+    passed again (same digest) keeps its slot; its multiplicity is the
+    most copies seen in one call (exact duplicates
     spread over different calls of the first epoch count once until two
     copies arrive together). At most ``MAX_REMEMBERED_ROWS`` rows get a
     slot; the others get -1 and count as new every time.
@@ -227,7 +237,7 @@ class RowIndex:
     n_rows: int = 0
     weight: float = 0.0
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
-    values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     used: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     copies: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
@@ -238,7 +248,7 @@ class RowIndex:
     def _allocate(self, capacity: int) -> None:
         self.capacity = capacity
         self.keys = np.zeros(capacity, np.uint64)
-        self.values = np.full(capacity, -1, np.int64)
+        self.values = np.full(capacity, -1, np.int32)
         self.used = np.zeros(capacity, bool)
 
     def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -292,7 +302,7 @@ class RowIndex:
         """
         uniq, inverse, counts = np.unique(digests, return_inverse=True, return_counts=True)
         pos, found = self._find(uniq)
-        slots = np.where(found, self.values[pos], -1)
+        slots = np.where(found, self.values[pos], -1).astype(np.int64)
         fresh = np.flatnonzero(~found)
         room = max(0, MAX_REMEMBERED_ROWS - self.n_slots)
         take = fresh[:room]

@@ -30,6 +30,7 @@ from softmax.solvers.stochastic._batches import (
     minibatch_threads,
     row_digests,
     seed_of,
+    set_digest,
 )
 from softmax.solvers.stochastic._optimizers import (
     DECAY_UPDATES,
@@ -206,9 +207,13 @@ class PartialFitState:
         pen = make_penalty(l1_ratio, fit_intercept=fi, strength=1.0 / (C * self.rows.weight))
         scale = Scale(fi, self.rows.n_rows, self.rows.weight, pen.smooth_l2, pen.l1_weight)
         n_batches = math.ceil(n / int(batch_size))
-        call = Call(X, y, w, new, n_batches, hash(np.sort(digests).tobytes()), self.rows.n_slots)
+        call = Call(X, y, w, new, n_batches, set_digest(digests), self.rows.n_slots)
         opt = self.optimizer
-        passes = opt.begin_call(self.coef, call, scale)
+        # one BLAS thread for the small products of a call, the preconditioner's
+        # eigendecomposition included (several threads on a busy machine: 8x slower)
+        work = (min(n, int(batch_size)), X.shape[1], self.coef.shape[0])
+        with minibatch_threads(*work):
+            passes = opt.begin_call(self.coef, call, scale)
         if pen.l1_weight > 0:
             self.average = None  # l1_ratio may have been raised since the last call
         elif call.known and self.average is None:
@@ -217,7 +222,7 @@ class PartialFitState:
             self.average = np.array(self.coef)
             self.n_averaged = 0
         eta = opt.average_eta
-        with minibatch_threads(min(n, int(batch_size)), X.shape[1], self.coef.shape[0]):
+        with minibatch_threads(*work):
             for _ in range(passes):
                 for idx in np.array_split(self.rng.permutation(n), n_batches):
                     idx.sort()  # sorted gather reads memory front to back
