@@ -587,3 +587,25 @@ def test_feature_covariance_matches_numpy(dtype, weighted):
     np.testing.assert_array_equal(cov, cov.T)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(cov, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+def test_an_unpenalised_problem_reaches_the_maximum_likelihood():
+    """C = inf (the room left for unpenalised fits): F is the data term alone, and
+    L-BFGS reaches scikit-learn's unpenalised log loss (non-separable data)."""
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = np.argmax(X @ rng.normal(size=(3, 3)) + 2 * rng.gumbel(size=(400, 3)), axis=1)
+    problem = Problem(data_of(X, y), C=np.inf)
+    assert not problem.penalised and not problem.has_l1
+    res = solve_problem(problem, solver="lbfgs", tol=1e-12, max_iter=2000)
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(X, y)
+    assert res.converged
+    assert res.objective == pytest.approx(
+        log_loss(y, sk.predict_proba(X), normalize=False), rel=1e-9
+    )
+    with pytest.raises(ValueError, match="C must be a positive number"):
+        Problem(data_of(X, y), C=0.0)
