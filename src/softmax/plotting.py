@@ -24,9 +24,9 @@ def _figure(**kwargs: Any) -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "plotting needs matplotlib: pip install softmax[plot] (or softmax[cli])"
-        ) from None
+        from softmax._optional import install_hint
+
+        raise ImportError(f"plotting needs matplotlib: {install_hint('matplotlib')}") from None
     return Figure(**kwargs)
 
 
