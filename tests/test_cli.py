@@ -253,10 +253,6 @@ def test_info_and_export(files, capsys, tmp_path):
     np.testing.assert_allclose(proba, model.predict_proba(X), atol=1e-6, rtol=0)
 
 
-@pytest.mark.skipif(
-    __import__("importlib").util.find_spec("softmax.streaming") is None,
-    reason="streaming backend not present",
-)
 def test_fit_stream_matches_in_memory(files, capsys, tmp_path):
     model_path = tmp_path / "s.safetensors"
     status, out, err = run_cli(
