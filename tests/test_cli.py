@@ -595,16 +595,18 @@ def test_missing_matplotlib_messages(files, capsys, tmp_path, no_matplotlib):
 def test_install_hints_carry_the_declared_version_bounds():
     from importlib import metadata
 
+    from packaging.requirements import Requirement
+
     from softmax._optional import install_hint
 
-    declared = {
-        Requirement(r.split(";")[0]).name: str(Requirement(r.split(";")[0]).specifier)
-        for r in metadata.requires("softmax")
-        for Requirement in [__import__("packaging.requirements").requirements.Requirement]
-    }
+    declared = {}
+    for line in metadata.requires("softmax"):
+        requirement = Requirement(line)
+        declared.setdefault(requirement.name, str(requirement.specifier))
     for package in ("matplotlib", "pyarrow", "pandas", "onnx"):
         requirement = _hint_is_a_quoted_requirement(install_hint(package), package)
         assert str(requirement.specifier) == declared[package]
+    assert install_hint("not-a-dependency") == 'pip install "not-a-dependency"'
 
 
 def test_builtin_digits_are_scaled_and_elastic_net_converges(capsys, tmp_path):
