@@ -5,8 +5,8 @@ The rules (docs/contributing.md, "Docs that cannot go stale"):
 - ```python blocks run top to bottom in one namespace per document, in a
   temporary working directory. A block whose lines start with ``>>>`` is a
   doctest: each output is checked (ELLIPSIS and NORMALIZE_WHITESPACE on).
-- ```bash blocks: each command that starts with ``softmax`` runs (as
-  ``python -m softmax``) in the same directory, in order with the python
+- ```bash blocks: each command that starts with ``softmax`` runs (through
+  ``softmax.cli.main``, the entry point's function) in the same directory, in order with the python
   blocks, and must exit 0; ``pip install`` and ``pytest`` commands and
   comments are not run. Any other command makes the block unrunnable.
 - ```console blocks are transcripts: ``$ softmax ...`` lines run, and the
@@ -23,12 +23,12 @@ The rules (docs/contributing.md, "Docs that cannot go stale"):
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import io
 import os
 import re
 import shlex
-import subprocess
 import sys
 import textwrap
 import time
@@ -49,7 +49,6 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # A command that a shell block may show without running it: installing the
 # package (the suite runs on an installed package) and running this suite.
 NOT_RUN = {"pip": "install", "pytest": None}
-COMMAND_TIMEOUT = 300
 # A `softmax` command in a block that is not marked as shell (so it would never run).
 COMMAND_LINE = re.compile(
     r"^\s*(\$\s+)?softmax\s+(fit|evaluate|predict|info|export|demo|apply|bandit)\b"
@@ -198,6 +197,20 @@ def shell_commands(block: Block) -> list[tuple[int, list[str], str | None]]:
     return commands
 
 
+def run_softmax(args: list[str]) -> tuple[int, str]:
+    """``softmax ARGS`` as the entry point runs it, in this process (no start-up cost).
+
+    Returns the exit status and what it printed, stdout and stderr interleaved
+    in the order written, as a terminal shows them.
+    """
+    from softmax.cli import main
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        status = main(args)
+    return status, output.getvalue()
+
+
 class DocRunner:
     """Runs one document's blocks in one namespace and one working directory."""
 
@@ -238,28 +251,18 @@ class DocRunner:
             if not _runs(argv):
                 continue
             where = f"{self.doc}:{block.line + 1 + offset} `{shlex.join(argv)}`"
-            proc = subprocess.run(
-                [sys.executable, "-m", "softmax", *argv[1:]],
-                cwd=self.workdir,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=COMMAND_TIMEOUT,
-                env=dict(os.environ, COLUMNS="100"),
-            )
+            status, output = run_softmax(argv[1:])
             if expected is None:
-                assert proc.returncode == 0, (
-                    f"{where}: exit status {proc.returncode}\n{proc.stdout}"
-                )
+                assert status == 0, f"{where}: exit status {status}\n{output}"
                 continue
             shows_error = "error:" in expected
-            assert (proc.returncode == 0) != shows_error, (
-                f"{where}: exit status {proc.returncode}, but the transcript "
-                f"{'shows' if shows_error else 'does not show'} an error\n{proc.stdout}"
+            assert (status == 0) != shows_error, (
+                f"{where}: exit status {status}, but the transcript "
+                f"{'shows' if shows_error else 'does not show'} an error\n{output}"
             )
-            if not checker.check_output(expected, proc.stdout, FLAGS):
+            if not checker.check_output(expected, output, FLAGS):
                 diff = checker.output_difference(
-                    doctest.Example(shlex.join(argv), expected), proc.stdout, FLAGS
+                    doctest.Example(shlex.join(argv), expected), output, FLAGS
                 )
                 raise AssertionError(f"{where}: output differs\n{diff}")
 
