@@ -304,9 +304,21 @@ def test_includes_are_exact_copies(path):
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=[p.name for p in DOCUMENTS])
 def test_document_runs(path, tmp_path, monkeypatch):
-    # The figures a block draws go to files, never to a screen.
+    from threadpoolctl import threadpool_limits
+
+    # The figures a block draws go to files, never to a screen. One BLAS
+    # thread: on a busy machine a second one makes the small products of the
+    # examples many times slower (the examples' output does not depend on it).
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    run_document(path, tmp_path)
+    with threadpool_limits(limits=1):
+        run_document(path, tmp_path)
+
+
+def test_derived_tables_are_current():
+    stale = sync_docs.stale_derived(ROOT)
+    assert not stale, (
+        f"{sorted(stale)} differ from their JSON: run `python benchmarks/sync_docs.py`"
+    )
 
 
 # -- the runner itself: each rule catches what it is for --------------------------------
