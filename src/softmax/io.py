@@ -16,7 +16,9 @@ of shape (n_classes,), in the dtype the model was fitted in. Everything else
 format and library versions) is one JSON document stored under the metadata
 key ``"softmax"``. Any safetensors reader (the ``safetensors`` package, Rust,
 JavaScript) can open the tensors; only JSON and raw numbers are ever parsed on
-load, so loading cannot execute code.
+load, so loading cannot execute code. A model file is input like any other:
+every field a model is built from is checked at load, and a damaged or
+edited file raises a ``ValueError`` that names the file and the field.
 
 Files are written atomically: a temporary file in the same folder, flushed
 and fsync'ed, then renamed over the target, so a crash or error mid-save
@@ -709,7 +711,10 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     ValueError
         If the file is truncated, corrupt, not a softmax model (another
         safetensors file, or not safetensors at all) or written by a newer
-        format version.
+        format version, or if a field holds what softmax never writes: class
+        labels that do not fit their dtype, duplicate or unsorted classes, a
+        malformed ``class_weight``, NaN or infinite coefficients, shapes that
+        disagree. The message names the file and the field.
 
     Examples
     --------
