@@ -70,6 +70,11 @@ ArrayLike = Any  # NumPy array-likes or any Array API array
 
 
 def _check_temperature(temperature: Any) -> float:
+    tp = type(temperature)
+    if tp is float or tp is int:  # the common case, without the ABC checks below
+        t = float(temperature)
+        if 0.0 <= t < math.inf:  # False for NaN too
+            return t
     if isinstance(temperature, (bool, np.bool_)) or not isinstance(
         temperature, (numbers.Real, np.floating, np.integer)
     ):
