@@ -31,7 +31,7 @@ import scipy.special as sps
 from softmax import _kernels
 from softmax.functions import log_softmax, softmax
 
-SHAPES = [(10000, 1000), (1000000, 10), (100, 100000)]
+SHAPES = [(10000, 1000), (1000, 1000), (1000000, 10), (100, 100000)]
 DTYPES = [np.float32, np.float64]
 
 
