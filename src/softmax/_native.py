@@ -72,6 +72,11 @@ def for_array(x: Any) -> Any:
         return None
     backend = _BACKENDS.get(lib)
     if backend is None:
+        # the generic code, which a special row may need, runs through
+        # array-api-compat: ask for it now rather than at the first NaN
+        from softmax._array_api import _compat
+
+        _compat()
         backend = _BACKENDS[lib] = _MAKERS[lib]()
     return backend or None
 
@@ -136,12 +141,32 @@ def _tempered_lse(xp: Any, lse: Any, xf: Any, axis: int, t: Any, keepdims: bool)
     """``T * logsumexp(x / T)`` as ``m + T * logsumexp((x - m) / T)``, ``lse`` a native logsumexp.
 
     ``m`` is the row max where it is finite (0 on special rows, which keep the
-    native answer: NaN, ``+inf`` or ``-inf``); see :func:`_scaled`.
+    native answer: NaN, ``+inf`` or ``-inf``); see :func:`_scaled`. ``xp``
+    needs ``where``, ``isfinite``, ``isinf`` and ``zeros_like`` as NumPy has
+    them, and ``rowmax(x, axis)`` / ``squeeze(x, axis)`` (the spelling differs
+    between libraries).
     """
-    m = xp.max(xf, axis=axis, keepdims=True)
+    m = xp.rowmax(xf, axis)
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     out = lse(_scaled(xp, xf, m, t), axis, True) * t + m
-    return out if keepdims else xp.squeeze(out, axis=axis)
+    return out if keepdims else xp.squeeze(out, axis)
+
+
+class _Ops:
+    """The few array operations :func:`_tempered_lse` needs, from one library."""
+
+    def __init__(self, mod: Any, rowmax: Any, squeeze: Any) -> None:
+        self.where, self.isfinite, self.isinf = mod.where, mod.isfinite, mod.isinf
+        self.zeros_like, self.rowmax, self.squeeze = mod.zeros_like, rowmax, squeeze
+
+
+def _numpy_like_ops(mod: Any) -> _Ops:
+    """:class:`_Ops` for NumPy-like modules (``jax.numpy``, ``cupy``)."""
+    return _Ops(
+        mod,
+        lambda x, a: mod.max(x, axis=a, keepdims=True),
+        lambda x, a: mod.squeeze(x, axis=a),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -159,6 +184,12 @@ class _Torch:
         self.floats = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
         self.narrow = {torch.float16, torch.bfloat16}
         self.numpy_floats = {torch.float16, torch.float32, torch.float64}
+        # array-api-compat only for the generic code (special rows)
+        self.ops = _Ops(
+            torch,
+            lambda x, a: torch.amax(x, a, keepdim=True),
+            lambda x, a: torch.squeeze(x, a),
+        )
         self._xp = None
 
     @property
@@ -230,7 +261,7 @@ class _Torch:
         if t == 1.0:
             return lse(xf, ax, keepdims)
         z = xf.float() if xf.dtype in self.narrow else xf
-        return _tempered_lse(self.xp, lse, z, ax, t, keepdims).to(xf.dtype)
+        return _tempered_lse(self.ops, lse, z, ax, t, keepdims).to(xf.dtype)
 
 
 # --------------------------------------------------------------------------
@@ -366,7 +397,12 @@ def _jax_logsumexp(x: Any, t: Any, *, axis: int, keepdims: bool, mode: str) -> A
         out = logsumexp(xw, axis=axis, keepdims=keepdims)
     else:
         out = _tempered_lse(
-            jnp, lambda z, a, k: logsumexp(z, axis=a, keepdims=k), xw, axis, t, keepdims
+            _numpy_like_ops(jnp),
+            lambda z, a, k: logsumexp(z, axis=a, keepdims=k),
+            xw,
+            axis,
+            t,
+            keepdims,
         )
     return out.astype(dtype)
 
@@ -452,7 +488,7 @@ class _Cupy:
             return self._lse(xf, ax, keepdims)
         cupy = self.cupy
         z = xf.astype(cupy.float32) if xf.dtype == cupy.float16 else xf
-        return _tempered_lse(cupy, self._lse, z, ax, t, keepdims).astype(xf.dtype)
+        return _tempered_lse(_numpy_like_ops(cupy), self._lse, z, ax, t, keepdims).astype(xf.dtype)
 
 
 def _make_cupy() -> Any:
