@@ -22,7 +22,9 @@ with ``time.perf_counter`` (``torch.cuda.synchronize``, CuPy's stream
 Diagnostic columns: for PyTorch and CuPy, ``native + check`` is the native
 call followed by the one-number check our softmax does (how much of the gap
 is the check); for JAX, ``jit(native)`` is the native function compiled with
-``jax.jit`` (eager ``jax.nn.softmax`` runs op by op).
+``jax.jit`` (eager ``jax.nn.softmax`` runs op by op), and ``ours, select not
+cond`` our JAX path with a per-row ``jnp.where`` in place of ``lax.cond``
+(which of the two XLA runs faster on the GPU).
 
 Before timing, each library's results are checked on its device against SciPy
 in float64 on the host: every case of the numerics table, and finite input.
@@ -272,7 +274,33 @@ class JaxLib(Lib):
     def extras(self, fn):
         if fn not in self._jit:
             self._jit[fn] = self.jax.jit(self._fn(fn))
-        return {"jit(native)": self._jit[fn]}
+            if fn != "logsumexp":
+                self._jit[fn + " select"] = self.jax.jit(self._select_variant(fn == "log_softmax"))
+        out = {"jit(native)": self._jit[fn]}
+        if fn != "logsumexp":
+            out["ours, select not cond"] = self._jit[fn + " select"]
+        return out
+
+    def _select_variant(self, log):
+        """Diagnostic: our JAX path with a per-row select instead of ``lax.cond``.
+
+        Both results are computed for every row and ``jnp.where`` picks one:
+        no conditional in the program (which XLA may run with a host round
+        trip on a GPU), at the price of the careful composition's passes.
+        """
+        from softmax._native import _jax_careful
+
+        jax, jnp = self.jax, self.jnp
+
+        def f(x):
+            work = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
+            xw = x.astype(work)
+            native = jax.nn.log_softmax(xw, axis=-1) if log else jax.nn.softmax(xw, axis=-1)
+            finite = jnp.isfinite(jnp.max(xw, axis=-1, keepdims=True))
+            careful = _jax_careful(xw, 1.0, axis=x.ndim - 1, log=log, mode="plain")
+            return jnp.where(finite, native, careful).astype(x.dtype)
+
+        return f
 
 
 def available_libs(device: str, wanted: list[str]) -> tuple[list[Lib], list[str]]:
