@@ -170,7 +170,8 @@ def test_lr_test_matches_statsmodels(anes):
         lr_test(small_res, full_res)
     with pytest.raises(ValueError, match="larger model first"):
         lr_test(full_res, full_res)
-    other_rows = inference(clf, X.iloc[:-10], y.iloc[:-10], check_separation=False)
+    with pytest.warns(UserWarning, match="not at the optimum"):
+        other_rows = inference(clf, X.iloc[:-10], y.iloc[:-10], check_separation=False)
     with pytest.raises(ValueError, match="different rows"):
         lr_test(other_rows, small_res)
 
@@ -264,7 +265,10 @@ def test_penalised_covariance_is_inverse_penalised_hessian(anes):
 
 def test_l1_fits_are_refused(anes):
     X, y, _, _, _ = anes
-    clf = SoftmaxRegression(C=1.0, l1_ratio=0.5).fit(X, y)
+    clf = SoftmaxRegression(C=1.0, l1_ratio=0.5, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # converged or not, the fit is refused
+        clf.fit(X, y)
     with pytest.raises(ValueError, match="selection") as info:
         inference(clf, X, y)
     assert "refit" in str(info.value) and "bootstrap" in str(info.value)
@@ -327,7 +331,7 @@ def test_bad_input(anes):
     with pytest.raises(TypeError, match="SoftmaxRegression"):
         inference(object(), X, y)
     with pytest.raises(ValueError, match="features"):
-        inference(clf, X.iloc[:, :3].to_numpy(), y)
+        inference(SoftmaxRegression().fit(X.to_numpy(), y), X.iloc[:, :3].to_numpy(), y)
     with pytest.raises(ValueError, match="cluster label per row"):
         inference(clf, X, y, cov_type="cluster", groups=np.arange(10))
     with pytest.raises(ValueError, match="needs groups"):
@@ -390,6 +394,23 @@ def test_off_optimum_warning(anes):
     assert res.newton_step_se > 1
 
 
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC0", "cluster"])
+def test_row_blocks_do_not_change_the_result(anes, monkeypatch, cov_type):
+    """Blocks of 256 rows (4 on anes96, clusters cut across blocks) = one block."""
+    import softmax._information as information
+
+    X, y, _, _, clf = anes
+    groups = np.random.default_rng(2).integers(0, 25, len(y))
+    kw = {"groups": groups} if cov_type == "cluster" else {}
+    one = inference(clf, X, y, cov_type=cov_type, check_separation=False, **kw)
+    monkeypatch.setattr(information, "BLOCK_BYTES", 1)
+    many = inference(clf, X, y, cov_type=cov_type, check_separation=False, **kw)
+    cov = one.cov_params()
+    np.testing.assert_allclose(many.cov_params(), cov, rtol=1e-8, atol=1e-12 * np.abs(cov).max())
+    np.testing.assert_allclose(many.marginal_effects().bse, one.marginal_effects().bse, rtol=1e-10)
+    assert many.llf == pytest.approx(one.llf, rel=1e-13)
+
+
 def test_float32_sparse_and_frame_agree(anes):
     X, y, _, _, clf = anes
     base = inference(clf, X, y)
@@ -430,7 +451,22 @@ def test_public_names_in_both_import_orders(anes):
     import softmax.inference as module
 
     X, y, _, _, clf = anes
-    assert callable(module)
+    assert callable(module) and softmax.inference.lr_test is lr_test
     assert module(clf, X, y, check_separation=False).k_params == 36
     assert softmax.inference(clf, X, y, check_separation=False).k_params == 36
     assert softmax.InferenceResults is InferenceResults
+    # the other order: the package attribute first, then the module import
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, softmax\n"
+        "f = softmax.inference\n"
+        "from softmax.inference import lr_test\n"
+        "X = np.random.default_rng(0).standard_normal((60, 2)); y = np.arange(60) % 3\n"
+        "clf = softmax.SoftmaxRegression().fit(X, y)\n"
+        "assert softmax.inference is f and f(clf, X, y).k_params == 6\n"
+        "import softmax.inference as m\n"
+        "assert m.lr_test is lr_test and m(clf, X, y).k_params == 6\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -195,7 +195,10 @@ def information_pass(
         R[rows[hit], pos[hit]] += sb[hit]
         score += R.T @ Xt
         # M_i = sqrt(s_i) p_i (x) xt_i, one column block per non-reference class
-        M = mbuf if r == step else np.empty((r, m), order="F")
+        if r != mbuf.shape[0]:  # the last, shorter block: free the full-size buffer first
+            M = mbuf = None
+            mbuf = np.empty((r, m), order="F")
+        M = mbuf
         sq = np.sqrt(sb)
         for k in range(Kr):
             np.multiply(Xt, (sq * P[:, k])[:, None], out=M[:, k * q : (k + 1) * q])

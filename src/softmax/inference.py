@@ -87,11 +87,11 @@ from softmax._threads import blas_limit
 
 __all__ = [
     "COV_TYPES",
+    "ChiSquareTest",
     "InferenceResults",
     "MarginalEffects",
     "SeparationResult",
     "SeparationWarning",
-    "WaldTestResult",
     "check_separation",
     "inference",
     "lr_test",
@@ -126,8 +126,20 @@ INTERCEPT = "intercept"
 
 
 @dataclass(frozen=True)
-class WaldTestResult:
-    """A chi-square test: ``statistic`` on ``df`` degrees of freedom, ``pvalue``."""
+class ChiSquareTest:
+    """A chi-square test (Wald or likelihood ratio).
+
+    Attributes
+    ----------
+    statistic : float
+        The chi-square statistic.
+    df : int
+        Its degrees of freedom under the null hypothesis.
+    pvalue : float
+        ``P(chi2(df) >= statistic)``.
+    description : str
+        What was tested.
+    """
 
     statistic: float
     df: int
@@ -375,7 +387,31 @@ class InferenceResults:
         The separation check (None when it was not run).
     """
 
+    params: np.ndarray
+    bse: np.ndarray
+    tvalues: np.ndarray
+    pvalues: np.ndarray
+    classes: np.ndarray
+    reference: Any
+    term_names: list[str]
+    cov_type: str
+    llf: float
+    llnull: float
+    nobs: float
+    df_model: float
+    df_resid: float
+    n_groups: int | None
+    penalized: bool
+    C: float
+    converged: bool
+    newton_step_se: float
+    separation: SeparationResult | None
+    dep_name: str
+    fit_intercept: bool
+
     def __init__(self, **fields: Any) -> None:
+        # Built by inference() only: fields are the attributes above plus the
+        # private state below (the Cholesky factor, rows for marginal effects).
         self._cov_cache: np.ndarray | None = fields.pop("cov", None)
         self._factor: np.ndarray = fields.pop("factor")
         self._scale: np.ndarray = fields.pop("scale")
@@ -552,7 +588,7 @@ class InferenceResults:
         classes: Any = None,
         R: Any = None,
         value: Any = None,
-    ) -> WaldTestResult:
+    ) -> ChiSquareTest:
         """Wald test that a set of coefficients (or linear combinations) is zero.
 
         Either ``terms`` (the coefficients of these terms in every
@@ -573,7 +609,7 @@ class InferenceResults:
 
         Returns
         -------
-        WaldTestResult
+        ChiSquareTest
             ``statistic = (R t - v)^T (R V R^T)^{-1} (R t - v)``, chi-square on
             ``df = n_restrictions`` under the null, with ``V = cov_params()``.
         """
@@ -609,7 +645,7 @@ class InferenceResults:
             ) from exc
         statistic = float(diff @ linalg.cho_solve(c, diff))
         df = len(R)
-        return WaldTestResult(statistic, df, float(stats.chi2.sf(statistic, df)), description)
+        return ChiSquareTest(statistic, df, float(stats.chi2.sf(statistic, df)), description)
 
     def _term_restrictions(self, terms: Any, classes: Any) -> tuple[np.ndarray, str]:
         names = [terms] if isinstance(terms, str) else list(terms)
@@ -642,7 +678,7 @@ class InferenceResults:
         where = "" if classes is None else f" in classes {[_py(class_list[r]) for r in rows]}"
         return R, f"{names} = 0{where}"
 
-    def lr_test(self, restricted: InferenceResults) -> WaldTestResult:
+    def lr_test(self, restricted: InferenceResults) -> ChiSquareTest:
         """Likelihood-ratio test of this model against a nested ``restricted`` one.
 
         See :func:`lr_test`.
@@ -702,7 +738,7 @@ _COV_NOTES = {
 }
 
 
-def lr_test(full: InferenceResults, restricted: InferenceResults) -> WaldTestResult:
+def lr_test(full: InferenceResults, restricted: InferenceResults) -> ChiSquareTest:
     """Likelihood-ratio test of a model against a nested, restricted one.
 
     ``statistic = 2 (full.llf - restricted.llf)``, chi-square on
@@ -718,7 +754,7 @@ def lr_test(full: InferenceResults, restricted: InferenceResults) -> WaldTestRes
 
     Returns
     -------
-    WaldTestResult
+    ChiSquareTest
     """
     for name, res in (("full", full), ("restricted", restricted)):
         if not isinstance(res, InferenceResults):
@@ -760,7 +796,7 @@ def lr_test(full: InferenceResults, restricted: InferenceResults) -> WaldTestRes
             stacklevel=2,
         )
     statistic = max(statistic, 0.0)
-    return WaldTestResult(
+    return ChiSquareTest(
         statistic, int(df), float(stats.chi2.sf(statistic, df)), "likelihood ratio"
     )
 
@@ -1035,10 +1071,10 @@ def inference(
     >>> from sklearn.datasets import load_iris
     >>> from softmax import SoftmaxRegression, inference
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = SoftmaxRegression(C=1.0).fit(X[:, :2], y)
-    >>> res = inference(clf, X[:, :2], y)
+    >>> clf = SoftmaxRegression(C=1.0).fit(X[:, :1], y)  # sepal length: classes overlap
+    >>> res = inference(clf, X[:, :1], y)
     >>> res.params.shape, res.term_names
-    ((2, 3), ['x0', 'x1', 'intercept'])
+    ((2, 2), ['x0', 'intercept'])
     >>> bool((res.bse > 0).all())
     True
     """
@@ -1148,8 +1184,9 @@ def inference(
             slopes = theta[:, :p]
             centred = slopes - slopes.sum(axis=0) / K  # the reference row is 0
             score.reshape(K - 1, q)[:, :p] -= centred / C
-            diag_slopes = np.diag(info).reshape(K - 1, q)[:, :p]
-            penalty_material = bool(diag_slopes.min() * 1e-8 < 1.0 / C) if p else False
+            if p:  # (np.diag is a view: keep no reference to info)
+                smallest = float(np.diag(info).reshape(K - 1, q)[:, :p].min())
+                penalty_material = smallest * 1e-8 < 1.0 / C
         # only the upper triangle of info is ever read (Cholesky, eigh)
         d = np.sqrt(np.diag(info).copy())
         if not np.all(d > 0) or not np.isfinite(d).all():
@@ -1257,17 +1294,21 @@ def inference(
 
 
 class _CallableModule(types.ModuleType):
-    """This module, callable as its main function.
-
-    ``softmax.inference`` names both this module and :func:`inference`. The
-    package exports the function, but importing the module first (``from
-    softmax.inference import lr_test``) makes Python bind the *module* to the
-    package attribute; calling it then forwards here, so
-    ``softmax.inference(clf, X, y)`` works in either import order.
-    """
+    """This module, callable as its main function."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> InferenceResults:
         return inference(*args, **kwargs)
 
 
+# ``softmax.inference`` names both this module and :func:`inference`, and which
+# one the package attribute holds depends on the import order: the package
+# exports the function, but importing the module first (``from
+# softmax.inference import lr_test``) binds the *module* to the package
+# attribute, and ``import softmax.inference as m`` returns whatever the
+# attribute holds. So each behaves as the other: the module is callable, and
+# the function carries the module's public names.
 sys.modules[__name__].__class__ = _CallableModule
+for _name in __all__:
+    if _name != "inference":
+        setattr(inference, _name, globals()[_name])
+del _name
