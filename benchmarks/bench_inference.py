@@ -15,7 +15,8 @@ Sections (results to benchmarks/results/inference.md and inference.json):
    and how far the two sets of standard errors are apart.
 2. ``softmax.inference`` alone on 100,000 x 200 with 20 classes (an
    information matrix of 3,819 x 3,819): time and peak of the memory NumPy
-   allocates (tracemalloc), next to the size of the information matrix.
+   allocates (tracemalloc), next to the size of the information matrix; then
+   the full ``cov_params()``, and ``cov_type="HC0"``.
 
 BLAS runs on ``--threads`` threads for both (default 1: the benchmark machine
 is shared, and oversubscribed BLAS threads measure the load, not the code).
@@ -137,10 +138,19 @@ def section_scale(n: int, p: int, K: int) -> dict:
         res = inference(clf, X, y)
     t_inf = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
+    separation_checked = res.separation is not None
     t0 = time.perf_counter()
     res.cov_params()
     t_cov = time.perf_counter() - t0
     _, peak_cov = tracemalloc.get_traced_memory()
+    del res
+    tracemalloc.reset_peak()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inference(clf, X, y, cov_type="HC0")
+    t_hc0 = time.perf_counter() - t0
+    _, peak_hc0 = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     out = {
         "n": n,
@@ -154,12 +164,15 @@ def section_scale(n: int, p: int, K: int) -> dict:
         "inference_peak_MB": peak / 2**20,
         "cov_params_s": t_cov,
         "peak_with_cov_MB": peak_cov / 2**20,
-        "separation_checked": res.separation is not None,
+        "hc0_s": t_hc0,
+        "hc0_peak_MB": peak_hc0 / 2**20,
+        "separation_checked": separation_checked,
     }
     print(
         f"    fit {t_fit:.1f} s; inference {t_inf:.1f} s, peak {out['inference_peak_MB']:.0f} MB "
         f"(information {out['information_MB']:.0f} MB); full cov_params() {t_cov:.1f} s, "
-        f"peak then {out['peak_with_cov_MB']:.0f} MB"
+        f"peak then {out['peak_with_cov_MB']:.0f} MB; HC0 {t_hc0:.1f} s, peak "
+        f"{out['hc0_peak_MB']:.0f} MB"
     )
     return out
 
@@ -227,6 +240,9 @@ def write_results(record: dict, stem: Path) -> None:
         f"| the information matrix alone, MB | {s['information_MB']:.0f} |",
         f"| full `cov_params()` afterwards, s | {s['cov_params_s']:.1f} |",
         f"| peak memory including `cov_params()`, MB | {s['peak_with_cov_MB']:.0f} |",
+        f'| `softmax.inference(cov_type="HC0")` (information and meat in one pass), s | '
+        f"{s['hc0_s']:.1f} |",
+        f"| peak memory during HC0, MB | {s['hc0_peak_MB']:.0f} |",
         f"| (the fit before it, s) | {s['fit_s']:.1f} |",
         "",
     ]

@@ -330,6 +330,9 @@ def test_bad_input(anes):
         inference(SoftmaxRegression(), X, y)
     with pytest.raises(TypeError, match="SoftmaxRegression"):
         inference(object(), X, y)
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(TypeError, match="in memory"):
+        inference(clf, da.from_array(X.to_numpy()), y)
     with pytest.raises(ValueError, match="features"):
         inference(SoftmaxRegression().fit(X.to_numpy(), y), X.iloc[:, :3].to_numpy(), y)
     with pytest.raises(ValueError, match="cluster label per row"):

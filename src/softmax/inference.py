@@ -100,18 +100,19 @@ __all__ = [
 #: Covariance types :func:`inference` computes.
 COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
 #: ``check_separation="auto"`` builds a separation program only when its
-#: constraint matrix has at most this many non-zeros (about 0.1-0.5 s with
-#: HiGHS; 4e6 took 50 s): otherwise the check is skipped and the summary says
-#: so. The program is first tried on a subset of the rows (see
+#: constraint matrix has at most this many non-zeros (a fraction of a second
+#: with HiGHS; the time grows much faster than the size, to minutes at a few
+#: million): otherwise the check is skipped and the summary says so. The
+#: program is first tried on a subset of the rows (see
 #: :func:`softmax._separation.separation_lp`), so large data that overlap are
 #: still certified when a subset of ``max(1000, 4 K (p + 1))`` rows is small
 #: enough.
 SEPARATION_AUTO_MAX_NNZ = 500_000
 #: Information matrices with fewer rows than this are computed with
 #: :data:`BLAS_THREADS` BLAS threads: their products are too small for threads
-#: to pay, and on a busy machine each thread wake-up can cost a time slice
-#: (a 84 x 84 inverse measured 0.45 s with two OpenBLAS threads, 0.2 ms with
-#: one). Larger ones keep the caller's BLAS setting: the rank-k updates of the
+#: to pay, and on a busy machine each thread wake-up can cost a whole
+#: scheduler time slice, thousands of times the work of a small product.
+#: Larger ones keep the caller's BLAS setting: the rank-k updates of the
 #: information are big enough for several threads.
 BLAS_THREADS_BELOW = 1024
 BLAS_THREADS = 1
@@ -251,7 +252,7 @@ class MarginalEffects:
         cov_type: str,
     ) -> None:
         self.effects = effects
-        self._cov = cov
+        self._cov = _read_only(cov)
         self.classes = classes
         self.term_names = term_names
         self.dep_name = dep_name
@@ -262,8 +263,8 @@ class MarginalEffects:
         self.pvalues = 2 * stats.norm.sf(np.abs(self.tvalues))
 
     def cov_params(self) -> np.ndarray:
-        """Covariance of ``effects.ravel()``, shape (n_classes * n_features,) * 2."""
-        return self._cov.copy()
+        """Covariance of ``effects.ravel()``, shape (n_classes * n_features,) * 2 (read-only)."""
+        return self._cov
 
     def conf_int(self, alpha: float = 0.05) -> np.ndarray:
         """Wald intervals, shape (n_classes, n_features, 2)."""
@@ -324,6 +325,11 @@ def _long_frame(classes, terms, values, bse, z, p, ci, value_name: str) -> Any:
             "ci_upper": ci[..., 1].ravel(),
         }
     )
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 def _check_alpha(alpha: float) -> float:
@@ -412,8 +418,9 @@ class InferenceResults:
     def __init__(self, **fields: Any) -> None:
         # Built by inference() only: fields are the attributes above plus the
         # private state below (the Cholesky factor, rows for marginal effects).
-        self._cov_cache: np.ndarray | None = fields.pop("cov", None)
-        self._factor: np.ndarray = fields.pop("factor")
+        cov = fields.pop("cov", None)
+        self._cov_cache: np.ndarray | None = None if cov is None else _read_only(cov)
+        self._factor: np.ndarray | None = fields.pop("factor")
         self._scale: np.ndarray = fields.pop("scale")
         self._X = fields.pop("X")
         self._weights = fields.pop("weights")
@@ -452,19 +459,22 @@ class InferenceResults:
     def cov_params(self) -> np.ndarray:
         """Covariance of ``params.ravel()``, shape (k_params, k_params).
 
-        For ``"nonrobust"`` it is computed on first use (``O(k^3)``, from the
-        Cholesky factor of the information) and kept; a copy is returned.
+        For ``"nonrobust"`` it is computed on first use (``O(k^3)``, in the
+        memory of the Cholesky factor of the information, which is not needed
+        afterwards) and kept. The array returned is read-only (it is the kept
+        one, not a copy: it can be large); ``.copy()`` it to change it.
         """
         if self._cov_cache is None:
             with _blas_threads(self.k_params):
-                inv, info = lapack.dpotri(self._factor, lower=0)
+                inv, info = lapack.dpotri(self._factor, lower=0, overwrite_c=1)
             if info != 0:  # pragma: no cover - the factor was checked at creation
                 raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
+            self._factor = None
             symmetrize_upper(inv)
             inv /= self._scale[:, None]
             inv /= self._scale[None, :]
-            self._cov_cache = inv
-        return self._cov_cache.copy()
+            self._cov_cache = _read_only(inv)
+        return self._cov_cache
 
     def conf_int(self, alpha: float = 0.05) -> np.ndarray:
         """Wald confidence intervals ``params -/+ z_{1 - alpha/2} bse``.
@@ -1051,6 +1061,9 @@ def inference(
     ------
     sklearn.exceptions.NotFittedError
         ``clf`` is not fitted.
+    TypeError
+        ``clf`` is not a SoftmaxRegression; ``X`` is out of core (Dask, a file
+        source).
     ValueError
         An L1 / elastic-net fit; ``X`` with another number of features (or
         other names); ``y`` of the wrong length or with labels the model was
@@ -1085,6 +1098,14 @@ def inference(
     if check_separation not in (True, False, "auto"):
         raise ValueError(
             f"check_separation must be True, False or 'auto'; got {check_separation!r}."
+        )
+    from softmax.backends import external_backend
+
+    if external_backend(X) is not None:
+        raise TypeError(
+            f"inference() needs the rows in memory (a NumPy array, SciPy sparse matrix or "
+            f"data frame); got {type(X).__name__}. Load or compute them first (for Dask: "
+            "X.compute())."
         )
     dep_name = getattr(y, "name", None)
     dep_name = dep_name if isinstance(dep_name, str) and dep_name else "y"
@@ -1225,15 +1246,14 @@ def inference(
         if meat_kind is None:
             var = var_model
         else:
-            B = symmetrize_upper(ip.meat)
+            B, ip.meat = symmetrize_upper(ip.meat), None  # one reference: freed below
             B /= d[:, None]
             B /= d[None, :]
             Y = linalg.cho_solve((factor, False), B, overwrite_b=True)  # in B's memory
             del B
             cov = linalg.cho_solve((factor, False), Y.T, overwrite_b=True)
             del Y
-            cov += cov.T
-            cov *= 0.5
+            symmetrize_upper(cov)  # equal up to rounding; `cov += cov.T` would copy
             cov /= d[:, None]
             cov /= d[None, :]
             k = (K - 1) * q
@@ -1282,7 +1302,7 @@ def inference(
         dep_name=dep_name,
         fit_intercept=fit_intercept,
         cov=cov,
-        factor=factor,
+        factor=factor if cov is None else None,  # a sandwich needs no more solves
         scale=d,
         X=X,
         weights=weights,
