@@ -205,7 +205,8 @@ def machine(threads: int) -> dict:
 def write_results(record: dict, stem: Path) -> None:
     c, s, m = record["compare"], record["scale"], record["machine"]
     lines = [
-        "# Statistical inference: fit + inference vs statsmodels MNLogit",
+        # a level-3 title: the table is included in docs/inference.md
+        "### Fit + inference vs statsmodels MNLogit; inference at scale",
         "",
         f"- machine: {m['cpu']}, {m['cores']} cores (shared); load average before "
         f"{record['load_before']}, after {record['load_after']}",
@@ -261,7 +262,7 @@ def main() -> None:
     load_before = load_average()
     with threadpool_limits(limits=args.threads, user_api="blas"):
         record = {
-            "command": "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:]),
+            "command": " ".join(["python benchmarks/bench_inference.py", *sys.argv[1:]]),
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": machine(args.threads),
             "load_before": load_before,
