@@ -37,14 +37,18 @@ _EXPORTS: dict[str, str] = {
     "SoftmaxScaler": "softmax.preprocessing",
     "load_model": "softmax.io",
     "FileSource": "softmax.streaming",
+    "inference": "softmax.inference",
+    "InferenceResults": "softmax.inference",
 }
 
 __all__ = [
     "FileSource",
+    "InferenceResults",
     "SoftmaxRegression",
     "SoftmaxScaler",
     "__version__",
     "cross_entropy",
+    "inference",
     "load_model",
     "log_softmax",
     "logsumexp",
@@ -64,6 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         softmax_jvp,
         softmax_vjp,
     )
+    from softmax.inference import InferenceResults, inference
     from softmax.io import load_model
     from softmax.preprocessing import SoftmaxScaler
     from softmax.regression import SoftmaxRegression
