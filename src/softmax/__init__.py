@@ -35,6 +35,10 @@ _EXPORTS: dict[str, str] = {
     "cross_entropy": "softmax.functions",
     "SoftmaxRegression": "softmax.regression",
     "SoftmaxScaler": "softmax.preprocessing",
+    "SoftmaxRegressionCV": "softmax.model_selection",
+    "regularization_path": "softmax.model_selection",
+    "min_c": "softmax.model_selection",
+    "TemperatureScaling": "softmax.calibration",
     "load_model": "softmax.io",
     "FileSource": "softmax.streaming",
 }
@@ -42,12 +46,16 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "FileSource",
     "SoftmaxRegression",
+    "SoftmaxRegressionCV",
     "SoftmaxScaler",
+    "TemperatureScaling",
     "__version__",
     "cross_entropy",
     "load_model",
     "log_softmax",
     "logsumexp",
+    "min_c",
+    "regularization_path",
     "softmax",
     "softmax_jacobian",
     "softmax_jvp",
@@ -55,6 +63,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from softmax.calibration import TemperatureScaling
     from softmax.functions import (
         cross_entropy,
         log_softmax,
@@ -65,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         softmax_vjp,
     )
     from softmax.io import load_model
+    from softmax.model_selection import SoftmaxRegressionCV, min_c, regularization_path
     from softmax.preprocessing import SoftmaxScaler
     from softmax.regression import SoftmaxRegression
     from softmax.streaming import FileSource

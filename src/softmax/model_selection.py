@@ -78,7 +78,9 @@ def _c_grid(Cs: int | Sequence[float] | np.ndarray, name: str = "Cs") -> np.ndar
     if grid.size == 0:
         raise ValueError(f"{name} is empty; give at least one value of C.")
     if not (np.isfinite(grid).all() and (grid > 0).all()):
-        raise ValueError(f"every value of {name} must be a finite number > 0; got {grid.tolist()}.")
+        raise ValueError(
+            f"every value of {name} must be a finite number > 0; got {grid.tolist()}."
+        )
     return grid
 
 
@@ -191,7 +193,7 @@ def min_c(
     >>> X, y = load_iris(return_X_y=True)
     >>> c = min_c(X, y)  # L1: all weights are zero for C <= c
     >>> round(c, 6)
-    0.004
+    0.008711
     """
     rho = check_in_range(l1_ratio, "l1_ratio", 0.0, 1.0)
     if rho == 0.0:
@@ -396,14 +398,16 @@ def regularization_path(
     Examples
     --------
     >>> from sklearn.datasets import load_iris
+    >>> from sklearn.preprocessing import StandardScaler
     >>> from softmax.model_selection import min_c, regularization_path
     >>> X, y = load_iris(return_X_y=True)
+    >>> X = StandardScaler().fit_transform(X)
     >>> c0 = min_c(X, y)
     >>> path = regularization_path(X, y, c0 * np.logspace(0, 3, 4), l1_ratio=1.0)
     >>> path.coefs.shape
     (4, 3, 4)
-    >>> path.n_features_selected.tolist()
-    [0, 1, 2, 4]
+    >>> path.n_features_selected.tolist()  # features used, as C grows
+    [0, 3, 4, 4]
     """
     grid = np.sort(_c_grid(Cs))
     model = SoftmaxRegression(
@@ -415,7 +419,7 @@ def regularization_path(
         max_iter=max_iter,
         warm_start=True,
     )
-    model._check_params()  # bad parameters fail before any work  # noqa: SLF001
+    model._check_params()  # bad parameters fail before any work
     from softmax.backends import external_backend
 
     if external_backend(X) is None:
@@ -743,7 +747,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
             "max_iter": self.max_iter,
             "random_state": self.random_state,
         }
-        SoftmaxRegression(**params)._check_params()  # noqa: SLF001 - same messages
+        SoftmaxRegression(**params)._check_params()
         params["fit_intercept"] = bool(self.fit_intercept)
         return params
 
@@ -830,7 +834,9 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
             self.C_ = float(Cs[best_c])
             self.l1_ratio_ = float(l1_ratios[best_l1])
             start = self.coefs_paths_[:, best_l1, best_c].mean(axis=0)
-            model = SoftmaxRegression(C=self.C_, l1_ratio=self.l1_ratio_, warm_start=True, **params)
+            model = SoftmaxRegression(
+                C=self.C_, l1_ratio=self.l1_ratio_, warm_start=True, **params
+            )
             model.classes_ = classes
             model.coef_ = np.ascontiguousarray(start[:, :p], dtype=X.dtype)
             model.intercept_ = (
@@ -844,7 +850,9 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
             model.classes_ = classes
             model.n_features_in_ = p
             model.coef_ = np.ascontiguousarray(coef[:, :p], dtype=X.dtype)
-            intercept = coef[:, p] - coef[:, p].mean() if params["fit_intercept"] else 0 * coef[:, 0]
+            intercept = (
+                coef[:, p] - coef[:, p].mean() if params["fit_intercept"] else 0 * coef[:, 0]
+            )
             model.intercept_ = intercept.astype(X.dtype)
         self.estimator_ = model
         self.coef_ = model.coef_
@@ -872,8 +880,10 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         """``refit=False``: mean coefficients over folds, and the mean C / l1_ratio."""
         paths = self.coefs_paths_
         if self.select == "1se":
-            return paths[:, best_l1, best_c].mean(axis=0), float(Cs[best_c]), float(
-                l1_ratios[best_l1]
+            return (
+                paths[:, best_l1, best_c].mean(axis=0),
+                float(Cs[best_c]),
+                float(l1_ratios[best_l1]),
             )
         n_folds, n_l1, n_cs = self.scores_.shape
         # each fold's own best grid point (LogisticRegressionCV's refit=False)
