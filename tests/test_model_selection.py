@@ -85,7 +85,7 @@ def test_fits_are_all_zero_just_below_min_c_and_not_just_above(
 ):
     X, y = digits
     c0 = min_c(X, y, l1_ratio=l1_ratio, fit_intercept=fit_intercept, class_weight=class_weight)
-    kwargs = dict(l1_ratio=l1_ratio, fit_intercept=fit_intercept, class_weight=class_weight)
+    kwargs = {"l1_ratio": l1_ratio, "fit_intercept": fit_intercept, "class_weight": class_weight}
     below = SoftmaxRegression(C=0.999 * c0, tol=1e-10, **kwargs).fit(X, y)
     above = SoftmaxRegression(C=1.01 * c0, tol=1e-10, **kwargs).fit(X, y)
     assert below.converged_ and above.converged_
@@ -230,7 +230,7 @@ def test_cv_refit_false_averages_like_logistic_regression_cv(digits):
     Cs = np.logspace(-2, 1, 4)
     ref = _lrcv(X, y, Cs=Cs, cv=3, scoring="neg_log_loss", refit=False)
     ours = SoftmaxRegressionCV(Cs=Cs, cv=3, tol=1e-10, refit=False).fit(X, y)
-    assert ours.C_ == pytest.approx(ref.C_)
+    assert pytest.approx(ref.C_) == ours.C_
     np.testing.assert_allclose(ours.coef_, ref.coef_, atol=2e-4)
 
 
@@ -246,11 +246,11 @@ def test_one_standard_error_rule(digits):
     se = scores.std(axis=0, ddof=1) / np.sqrt(scores.shape[0])
     b = int(np.argmax(mean))
     expected = min(C for C, m in zip(Cs, mean) if m >= mean[b] - se[b])
-    assert onese.C_ == expected
+    assert expected == onese.C_
     assert onese.C_ <= best.C_ == Cs[b]
     # refitted on all rows at that C: the optimum a plain fit finds
     cold = SoftmaxRegression(C=expected, tol=1e-8).fit(X, y)
-    assert onese.estimator_.C == expected
+    assert expected == onese.estimator_.C
     assert onese.estimator_.objective_ == pytest.approx(cold.objective_, rel=1e-7)
 
 
