@@ -158,21 +158,24 @@ def fit_temperature(
             stacklevel=2,
         )
         return math.inf
+    # As beta grows the slope tends to sum_i s_i (max_k z_ik - z_iy) >= 0: it
+    # stays negative (no finite optimum) only if every weighted row's true
+    # class has the largest logit.
+    if (zy >= z.max(axis=1))[w > 0].all():
+        warnings.warn(
+            "fit_temperature: every row's true class has the largest logit, so the "
+            "held-out NLL falls towards 0 as T shrinks; T = 0 (one-hot probabilities). "
+            "Use more held-out rows.",
+            UserWarning,
+            stacklevel=2,
+        )
+        return 0.0
     # bracket the root of the increasing slope: g(lo) < 0 <= g(hi)
     lo, hi = 0.0, 1.0
     g_hi, h_hi = slope_curv(hi)
-    while g_hi < 0:
+    while g_hi < 0 and hi < _BETA_MAX:
         lo = hi
         hi *= 4.0
-        if hi > _BETA_MAX:
-            warnings.warn(
-                "fit_temperature: every row's true class has the largest logit, so the "
-                "held-out NLL falls towards 0 as T shrinks; T = 0 (one-hot "
-                "probabilities). Use more held-out rows.",
-                UserWarning,
-                stacklevel=2,
-            )
-            return 0.0
         g_hi, h_hi = slope_curv(hi)
     beta, g, h = hi, g_hi, h_hi
     for _ in range(max_iter):
