@@ -366,3 +366,47 @@ def test_plots_are_written(digits, tmp_path):
         plot_cv_scores(Cs=[1.0, 2.0], scores=np.zeros((3, 4)))
     with pytest.raises(ValueError, match="kind"):
         plot_regularization_path(path, kind="bars")
+
+
+# -- the MNIST recipe (examples/mnist_random_features.py) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "mnist_random_features.py"
+    spec = importlib.util.spec_from_file_location("mnist_random_features", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ink_covariance(images):
+    r, c = np.mgrid[:28, :28]
+    total = images.sum(axis=(1, 2))
+    mr = (images * r).sum(axis=(1, 2)) / total
+    mc = (images * c).sum(axis=(1, 2)) / total
+    return (images * (r - mr[:, None, None]) * (c - mc[:, None, None])).sum(axis=(1, 2)) / total
+
+
+def test_recipe_deskew_removes_the_slant(recipe):
+    from softmax.datasets import load_mnist_sample
+
+    X, _ = load_mnist_sample(return_X_y=True, scale=True)
+    X = X[:200]
+    before = np.abs(_ink_covariance(X.reshape(-1, 28, 28)))
+    after = np.abs(_ink_covariance(recipe.deskew(X).reshape(-1, 28, 28)))
+    assert np.median(after) < 0.2 * np.median(before)
+    with pytest.raises(ValueError, match="784"):
+        recipe.deskew(np.zeros((2, 10)))
+
+
+def test_recipe_pipeline_on_a_small_split(recipe):
+    from softmax.datasets import load_mnist_sample
+
+    X, y = load_mnist_sample(return_X_y=True, scale=True)
+    model = recipe.build_pipeline(gamma=0.04, n_components=200, Cs=[1.0, 100.0], cv=3, n_jobs=1)
+    model.fit(X[:1500], y[:1500])
+    assert (model.predict(X[-500:]) == y[-500:]).mean() > 0.9
