@@ -244,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                 times[name].append(seconds)
                 models[name] = model
                 print(f"repeat {rep}: {configs[name][0]}: {seconds:.3f} s", flush=True)
-    load_after = [round(x, 2) for x in os.getloadavg()]
-    print("exact reference (untimed) ...", flush=True)
-    exact = exact_scores(X, y, folds, Cs)
+        load_after = [round(x, 2) for x in os.getloadavg()]
+        print("exact reference (untimed) ...", flush=True)
+        exact = exact_scores(X, y, folds, Cs)
     peer_scores = models["peer"].scores_[:, 0, :]
     ours_scores = models["ours1"].scores_[:, 0, :]
     if not np.array_equal(ours_scores, models["ours2"].scores_[:, 0, :]):

@@ -410,3 +410,14 @@ def test_recipe_pipeline_on_a_small_split(recipe):
     model = recipe.build_pipeline(gamma=0.04, n_components=200, Cs=[1.0, 100.0], cv=3, n_jobs=1)
     model.fit(X[:1500], y[:1500])
     assert (model.predict(X[-500:]) == y[-500:]).mean() > 0.9
+
+
+def test_min_c_and_path_on_sparse_rows(digits):
+    import scipy.sparse as sp
+
+    X, y = digits
+    Xs = sp.csr_matrix(X)
+    assert min_c(Xs, y, l1_ratio=0.5) == pytest.approx(min_c(X, y, l1_ratio=0.5), rel=1e-12)
+    dense = regularization_path(X, y, [0.1, 1.0], solver="lbfgs", tol=1e-9)
+    sparse = regularization_path(Xs, y, [0.1, 1.0], solver="lbfgs", tol=1e-9)
+    np.testing.assert_allclose(sparse.objectives, dense.objectives, rtol=1e-8)

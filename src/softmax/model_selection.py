@@ -419,7 +419,6 @@ def regularization_path(
         max_iter=max_iter,
         warm_start=True,
     )
-    model._check_params()  # bad parameters fail before any work
     from softmax.backends import external_backend
 
     if external_backend(X) is None:
@@ -788,17 +787,20 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         return np.asarray(grid, dtype=np.float64)
 
     def _fold_params(self) -> dict[str, Any]:
-        """Parameters of every fold's SoftmaxRegression, checked once here."""
-        params = {
-            "fit_intercept": self.fit_intercept,
+        """Parameters of every fold's SoftmaxRegression.
+
+        Those this class reads itself are checked here; the solver's name is
+        checked by the first fit (with SoftmaxRegression's message).
+        """
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise ValueError(f"fit_intercept must be True or False; got {self.fit_intercept!r}.")
+        return {
+            "fit_intercept": bool(self.fit_intercept),
             "solver": self.solver,
-            "tol": self.tol,
-            "max_iter": self.max_iter,
+            "tol": check_in_range(self.tol, "tol", 0.0, np.inf),
+            "max_iter": check_int_at_least(self.max_iter, "max_iter", 1),
             "random_state": self.random_state,
         }
-        SoftmaxRegression(**params)._check_params()
-        params["fit_intercept"] = bool(self.fit_intercept)
-        return params
 
     def fit(
         self, X: Any, y: Any, sample_weight: Any = None, *, groups: Any = None
