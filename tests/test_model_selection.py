@@ -132,9 +132,10 @@ def test_path_warm_starts_save_iterations(digits):
 
 def test_l1_path_starts_empty_at_min_c(digits):
     X, y = digits
+    X, y = X[:300], y[:300]
     c0 = min_c(X, y)
     # at exactly c0 rounding may leave one weight at ~1e-17: start just below
-    path = regularization_path(X, y, c0 * np.array([0.999, 3.0, 30.0]), l1_ratio=1.0, tol=1e-7)
+    path = regularization_path(X, y, c0 * np.array([0.999, 2.0, 6.0]), l1_ratio=1.0, tol=1e-6)
     assert path.n_features_selected[0] == 0
     assert 0 < path.n_features_selected[1] <= path.n_features_selected[2]
     expected = (path.coefs != 0).any(axis=1).sum(axis=1)
@@ -256,6 +257,7 @@ def test_one_standard_error_rule(digits):
 
 def test_cv_parallel_folds_give_the_same_result(digits):
     X, y = digits
+    X, y = X[:300], y[:300]
     one = SoftmaxRegressionCV(Cs=4, cv=3).fit(X, y)
     two = SoftmaxRegressionCV(Cs=4, cv=3, n_jobs=2).fit(X, y)
     np.testing.assert_array_equal(one.scores_, two.scores_)
@@ -351,13 +353,14 @@ def test_plots_are_written(digits, tmp_path):
     from softmax.plotting import plot_cv_scores, plot_regularization_path
 
     X, y = digits
+    X, y = X[:300], y[:300]
     c0 = min_c(X, y)
-    path = regularization_path(X, y, c0 * np.array([1.0, 3.0, 10.0]), l1_ratio=1.0, tol=1e-6)
+    path = regularization_path(X, y, c0 * np.array([1.0, 2.0, 4.0]), l1_ratio=1.0, tol=1e-4)
     for kind in ("feature_norms", "coefficients"):
         fig = plot_regularization_path(path, kind=kind, path=tmp_path / f"{kind}.png")
         assert (tmp_path / f"{kind}.png").stat().st_size > 1000
         assert len(fig.axes) == 2  # the count of features in use below an L1 path
-    clf = SoftmaxRegressionCV(Cs=3, cv=3).fit(X[:300], y[:300])
+    clf = SoftmaxRegressionCV(Cs=3, cv=3).fit(X, y)
     fig = plot_cv_scores(clf, path=tmp_path / "cv.svg")
     assert (tmp_path / "cv.svg").read_text().startswith("<?xml")
     line = fig.axes[0].lines[0]
