@@ -427,3 +427,20 @@ def test_min_c_and_path_on_sparse_rows(digits):
     dense = regularization_path(X, y, [0.1, 1.0], solver="lbfgs", tol=1e-9)
     sparse = regularization_path(Xs, y, [0.1, 1.0], solver="lbfgs", tol=1e-9)
     np.testing.assert_allclose(sparse.objectives, dense.objectives, rtol=1e-8)
+
+
+def test_path_passes_out_of_core_rows_to_the_estimator(digits):
+    da = pytest.importorskip("dask.array")
+    X, y = digits
+    X, y = X[:300], y[:300]
+    memory = regularization_path(X, y, [0.1, 1.0], solver="lbfgs", tol=1e-9)
+    dask = regularization_path(
+        da.from_array(X, chunks=100),
+        da.from_array(y, chunks=100),
+        [0.1, 1.0],
+        solver="lbfgs",
+        tol=1e-9,
+    )
+    np.testing.assert_allclose(dask.objectives, memory.objectives, rtol=1e-8)
+    with pytest.raises(TypeError, match="in memory"):
+        min_c(da.from_array(X, chunks=100), y)
