@@ -35,6 +35,10 @@ _EXPORTS: dict[str, str] = {
     "cross_entropy": "softmax.functions",
     "SoftmaxRegression": "softmax.regression",
     "SoftmaxScaler": "softmax.preprocessing",
+    "SoftmaxRegressionCV": "softmax.model_selection",
+    "regularization_path": "softmax.model_selection",
+    "min_c": "softmax.model_selection",
+    "TemperatureScaling": "softmax.calibration",
     "load_model": "softmax.io",
     "FileSource": "softmax.streaming",
     "inference": "softmax.inference",
@@ -45,13 +49,17 @@ __all__ = [
     "FileSource",
     "InferenceResults",
     "SoftmaxRegression",
+    "SoftmaxRegressionCV",
     "SoftmaxScaler",
+    "TemperatureScaling",
     "__version__",
     "cross_entropy",
     "inference",
     "load_model",
     "log_softmax",
     "logsumexp",
+    "min_c",
+    "regularization_path",
     "softmax",
     "softmax_jacobian",
     "softmax_jvp",
@@ -59,6 +67,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from softmax.calibration import TemperatureScaling
     from softmax.functions import (
         cross_entropy,
         log_softmax,
@@ -70,6 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from softmax.inference import InferenceResults, inference
     from softmax.io import load_model
+    from softmax.model_selection import SoftmaxRegressionCV, min_c, regularization_path
     from softmax.preprocessing import SoftmaxScaler
     from softmax.regression import SoftmaxRegression
     from softmax.streaming import FileSource
