@@ -34,6 +34,7 @@ CONTAMINATION = 0.02  # fraction of entries with a gross error
 ERROR_SIZE = 20.0  # Cauchy scale of the gross errors, in inlier standard deviations
 UNITS = np.array([1.0, 10.0, 100.0, 0.1, 5.0, 1000.0])  # each feature's unit
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "scaler_outliers.md"
 
 
 def classifier():
@@ -226,16 +227,21 @@ def main() -> None:
     test = make_data(rng, N_TEST, means)
 
     rows, clf_name = compare(train, test)
-    print(
+    report = (
         f"classifier: {clf_name}; {N_TRAIN} training and {N_TEST} test rows, "
-        f"{train[3].mean():.1%} / {test[3].mean():.1%} of them with a gross error\n"
+        f"{train[3].mean():.1%} / {test[3].mean():.1%} of them with a gross error "
+        f"(`python examples/softmax_scaler_outliers.py`, seed {SEED})\n\n"
+        + markdown_table(rows)
+        + "\n"
     )
-    print(markdown_table(rows))
+    print(report)
+    # docs/preprocessing.md quotes this file (benchmarks/sync_docs.py copies it there).
+    RESULTS.write_text(report, encoding="utf-8")
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     plot_outliers(train[0], train[2], train[3], FIGURES / "scaler_outliers.png")
     plot_curves(FIGURES / "scaler_curves.png")
-    print(f"\nwrote {FIGURES / 'scaler_outliers.png'} and {FIGURES / 'scaler_curves.png'}")
+    print(f"wrote {RESULTS}, {FIGURES / 'scaler_outliers.png'}, {FIGURES / 'scaler_curves.png'}")
 
 
 if __name__ == "__main__":

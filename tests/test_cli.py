@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -252,10 +253,6 @@ def test_info_and_export(files, capsys, tmp_path):
     np.testing.assert_allclose(proba, model.predict_proba(X), atol=1e-6, rtol=0)
 
 
-@pytest.mark.skipif(
-    __import__("importlib").util.find_spec("softmax.streaming") is None,
-    reason="streaming backend not present",
-)
 def test_fit_stream_matches_in_memory(files, capsys, tmp_path):
     model_path = tmp_path / "s.safetensors"
     status, out, err = run_cli(
@@ -294,16 +291,34 @@ def _bad_cases(files, tmp_path):
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
     odd = tmp_path / "data.xyz"
     odd.write_text("1,2\n")
+    header_only = tmp_path / "header.csv"
+    files["test_frame"].iloc[:0].to_csv(header_only, index=False)
+    m_out = tmp_path / "m.safetensors"
     model, test = files["model"], files["test"]
     return {
-        "missing-file": (["fit", tmp_path / "nope.csv", "--target", "y", "-o", "m"], "no such"),
-        "unknown-dataset": (["fit", "cifar", "-o", tmp_path / "m"], "cifar"),
-        "unknown-column": (["fit", test, "--target", "kind", "-o", tmp_path / "m"], "kind"),
-        "no-target": (["fit", test, "-o", tmp_path / "m"], "--target"),
+        "missing-file": (
+            ["fit", tmp_path / "nope.csv", "--target", "y", "-o", m_out],
+            "no such file",
+        ),
+        "unknown-dataset": (["fit", "cifar", "-o", m_out], "cifar"),
+        "unknown-column": (["fit", test, "--target", "kind", "-o", m_out], "kind"),
+        "no-target": (["fit", test, "-o", m_out], "--target"),
         "non-numeric": (
-            ["fit", text_feature, "--target", "species", "-o", tmp_path / "m"],
+            ["fit", text_feature, "--target", "species", "-o", m_out],
             "not numeric",
         ),
+        "header-only": (["fit", header_only, "--target", "species", "-o", m_out], "no rows"),
+        "model-as-csv": (
+            ["fit", test, "--target", "species", "-o", tmp_path / "z.csv"],
+            ".safetensors",
+        ),
+        "onnx-suffix": (["export", model, "-o", tmp_path / "m.txt"], ".onnx"),
+        "info-directory": (["info", tmp_path], "is a directory"),
+        "evaluate-directory": (
+            ["evaluate", tmp_path, test, "--target", "species"],
+            "is a directory",
+        ),
+        "data-directory": (["fit", tmp_path, "-o", m_out], "is a directory"),
         "other-features-csv": (
             ["evaluate", model, wrong_features, "--target", "species"],
             "other features",
@@ -312,9 +327,9 @@ def _bad_cases(files, tmp_path):
         "missing-model": (["info", tmp_path / "none.safetensors"], "no such"),
         "corrupt-model": (["evaluate", corrupt, test, "--target", "species"], "cannot load"),
         "corrupt-model-info": (["info", corrupt], "cannot read"),
-        "unknown-format": (["fit", odd, "-o", tmp_path / "m"], "--format"),
+        "unknown-format": (["fit", odd, "-o", m_out], "--format"),
         "output-folder-missing": (
-            ["fit", test, "--target", "species", "-o", tmp_path / "no" / "m"],
+            ["fit", test, "--target", "species", "-o", tmp_path / "no" / "m.safetensors"],
             "does not exist",
         ),
         "predict-bad-suffix": (["predict", model, test, "-o", tmp_path / "p.txt"], ".csv"),
@@ -328,7 +343,50 @@ def test_bad_input_in_process(files, capsys, tmp_path):
         line = assert_one_line_error(status, err)
         assert fragment in line, (name, line)
         assert status == 1, name
-    assert not (tmp_path / "m").exists()  # no model written by a failed fit
+    # No model written by a failed fit, and none under a name that says otherwise.
+    assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "z.csv").exists()
+
+
+def test_bad_input_with_json_prints_an_error_document(files, capsys, tmp_path):
+    """With --json a failed command prints exactly one JSON document on stdout too."""
+    for name, (argv, fragment) in _bad_cases(files, tmp_path).items():
+        status, out, err = run_cli(capsys, *argv, "--json")
+        line = assert_one_line_error(status, err)
+        doc = json.loads(out)
+        assert doc == {
+            "error": line.split(": error: ", 1)[1],
+            "command": argv[0],
+            "exit_status": status,
+        }, name
+        assert fragment in doc["error"] and status == 1, name
+
+
+def test_usage_errors_with_json_print_an_error_document(capsys):
+    status, out, err = run_cli(capsys, "fit", "--json")
+    assert status == 2 and "required" in err
+    assert json.loads(out) == {
+        "error": "the following arguments are required: DATA, -o/--output",
+        "command": "fit",
+        "exit_status": 2,
+    }
+    status, out, _ = run_cli(capsys, "fti", "iris", "--json")
+    doc = json.loads(out)
+    assert status == 2 and doc["command"] == "fti" and "did you mean 'fit'" in doc["error"]
+    # Without --json stdout stays empty.
+    status, out, _ = run_cli(capsys, "fit")
+    assert status == 2 and out == ""
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggestion"),
+    [("fti", "fit"), ("evalute", "evaluate"), ("predcit", "predict"), ("bandits", "bandit")],
+)
+def test_mistyped_command_gets_a_suggestion(capsys, typed, suggestion):
+    status, _, err = run_cli(capsys, typed)
+    assert status == 2
+    assert f"unknown command {typed!r}; did you mean {suggestion!r}?" in err
+    status, _, err = run_cli(capsys, "zzzzzz")
+    assert status == 2 and "did you mean" not in err and "commands: fit, evaluate" in err
 
 
 def test_usage_errors_exit_2(capsys):
@@ -360,10 +418,13 @@ def test_help_does_not_import_heavy_modules():
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
 
 
+COMMANDS = ("fit", "evaluate", "predict", "info", "export", "demo", "apply", "bandit")
+
+
 def test_help_and_version_subprocess():
     proc = run_subprocess("--help")
     assert proc.returncode == 0
-    for command in ("fit", "evaluate", "predict", "info", "export", "demo", "apply", "bandit"):
+    for command in COMMANDS:
         assert command in proc.stdout
     proc = run_subprocess("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("softmax ")
@@ -465,3 +526,311 @@ def test_no_progress_bar_when_not_a_terminal(capsys):
     with FitProgress(10) as progress:
         progress(1, 2.0)
     assert capsys.readouterr().err == ""
+
+
+# -- help, install hints, built-in data ------------------------------------------------
+
+
+def test_help_names_no_file_an_installed_package_lacks():
+    """The help of every command points to `--help`, never to docs/ files or URLs."""
+    for argv in (["--help"], *([c, "--help"] for c in COMMANDS)):
+        proc = run_subprocess(*argv)
+        assert proc.returncode == 0, proc.stderr
+        assert "docs/" not in proc.stdout and ".md" not in proc.stdout, argv
+    assert "softmax COMMAND --help" in run_subprocess("--help").stdout
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch):
+    """Pretend matplotlib is not installed (as find_spec reports it)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name.split(".")[0] == "matplotlib" else real(name, *a, **k),
+    )
+
+
+def _hint_is_a_quoted_requirement(line, package):
+    from packaging.requirements import Requirement
+
+    hint = re.search(r'pip install "([^"]+)"', line)
+    assert hint, line
+    requirement = Requirement(hint[1])
+    assert requirement.name == package and not requirement.extras, line
+    return requirement
+
+
+def test_missing_matplotlib_messages(files, capsys, tmp_path, no_matplotlib):
+    # evaluate --plots: fails before any work, with a hint that installs matplotlib.
+    status, _, err = run_cli(
+        capsys,
+        "evaluate",
+        files["model"],
+        files["test"],
+        "--target",
+        "species",
+        "--plots",
+        tmp_path / "p",
+    )
+    line = assert_one_line_error(status, err)
+    assert "--plots needs matplotlib" in line
+    _hint_is_a_quoted_requirement(line, "matplotlib")
+    assert not (tmp_path / "p").exists()
+    # demo: names its own way out (--no-plots), not an option it does not have.
+    status, _, err = run_cli(capsys, "demo", "--out", tmp_path / "d")
+    line = assert_one_line_error(status, err)
+    assert "--no-plots" in line and "--plots " not in line
+    _hint_is_a_quoted_requirement(line, "matplotlib")
+    # bandit --plot: the same kind of message as the others, no exception class name.
+    status, _, err = run_cli(capsys, "bandit", "--n-runs", "5", "--plot", tmp_path / "c.png")
+    line = assert_one_line_error(status, err)
+    assert line.startswith("softmax bandit: error: --plot needs matplotlib: pip install")
+    assert "Error:" not in line
+    _hint_is_a_quoted_requirement(line, "matplotlib")
+
+
+def test_install_hints_carry_the_declared_version_bounds():
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    from softmax._optional import install_hint
+
+    declared = {}
+    for line in metadata.requires("softmax"):
+        requirement = Requirement(line)
+        declared.setdefault(requirement.name, str(requirement.specifier))
+    for package in ("matplotlib", "pyarrow", "pandas", "onnx"):
+        requirement = _hint_is_a_quoted_requirement(install_hint(package), package)
+        assert str(requirement.specifier) == declared[package]
+    assert install_hint("not-a-dependency") == 'pip install "not-a-dependency"'
+
+
+def test_builtin_digits_are_scaled_and_elastic_net_converges(capsys, tmp_path):
+    from sklearn.datasets import load_digits
+
+    from softmax.datasets import load_builtin
+
+    digits = load_builtin("digits")
+    np.testing.assert_array_equal(digits.data, load_digits().data / 16)
+    assert digits.data.min() == 0.0 and digits.data.max() == 1.0
+    np.testing.assert_array_equal(digits.images.reshape(len(digits.data), -1), digits.data)
+    status, out, err = run_cli(
+        capsys, "fit", "digits", "--l1-ratio", "0.5", "-o", tmp_path / "d.safetensors", "--json"
+    )
+    assert status == 0, err
+    doc = json.loads(out)
+    assert doc["converged"] is True and doc["warnings"] == [] and doc["solver"] == "proximal"
+    assert doc["n_iter"] < 1000
+
+
+# -- files follow the umask --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o027, 0o002])
+def test_every_written_file_follows_the_umask(files, capsys, tmp_path, umask):
+    out = tmp_path / "out"
+    out.mkdir()
+    commands = [
+        ["fit", files["train"], "--target", "species", "-o", out / "m.safetensors"],
+        ["export", out / "m.safetensors", "-o", out / "m.onnx"],
+        ["predict", out / "m.safetensors", files["test"], "-o", out / "p.csv", "--proba"],
+        ["predict", out / "m.safetensors", files["test"], "-o", out / "p.parquet"],
+        [
+            "evaluate",
+            out / "m.safetensors",
+            files["test"],
+            "--target",
+            "species",
+            "--plots",
+            out / "figures",
+        ],
+        [
+            "demo",
+            "--train-size",
+            "200",
+            "--test-size",
+            "50",
+            "--max-iter",
+            "20",
+            "--out",
+            out / "demo",
+        ],
+        [
+            "bandit",
+            "--n-runs",
+            "5",
+            "--n-steps",
+            "20",
+            "--last",
+            "10",
+            "--plot",
+            out / "curves.png",
+        ],
+    ]
+    previous = os.umask(umask)
+    try:
+        for argv in commands:
+            status, _, err = run_cli(capsys, *argv)
+            assert status == 0, (argv, err)
+    finally:
+        os.umask(previous)
+    written = sorted(p for p in out.rglob("*") if p.is_file())
+    assert {p.name for p in written} >= {
+        "m.safetensors",
+        "m.onnx",
+        "p.csv",
+        "p.parquet",
+        "confusion_matrix.png",
+        "reliability.png",
+        "model.safetensors",
+        "class_weights.png",
+        "curves.png",
+    }
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+# -- signals and pipes, sent for real ---------------------------------------------------
+
+
+def test_broken_pipe_exits_quietly(files, tmp_path):
+    """`softmax predict ... | head -1`: the reader leaves early; no error, no traceback."""
+    big = tmp_path / "big.npz"
+    rng = np.random.default_rng(0)
+    np.savez(big, X=rng.normal(5.0, 1.0, size=(100_000, 4)), y=np.zeros(100_000))
+    script = (
+        f'"{sys.executable}" -m softmax predict "{files["model"]}" "{big}" --proba | head -1; '
+        'echo "status=${PIPESTATUS[0]}" >&2'
+    )
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    assert proc.stdout.startswith("prediction,proba_setosa,") and proc.stdout.count("\n") == 1
+    assert proc.stderr.strip() == "status=0", proc.stderr
+
+
+@pytest.mark.parametrize("json_flag", [False, True], ids=["text", "json"])
+def test_sigint_stops_a_fit_with_exit_130_and_one_line(tmp_path, json_flag):
+    """Ctrl-C during a long fit: exit status 130, one line on stderr, no model file."""
+    import signal
+    import time
+
+    model = tmp_path / "m.safetensors"
+    argv = [
+        sys.executable,
+        "-m",
+        "softmax",
+        "fit",
+        "mnist-sample",
+        "--solver",
+        "sgd",
+        "--tol",
+        "0",
+        "--max-iter",
+        "100000",
+        "-o",
+        str(model),
+    ]
+    proc = subprocess.Popen(
+        argv + (["--json"] if json_flag else []),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    time.sleep(3.0)  # imports done, data loaded: the solver is running
+    assert proc.poll() is None, proc.communicate()
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == ["softmax fit: interrupted"], err
+    assert not model.exists()
+    if json_flag:
+        assert json.loads(out) == {"error": "interrupted", "command": "fit", "exit_status": 130}
+    else:
+        assert out == ""
+
+
+# -- the --json documents, every key checked against an independent computation --------
+
+
+def test_evaluate_json_schema_and_values(files, capsys):
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        log_loss,
+        precision_recall_fscore_support,
+    )
+
+    test = files["test_frame"]
+    model = load_model(files["model"])
+    X_test, y_test = test.drop(columns="species"), test["species"].to_numpy()
+    status, out, _ = run_cli(
+        capsys,
+        "evaluate",
+        files["model"],
+        files["test"],
+        "--target",
+        "species",
+        "--json",
+        "--bins",
+        "10",
+    )
+    assert status == 0
+    doc = json.loads(out)
+    assert set(doc) == {
+        "model",
+        "data",
+        "n_samples",
+        "accuracy",
+        "log_loss",
+        "ece",
+        "mean_confidence",
+        "classes",
+        "per_class",
+        "macro_f1",
+        "confusion_matrix",
+        "unknown_labels",
+        "figures",
+    }
+    proba = model.predict_proba(X_test)
+    predicted = SPECIES[np.argmax(proba, axis=1)]
+    assert doc["model"] == str(files["model"]) and doc["data"] == "test.csv"
+    assert doc["n_samples"] == len(test) and doc["unknown_labels"] == 0 and doc["figures"] == []
+    assert doc["classes"] == SPECIES.tolist()
+    assert doc["accuracy"] == pytest.approx(accuracy_score(y_test, predicted), rel=1e-12)
+    assert doc["log_loss"] == pytest.approx(log_loss(y_test, proba, labels=SPECIES), rel=1e-9)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_test, predicted, labels=SPECIES, zero_division=0
+    )
+    assert [c["class"] for c in doc["per_class"]] == SPECIES.tolist()
+    for k, entry in enumerate(doc["per_class"]):
+        assert set(entry) == {"class", "precision", "recall", "f1", "support"}
+        assert entry["precision"] == pytest.approx(precision[k], rel=1e-12)
+        assert entry["recall"] == pytest.approx(recall[k], rel=1e-12)
+        assert entry["f1"] == pytest.approx(f1[k], rel=1e-12)
+        assert entry["support"] == support[k]
+    assert doc["macro_f1"] == pytest.approx(f1_score(y_test, predicted, average="macro"))
+    assert doc["confusion_matrix"] == confusion_matrix(y_test, predicted, labels=SPECIES).tolist()
+    # Top-label ECE (Guo et al. 2017) over 10 equal-width bins, computed here from scratch.
+    confidence = proba.max(axis=1)
+    correct = predicted == y_test
+    bins = np.minimum((confidence * 10).astype(int), 9)
+    ece = sum(
+        abs(correct[bins == b].mean() - confidence[bins == b].mean()) * np.mean(bins == b)
+        for b in range(10)
+        if np.any(bins == b)
+    )
+    assert doc["ece"] == pytest.approx(ece, rel=1e-9)
+    assert doc["mean_confidence"] == pytest.approx(confidence.mean(), rel=1e-12)

@@ -27,6 +27,17 @@ def _one_blas_thread():
         yield
 
 
+def test_scipy_array_api_support_is_on():
+    """conftest.py's SCIPY_ARRAY_API=1 reached SciPy (the array-API checks below need it)."""
+    xp = pytest.importorskip("array_api_strict")
+    from scipy.special import logsumexp
+
+    # With the support off, SciPy turns the array into a NumPy scalar instead.
+    out = logsumexp(xp.asarray([0.0, 0.0]))
+    assert type(out).__module__.startswith("array_api_strict")
+    assert float(out) == pytest.approx(0.6931471805599453)
+
+
 @parametrize_with_checks(ESTIMATORS)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

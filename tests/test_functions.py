@@ -532,6 +532,94 @@ def test_softmax_is_gradient_of_logsumexp():
     assert_allclose(softmax(x), exact, rtol=1e-13)
 
 
+# ------------------------------------------------- logsumexp with temperature
+
+
+def mp_lse_t(row, t):
+    """``T * log(sum(exp(x / T)))`` of one row at 50 digits (-inf entries skipped)."""
+    terms = [mpmath.exp(mpmath.mpf(float(v)) / mpmath.mpf(t)) for v in row if v != -inf]
+    return float(mpmath.mpf(t) * mpmath.log(mpmath.fsum(terms)))
+
+
+@pytest.mark.parametrize("t", [1e-3, 0.3, 2.5, 1e4])
+def test_logsumexp_temperature_matches_mpmath(t):
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((5, 9)) * 10
+    x[1, :3] = -inf
+    ref = [mp_lse_t(r, t) for r in x]
+    assert_allclose(logsumexp(x, temperature=t), ref, rtol=1e-14)
+    # SciPy's logsumexp of x / T, times T, where x / T stays in range
+    assert_allclose(logsumexp(x, temperature=t), t * sps.logsumexp(x / t, axis=-1), rtol=1e-13)
+    # the other axis, keepdims, axis tuples and None
+    assert_allclose(
+        logsumexp(x, 0, temperature=t, keepdims=True),
+        [[mp_lse_t(c, t) for c in x.T]],
+        rtol=1e-14,
+    )
+    assert_allclose(logsumexp(x, None, temperature=t), mp_lse_t(x.ravel(), t), rtol=1e-14)
+
+
+def test_logsumexp_temperature_huge_values_match_mpmath():
+    # x / T overflows the float range; T * logsumexp(x / T) does not
+    x = np.array([[1e307, 0.999e307, -1e307], [1e308, 1e308, 0.0], [-1e308, 1.0, 2.0]])
+    for t in (1e-3, 0.5, 7.0):
+        ref = [mp_lse_t(r, t) for r in x]
+        got = logsumexp(x, temperature=t)
+        assert np.all(np.isfinite(got))
+        assert_allclose(got, ref, rtol=1e-14)
+
+
+def test_logsumexp_temperature_is_consistent_with_softmax():
+    rng = np.random.default_rng(32)
+    x = rng.standard_normal(6) * 3
+    for t in (0.2, 4.0):
+        # its gradient is softmax(x, T) (finite differences)
+        h = 1e-6
+        grad = [
+            (logsumexp(x + h * e, temperature=t) - logsumexp(x - h * e, temperature=t)) / (2 * h)
+            for e in np.eye(6)
+        ]
+        assert_allclose(grad, sps.softmax(x / t), rtol=1e-7, atol=1e-9)
+        # log_softmax(x, T) = (x - lse_T(x)) / T
+        lse = logsumexp(x, temperature=t)
+        assert_allclose(log_softmax(x, temperature=t), (x - lse) / t, rtol=1e-13, atol=1e-14)
+        # max <= lse_T <= max + T log K
+        assert x.max() <= lse <= x.max() + t * np.log(6)
+
+
+def test_logsumexp_zero_temperature_is_the_max():
+    x = np.array([[0.1, 2.0, -3.0, 2.0], [-inf] * 4, [1.0, inf, 0.0, 2.0], [1.0, nan, inf, 0.0]])
+    got = logsumexp(x, temperature=0)
+    assert_array_equal(got[:3], [2.0, -inf, inf]) and np.isnan(got[3])
+    # the limit T -> 0+: two tied maxima add T log 2, which vanishes
+    assert_allclose(logsumexp(x[:1], temperature=1e-9), [2.0 + 1e-9 * np.log(2)], rtol=1e-15)
+    lse, sign = logsumexp(x, temperature=0, return_sign=True)
+    assert_array_equal(lse[:3], got[:3])
+    assert_array_equal(sign[:3], [1.0, 0.0, 1.0]) and np.isnan(sign[3])
+    # masks and empty axes
+    assert_array_equal(logsumexp(x[:1], temperature=0, where=x[:1] < 1), [0.1])
+    assert_array_equal(logsumexp(np.zeros((2, 0)), temperature=0), [-inf, -inf])
+    with pytest.raises(ValueError, match="weights b"):
+        logsumexp(x, temperature=0, b=np.ones(4))
+
+
+def test_logsumexp_temperature_with_weights_and_special_values():
+    rng = np.random.default_rng(33)
+    x = rng.standard_normal((3, 5))
+    b = rng.standard_normal((3, 5))
+    for t in (0.5, 3.0):
+        got, sign = logsumexp(x, b=b, temperature=t, return_sign=True)
+        ref, ref_sign = sps.logsumexp(x / t, axis=-1, b=b, return_sign=True)
+        assert_allclose(got, t * ref, rtol=1e-13)
+        assert_array_equal(sign, ref_sign)
+    special = np.array([[1.0, inf, 2.0], [-inf, -inf, -inf], [nan, 1.0, 2.0]])
+    got = logsumexp(special, temperature=0.25)
+    assert got[0] == inf and got[1] == -inf and np.isnan(got[2])
+    for bad in (-1.0, nan, inf, "1"):
+        with pytest.raises(ValueError, match="temperature"):
+            logsumexp(x, temperature=bad)
+
+
 def test_shift_invariance():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((5, 9))

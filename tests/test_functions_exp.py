@@ -19,8 +19,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from softmax import _kernels
 from softmax import functions as F
 
-numba = pytest.importorskip("numba")
-nk = pytest.importorskip("softmax._numba_kernels")
+numba = pytest.importorskip("numba")  # the optional dependency: skip without it
+from softmax import _numba_kernels as nk  # noqa: E402  (ours: a broken import must fail)
 
 
 @numba.njit
@@ -118,6 +118,64 @@ def test_exp_edges(dtype):
     assert np.all(np.diff(g) >= 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_positive_arguments_up_to_the_cap(dtype):
+    # the long-row kernels shift by the max of a row's first entries, not the
+    # row max, so exp also sees arguments above 0, up to the cap (280 / 40)
+    cap = 280.0 if dtype == np.float64 else 40.0
+    rng = np.random.default_rng(7)
+    x = np.concatenate([np.linspace(0.0, cap, 20_001), rng.uniform(0, 5, 5000)]).astype(dtype)
+    got = kernel_exp(x)
+    if HAS_LONGDOUBLE:
+        ulp = _ulp_error(got, np.exp(x.astype(np.longdouble)), dtype)
+        assert ulp.max() <= 1.5, f"max ulp error {ulp.max():.3f}"
+    sample = x[:: len(x) // 700]
+    assert _ulp_error(kernel_exp(sample), _mp_exp(sample), dtype).max() <= 1.5
+    # no jumps at the range-reduction boundaries
+    assert np.all(np.diff(kernel_exp(np.linspace(0, cap, 100_001).astype(dtype))) >= 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [100, 1000])
+@pytest.mark.parametrize("log", [False, True])
+def test_long_rows_max_far_from_the_first_entries(dtype, k, log):
+    """The one-pass shift (the max of the first 16 entries) and its redo with the row max."""
+    cap = 280.0 if dtype == np.float64 else 40.0
+    gaps = [0.5 * cap, cap - 1, cap + 1, 3 * cap, 1e30]
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((len(gaps) + 3, k))
+    for i, g in enumerate(gaps):
+        x[i, 40] = x[i, :16].max() + g  # the row max, past the first 16 entries
+        x[i, 70] = x[i, 40] - 1.0
+    n = len(gaps)
+    x[n, :16] = -np.inf  # the first entries all -inf, finite ones later
+    x[n + 1, 50] = np.inf  # +inf past the first 16: non-finite lse (contract)
+    x[n + 2, 60] = np.nan
+    x = x.astype(dtype)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = np.empty_like(x)
+        lse = nk.rows_into_(x, out, log)
+        z = x.copy()
+        lse2 = nk.rows_(z, log)
+    fin = slice(0, n + 1)
+    x64 = x[fin].astype(np.float64)
+    ref_lse = sps.logsumexp(x64, axis=1)
+    rtol = 1e-13 if dtype == np.float64 else 2e-6
+    assert_allclose(lse[fin], ref_lse, rtol=rtol)
+    assert_allclose(lse2[fin], ref_lse, rtol=rtol)
+    if log:
+        ref = x64 - ref_lse[:, None]
+        atol = rtol * np.abs(x64[np.isfinite(x64)]).max()
+    else:
+        ref = sps.softmax(x64, axis=1)
+        atol = 4 * float(np.finfo(dtype).tiny)
+    assert_allclose(out[fin], ref, rtol=5 * rtol, atol=atol)
+    if log:  # the in-place kernel takes the same one-pass shift for log_softmax
+        assert_allclose(z[fin], ref, rtol=5 * rtol, atol=atol)
+    assert not np.any(np.isfinite(lse[n + 1 :])) and not np.any(np.isfinite(lse2[n + 1 :]))
+
+
 # --------------------------------------------------------------------------
 # one-pass x -> out numba kernels (softmax.functions' path for large inputs)
 # --------------------------------------------------------------------------
@@ -143,11 +201,16 @@ def test_rows_into_numba_matches_numpy_path(shape, dtype, log):
     else:
         ref = sps.softmax(x.astype(np.float64), axis=1)
         assert_allclose(out, ref, rtol=5 * rtol, atol=4 * float(np.finfo(dtype).tiny))
-    # the in-place kernel agrees
+    # the in-place kernel agrees (its softmax shifts by the row max, the
+    # one-pass kernels by the max of the first entries: float32 sums round
+    # differently)
     z = x.copy()
     lse2 = nk.rows_(z, log)
-    assert_allclose(lse2, lse, rtol=1e-15)
-    assert_allclose(z, out, rtol=4 * np.finfo(dtype).eps, atol=4 * float(np.finfo(dtype).tiny))
+    assert_allclose(lse2, lse, rtol=1e-15 if dtype == np.float64 else np.finfo(dtype).eps)
+    # exp(x - shift) carries the rounding of its argument, |x - shift| eps
+    # relative, at different shifts in the two kernels
+    rel = np.finfo(dtype).eps * (4 + 2 * np.ptp(x.astype(np.float64)))
+    assert_allclose(z, out, rtol=rel, atol=4 * float(np.finfo(dtype).tiny))
 
 
 @pytest.mark.parametrize("k", [4, 100])
@@ -203,7 +266,9 @@ def test_rows_into_dispatch(monkeypatch):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", [(10,), (1, 10), (7, 3), (100, 10), (2, 2048), (1, 1)])
+@pytest.mark.parametrize(
+    "shape", [(10,), (1, 10), (7, 3), (4, 8), (33,), (100, 10), (2, 2048), (1, 1)]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("log", [False, True])
 def test_small_path_equals_general_path(shape, dtype, log):
@@ -216,11 +281,16 @@ def test_small_path_equals_general_path(shape, dtype, log):
     assert fast is not None
     general = F._np_softmax(x, -1, 1.0, None, None, log)
     assert fast.dtype == dtype and fast.shape == x.shape
-    assert_array_equal(fast, general)  # the same formula, bit for bit
+    if x.size > F._TINY:
+        assert_array_equal(fast, general)  # the same formula, bit for bit
+    else:  # Python floats: float64 math.exp, rounded once (within an ulp)
+        eps = np.finfo(dtype).eps
+        scale = np.abs(general[np.isfinite(general)]).max()  # log_softmax cancels
+        assert_allclose(fast, general, rtol=2 * eps, atol=2 * eps * scale)
     assert_array_equal(x, x0)
     # and it is what the public functions return
     f = F.log_softmax if log else F.softmax
-    assert_array_equal(f(x), general)
+    assert_array_equal(f(x), fast)
     ref = (sps.log_softmax if log else sps.softmax)(x.astype(np.float64), axis=-1)
     rtol = 1e-13 if dtype == np.float64 else 2e-6
     assert_allclose(fast, ref, rtol=5 * rtol, atol=1e-300)
@@ -240,13 +310,29 @@ def test_small_path_declines_what_it_does_not_handle(log):
         (np.zeros((2, 0)), -1, 1.0),
         (np.ones((2, 2, 2)), -1, 1.0),
         (np.ones((100, 100)), -1, 1.0),  # above _SMALL
-        (np.array([[1.0, np.nan]]), -1, 1.0),
+        (np.array([[np.nan, 1.0]]), -1, 1.0),
         (np.array([[1.0, np.inf]]), -1, 1.0),
+        (np.array([1.0, np.inf]), -1, 1.0),
+        (np.full(40, -np.inf), -1, 1.0),
         (np.array([[-np.inf, -np.inf], [0.0, 1.0]]), -1, 1.0),
         (np.ma.masked_array(x), -1, 1.0),
     ]
     for a, axis, t in declined:
         assert F._np_small(a, axis, t, log) is None, (a, axis, t)
+
+
+def test_tiny_path_nan_after_the_first_entry():
+    # the Python-float path does not see a NaN past a row's first entry in
+    # its max; the row still comes out all NaN, the others untouched
+    for log in (False, True):
+        f = F.log_softmax if log else F.softmax
+        for x in (np.array([1.0, np.nan, 2.0]), np.array([[1.0, 2.0], [0.5, np.nan]])):
+            got = f(x)
+            rows = np.atleast_2d(got)
+            assert np.isnan(rows[-1]).all()
+            if x.ndim == 2:
+                ref = (sps.log_softmax if log else sps.softmax)(x[0])
+                assert_allclose(got[0], ref, rtol=1e-15)
 
 
 def test_small_path_huge_range_no_warning():

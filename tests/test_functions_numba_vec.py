@@ -22,8 +22,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from softmax import _kernels
 from softmax import functions as F
 
-pytest.importorskip("numba")
-nk = pytest.importorskip("softmax._numba_kernels")
+pytest.importorskip("numba")  # the optional dependency: skip without it
+from softmax import _numba_kernels as nk
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 2e-6, np.float64: 1e-13}

@@ -324,3 +324,309 @@ def test_read_model_metadata(tmp_path, fitted):
     assert meta["tensors"]["coef"] == {"dtype": "float64", "shape": [3, 4]}
     assert meta["training"]["converged"] is True
     assert meta["params"]["C"] == 0.5
+
+
+# -- tampered files: every field a model is built from is checked at load ---------------
+
+
+def _tamper(path, meta_edit=None, tensor_edit=None):
+    """Rewrite a saved model file with its JSON metadata and/or tensors edited."""
+    tensors, meta = read_safetensors(path)
+    doc = json.loads(meta["softmax"])
+    if meta_edit is not None:
+        meta_edit(doc)
+    if tensor_edit is not None:
+        tensor_edit(tensors)
+    write_safetensors(path, tensors, {"softmax": json.dumps(doc)})
+
+
+def _set(*keys_value):
+    *keys, value = keys_value
+
+    def edit(doc):
+        target = doc
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+
+    return edit
+
+
+def _nan_at(name, index):
+    def edit(tensors):
+        tensors[name][index] = np.nan
+
+    return edit
+
+
+TAMPERED = {
+    # classes
+    "int8-overflow": (
+        "ints",
+        _set("classes", "dtype", "|i1"),
+        None,
+        r"classes values: 1000, 2000, 3000 do not fit dtype \|i1",
+    ),
+    "unicode-truncates": (
+        "names",
+        _set("classes", "dtype", "<U2"),
+        None,
+        r"classes values: 'setosa', 'versicolor', 'virginica' change when stored as dtype <U2",
+    ),
+    "duplicate-labels": (
+        "names",
+        _set("classes", "values", ["setosa", "setosa", "virginica"]),
+        None,
+        r"classes: duplicate labels 'setosa'",
+    ),
+    "unsorted-labels": (
+        "names",
+        _set("classes", "values", ["virginica", "setosa", "versicolor"]),
+        None,
+        r"classes: labels are not sorted",
+    ),
+    "one-class": (
+        "names",
+        _set("classes", "values", ["setosa"]),
+        None,
+        r"classes: a model has at least 2 classes",
+    ),
+    "dtype-not-numpy": (
+        "ints",
+        _set("classes", "dtype", "float128x"),
+        None,
+        r"classes dtype: 'float128x' is not a NumPy dtype",
+    ),
+    "dtype-complex": (
+        "ints",
+        _set("classes", "dtype", "<c16"),
+        None,
+        r"classes dtype: '<c16' is not a number, bool or string dtype",
+    ),
+    "dtype-not-string": (
+        "ints",
+        _set("classes", "dtype", None),
+        None,
+        r"classes dtype: expected a dtype name, got None",
+    ),
+    "bools-as-ints": (
+        "ints",
+        _set("classes", "values", [True, False, True]),
+        None,
+        r"classes values: True, False, True are not <i8 values",
+    ),
+    "nan-label": (
+        "floats",
+        _set("classes", "values", [{"float": "nan"}, 1.0, 2.0]),
+        None,
+        r"classes values: NaN or infinite labels",
+    ),
+    "classes-shape": (
+        "names",
+        _set("classes", ["setosa"]),
+        None,
+        r"classes: expected \{\"dtype\"",
+    ),
+    # class_weight
+    "class-weight-short-pair": (
+        "ints",
+        _set("params", "class_weight", {"pairs": [[1000]]}),
+        None,
+        r"params.class_weight: each pair must be \[label, weight\], got \[1000\]",
+    ),
+    "class-weight-not-pairs": (
+        "ints",
+        _set("params", "class_weight", {"pairs": 3}),
+        None,
+        r"params.class_weight: expected null",
+    ),
+    "class-weight-bad-weight": (
+        "ints",
+        _set("params", "class_weight", {"pairs": [[1000, "heavy"]]}),
+        None,
+        r"params.class_weight: weights must be finite numbers >= 0",
+    ),
+    "class-weight-negative": (
+        "ints",
+        _set("params", "class_weight", {"pairs": [[1000, -1.0]]}),
+        None,
+        r"params.class_weight: weights must be finite",
+    ),
+    "class-weight-unknown-label": (
+        "ints",
+        _set("params", "class_weight", {"pairs": [[7, 1.0]]}),
+        None,
+        r"params.class_weight: labels 7 are not classes of the model",
+    ),
+    "class-weight-label-type": (
+        "ints",
+        _set("params", "class_weight", {"pairs": [["a", 1.0]]}),
+        None,
+        r"params.class_weight values: 'a' are not <i8 values",
+    ),
+    "class-weight-twice": (
+        "ints",
+        _set("params", "class_weight", {"pairs": [[1000, 1.0], [1000, 2.0]]}),
+        None,
+        r"params.class_weight: a label appears twice",
+    ),
+    # other metadata
+    "params-list": ("ints", _set("params", "C", [1, 2]), None, r"params.C: expected a number"),
+    "params-not-object": ("ints", _set("params", [1]), None, r"params: expected a JSON object"),
+    "training-n-iter": (
+        "ints",
+        _set("training", "n_iter", -3),
+        None,
+        r"training.n_iter: unexpected value -3",
+    ),
+    "training-converged": (
+        "ints",
+        _set("training", "converged", "yes"),
+        None,
+        r"training.converged: unexpected value 'yes'",
+    ),
+    "format-version-0": (
+        "ints",
+        _set("format_version", 0),
+        None,
+        r"format_version: expected an integer >= 1, got 0",
+    ),
+    "n-features-text": (
+        "ints",
+        _set("n_features_in", "4"),
+        None,
+        r"n_features_in: expected an integer >= 1, got '4'",
+    ),
+    "feature-names-duplicate": (
+        "names",
+        _set("feature_names", ["a", "b", "a", "c"]),
+        None,
+        r"feature_names: duplicate names 'a'",
+    ),
+    "feature-names-count": (
+        "names",
+        _set("feature_names", ["a", "b"]),
+        None,
+        r"feature_names: 2 names for n_features_in=4",
+    ),
+    # tensors
+    "coef-nan": (
+        "ints",
+        None,
+        _nan_at("coef", (1, 2)),
+        r"tensor 'coef': 1 NaN or infinite value\(s\), the first at index \(1, 2\)",
+    ),
+    "intercept-inf": (
+        "ints",
+        None,
+        lambda t: t["intercept"].__setitem__(0, np.inf),
+        r"tensor 'intercept': 1 NaN or infinite value\(s\), the first at index \(0,\) \(inf\)",
+    ),
+    "coef-shape": (
+        "ints",
+        None,
+        lambda t: t.update(coef=np.zeros((3, 5))),
+        r"tensor 'coef': shape \(3, 5\), expected \(3, 4\)",
+    ),
+    "intercept-shape": (
+        "ints",
+        None,
+        lambda t: t.update(intercept=np.zeros(2)),
+        r"tensor 'intercept': shape \(2,\), expected \(3,\)",
+    ),
+    "coef-int": (
+        "ints",
+        None,
+        lambda t: t.update(coef=t["coef"].astype(np.int32)),
+        r"tensor 'coef': dtype int32, expected float32 or float64",
+    ),
+    "intercept-dtype": (
+        "ints",
+        None,
+        lambda t: t.update(intercept=t["intercept"].astype(np.float32)),
+        r"tensor 'intercept': dtype float32 differs from coef's float64",
+    ),
+    "coef-missing": (
+        "ints",
+        None,
+        lambda t: t.pop("coef"),
+        r"tensor 'coef': missing",
+    ),
+    "extra-tensor": (
+        "ints",
+        None,
+        lambda t: t.update(backdoor=np.zeros(3)),
+        r"tensors: unexpected tensors 'backdoor'",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory, iris):
+    """Real model files with int (1000, 2000, 3000), string and float labels."""
+    import pandas as pd
+
+    X, y = iris
+    folder = tmp_path_factory.mktemp("models")
+    frame = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    models = {
+        "ints": SoftmaxRegression(class_weight={1000: 2.0}).fit(X, (y + 1) * 1000),
+        "names": SoftmaxRegression().fit(
+            frame, np.array(["setosa", "versicolor", "virginica"])[y]
+        ),
+        "floats": SoftmaxRegression().fit(X, y.astype(float)),
+    }
+    paths = {}
+    for key, model in models.items():
+        paths[key] = folder / f"{key}.safetensors"
+        model.save(paths[key])
+    return paths
+
+
+@pytest.mark.parametrize("case", list(TAMPERED), ids=list(TAMPERED))
+def test_tampered_model_is_a_value_error_naming_file_and_field(tmp_path, saved_models, case):
+    kind, meta_edit, tensor_edit, message = TAMPERED[case]
+    path = tmp_path / "tampered.safetensors"
+    path.write_bytes(saved_models[kind].read_bytes())
+    load_model(path)  # the untouched copy loads
+    _tamper(path, meta_edit, tensor_edit)
+    with pytest.raises(
+        ValueError, match=r"^tampered\.safetensors: corrupt model file: " + message
+    ):
+        load_model(path)
+    # `softmax info` reads the same checks.
+    with pytest.raises(ValueError, match=message):
+        read_model_metadata(path)
+
+
+def test_untampered_fields_load_as_saved(saved_models, iris):
+    X, y = iris
+    model = load_model(saved_models["ints"])
+    assert model.classes_.tolist() == [1000, 2000, 3000] and model.classes_.dtype == np.int64
+    assert model.class_weight == {1000: 2.0}
+    assert model.n_iter_ >= 1 and isinstance(model.converged_, bool)
+    reference = SoftmaxRegression(class_weight={1000: 2.0}).fit(X, (y + 1) * 1000)
+    np.testing.assert_array_equal(model.predict_proba(X), reference.predict_proba(X))
+
+
+def test_binary_model_in_scikit_learn_layout_predicts_as_scikit_learn(tmp_path, iris):
+    """A file holding scikit-learn's one-row binary coefficients loads as the same model."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    y2 = (y == 2).astype(np.int64)
+    reference = LogisticRegression(C=2.0, tol=1e-10).fit(X, y2)
+    path = tmp_path / "binary.safetensors"
+    SoftmaxRegression().fit(X, y2).save(path)
+    _tamper(
+        path,
+        tensor_edit=lambda t: t.update(
+            coef=reference.coef_.copy(), intercept=reference.intercept_.copy()
+        ),
+    )
+    loaded = load_model(path)
+    assert loaded.coef_.shape == (2, 4)
+    np.testing.assert_allclose(
+        loaded.predict_proba(X), reference.predict_proba(X), rtol=1e-12, atol=1e-15
+    )
+    np.testing.assert_array_equal(loaded.predict(X), reference.predict(X))

@@ -136,17 +136,32 @@ def test_sparse_equals_dense():
 
 
 def test_float32_computed_in_float32_accumulated_in_float64():
-    rng = np.random.default_rng(4)
-    n, p, k = 20000, 30, 5
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(6)
+    n, p, k = 200_000, 30, 5
     X = rng.normal(size=(n, p)).astype(np.float32)
     y = rng.integers(0, k, n)
-    coef = rng.normal(scale=0.3, size=(k, p + 1))
+    # Coefficients that float32 holds exactly, so that the float64 reference
+    # differs from the float32 pass only by the rounding of each row's terms.
+    coef = rng.normal(scale=0.3, size=(k, p + 1)).astype(np.float32).astype(np.float64)
     l32, g32 = block_loss_gradient(coef, X, y, None, fit_intercept=True)
     l64, g64 = block_loss_gradient(coef, X.astype(np.float64), y, None, fit_intercept=True)
     assert isinstance(l32, float) and g32.dtype == np.float64
-    # a float32 running sum over 20,000 rows would be off by ~1e-5 relative
-    assert l32 == pytest.approx(l64, rel=2e-7)
+    # Rows rounded in float32 but summed in float64: their errors average out.
+    tolerance = 5e-9
+    assert abs(l32 / l64 - 1) < tolerance
     np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-3)
+    # The bug this guards against, an all-float32 computation, misses by far
+    # more: no float32 number lies within 3 tolerances of this total (the
+    # seed is chosen so), and the float32 sums, pairwise (NumPy) or in order
+    # (a loop, a BLAS dot), are further off still.
+    assert abs(float(np.float32(l64)) / l64 - 1) > 3 * tolerance
+    logits = X @ coef[:, :p].T.astype(np.float32) + coef[:, p].astype(np.float32)
+    rows = logsumexp(logits, axis=1) - logits[np.arange(n), y]
+    assert rows.dtype == np.float32
+    for float32_total in (rows.sum(dtype=np.float32), np.cumsum(rows, dtype=np.float32)[-1]):
+        assert abs(float(float32_total) / l64 - 1) > 3 * tolerance
 
 
 def test_inputs_are_not_modified_or_copied():

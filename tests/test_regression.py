@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import scipy.special
 from scipy.special import logsumexp
 from sklearn.datasets import load_digits, load_iris, make_classification
 from sklearn.exceptions import ConvergenceWarning
@@ -137,12 +138,12 @@ def test_reaches_sklearn_optimum(sklearn_fits, dataset, C, solver):
     assert np.mean(pred == ref.predict(X)) >= 0.999
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
     np.testing.assert_array_equal(pred, clf.classes_[np.argmax(proba, axis=1)])
-    np.testing.assert_allclose(proba, ref.predict_proba(X), atol=2e-3)
+    # docs/regression.md: probabilities within 1e-3 of scikit-learn's (measured: 3.5e-4 at most)
+    np.testing.assert_allclose(proba, ref.predict_proba(X), atol=1e-3, rtol=0)
 
 
 @pytest.mark.parametrize("l1_ratio", [0.5, 1.0])
 def test_elastic_net_matches_sklearn_saga(l1_ratio):
-    pytest.importorskip("softmax.solvers.proximal")
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     C = 0.5
@@ -178,7 +179,6 @@ def test_binary_equals_sklearn_with_twice_C():
 
 
 def test_binary_l1_has_same_C_as_sklearn():
-    pytest.importorskip("softmax.solvers.proximal")
     X, y = make_classification(n_samples=300, n_features=6, random_state=1)
     X = StandardScaler().fit_transform(X)
     C = 0.05
@@ -320,6 +320,16 @@ def test_float32_fit_in_float32(iris):
     assert clf32.predict_proba(X.astype(np.float32)).dtype == np.float32
     np.testing.assert_allclose(clf32.coef_, clf64.coef_, rtol=1e-3, atol=1e-3)
     np.testing.assert_array_equal(clf32.predict(X), clf64.predict(X))
+    # A model of one dtype on rows of the other: the probabilities, not only the
+    # labels, are softmax(X @ coef.T + b) computed in float64 (scipy.special).
+    for clf, rows in ((clf32, X), (clf64, X.astype(np.float32))):
+        expected = scipy.special.softmax(
+            rows.astype(np.float64) @ clf.coef_.astype(np.float64).T + clf.intercept_, axis=1
+        )
+        proba = clf.predict_proba(rows)
+        assert proba.dtype == np.float64
+        np.testing.assert_allclose(proba, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(clf32.predict_proba(X), clf64.predict_proba(X), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("fmt", ["csr_matrix", "csr_array", "csc_matrix", "coo_array"])
@@ -430,7 +440,6 @@ def test_convergence_warning_with_advice(iris):
 
 
 def test_convergence_advice_for_elastic_net(iris):
-    pytest.importorskip("softmax.solvers.proximal")
     X, y = iris
     with pytest.warns(ConvergenceWarning, match="accept a larger tol") as record:
         SoftmaxRegression(l1_ratio=0.5, max_iter=1).fit(X, y)
@@ -628,7 +637,6 @@ def test_logit_overflow_in_float32_is_recovered():
 
 
 def test_partial_fit_classes_rule():
-    pytest.importorskip("softmax.solvers.stochastic")
     X, y = _data()
     clf = SoftmaxRegression()
     with pytest.raises(ValueError, match="classes must be passed on the first call"):
@@ -647,7 +655,6 @@ def test_partial_fit_classes_rule():
 
 def test_partial_fit_approaches_fit():
     """Epochs of partial_fit over the chunks of a data set approach fit on it."""
-    pytest.importorskip("softmax.solvers.stochastic")
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     order = np.random.default_rng(0).permutation(len(y))
@@ -666,7 +673,6 @@ def test_partial_fit_approaches_fit():
 
 def test_sgd_solver_through_fit(iris):
     """fit(solver="sgd") passes optimizer settings and random_state through."""
-    pytest.importorskip("softmax.solvers.stochastic")
     X, y = iris
     exact = SoftmaxRegression().fit(X, y)
     a = SoftmaxRegression(solver="sgd", random_state=0, batch_size=32).fit(X, y)
@@ -679,7 +685,8 @@ def test_sgd_solver_through_fit(iris):
 
 
 def test_save_round_trip(tmp_path, iris):
-    io = pytest.importorskip("softmax.io")
+    from softmax import io
+
     X, y = iris
     clf = SoftmaxRegression().fit(X, np.array(["x", "y", "z"])[y])
     path = tmp_path / "model.softmax"

@@ -56,7 +56,8 @@ def digits():
 
 @pytest.fixture(scope="module")
 def mnist():
-    datasets = pytest.importorskip("softmax.datasets")
+    from softmax import datasets
+
     X, y = datasets.load_mnist_sample(return_X_y=True, scale=True)
     return X[:8000], y[:8000], X[8000:], y[8000:]
 

@@ -35,19 +35,31 @@ _EXPORTS: dict[str, str] = {
     "cross_entropy": "softmax.functions",
     "SoftmaxRegression": "softmax.regression",
     "SoftmaxScaler": "softmax.preprocessing",
+    "SoftmaxRegressionCV": "softmax.model_selection",
+    "regularization_path": "softmax.model_selection",
+    "min_c": "softmax.model_selection",
+    "TemperatureScaling": "softmax.calibration",
     "load_model": "softmax.io",
     "FileSource": "softmax.streaming",
+    "inference": "softmax.inference",
+    "InferenceResults": "softmax.inference",
 }
 
 __all__ = [
     "FileSource",
+    "InferenceResults",
     "SoftmaxRegression",
+    "SoftmaxRegressionCV",
     "SoftmaxScaler",
+    "TemperatureScaling",
     "__version__",
     "cross_entropy",
+    "inference",
     "load_model",
     "log_softmax",
     "logsumexp",
+    "min_c",
+    "regularization_path",
     "softmax",
     "softmax_jacobian",
     "softmax_jvp",
@@ -55,6 +67,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from softmax.calibration import TemperatureScaling
     from softmax.functions import (
         cross_entropy,
         log_softmax,
@@ -64,7 +77,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         softmax_jvp,
         softmax_vjp,
     )
+    from softmax.inference import InferenceResults, inference
     from softmax.io import load_model
+    from softmax.model_selection import SoftmaxRegressionCV, min_c, regularization_path
     from softmax.preprocessing import SoftmaxScaler
     from softmax.regression import SoftmaxRegression
     from softmax.streaming import FileSource

@@ -33,6 +33,7 @@ __all__ = [
     "class_weight_vector",
     "encode_labels",
     "encode_with_classes",
+    "row_weights",
     "validate_data",
 ]
 
@@ -334,6 +335,43 @@ def class_weight_vector(
             f"are {classes.tolist()}."
         )
     return weights
+
+
+def row_weights(
+    codes: np.ndarray,
+    classes: np.ndarray,
+    sample_weight: Any,
+    class_weight: Mapping[Any, float] | str | None,
+) -> np.ndarray:
+    """``s_i = sample_weight_i * class_weight[y_i]`` of rows in memory, validated.
+
+    :func:`check_sample_weight`, then :func:`class_weight_vector` from the
+    rows' class totals: what the estimator's fit, the model-selection folds
+    and inference fold into one weight per row.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n_samples,)
+        Label codes into ``classes``.
+    classes : ndarray of shape (n_classes,)
+    sample_weight : array-like of shape (n_samples,), scalar or None
+    class_weight : dict, "balanced" or None
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+    """
+    weights = check_sample_weight(sample_weight, codes.shape[0])
+    if class_weight is None:
+        return weights
+    K = len(classes)
+    per_class = class_weight_vector(
+        class_weight,
+        classes,
+        np.bincount(codes, weights=weights, minlength=K),
+        np.bincount(codes, minlength=K),
+    )
+    return weights * per_class[codes]
 
 
 def check_class_totals(classes: np.ndarray, totals: np.ndarray, *, stacklevel: int = 3) -> None:

@@ -42,8 +42,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from softmax import _kernels
-from softmax._array_api import array_namespace, real_float_dtype
+from softmax import _kernels, _native
+from softmax._array_api import (
+    array_namespace,
+    asarray_like,
+    compute_dtype,
+    device_of,
+    real_float_dtype,
+)
 
 __all__ = [
     "cross_entropy",
@@ -64,6 +70,11 @@ ArrayLike = Any  # NumPy array-likes or any Array API array
 
 
 def _check_temperature(temperature: Any) -> float:
+    tp = type(temperature)
+    if tp is float or tp is int:  # the common case, without the ABC checks below
+        t = float(temperature)
+        if 0.0 <= t < math.inf:  # False for NaN too
+            return t
     if isinstance(temperature, (bool, np.bool_)) or not isinstance(
         temperature, (numbers.Real, np.floating, np.integer)
     ):
@@ -179,16 +190,10 @@ def _generic_softmax(xp: Any, x: Any, t: float, log: bool) -> Any:
         xc = xp.where(top | xp.isnan(x), xp.full_like(x, -inf), x)
         m = xp.max(xc, axis=-1, keepdims=True)
         m_safe = xp.where(m > -inf, m, xp.zeros_like(m))
-        # T < 1: shift, then divide (x / T alone could overflow to +inf);
-        # T > 1: divide, then shift (x - max alone could overflow to -inf).
-        # Either way an overflow to -inf only happens where the true value is
-        # below -max_float, so its exp is 0 and its log -inf, as they should be.
-        if t <= 1.0:
-            z = xc - m_safe
-            if t != 1.0:
-                z = z / t
-        else:
-            z = xc / t - m_safe / t
+        # shift, then divide: x / T alone could overflow to +inf, and the
+        # row's largest entry becomes exactly 0 (see _native._scaled, also
+        # for where x - max overflows)
+        z = xc - m_safe if t == 1.0 else _native._scaled(xp, xc, m_safe, t)
         e = xp.exp(z)
         s = xp.sum(e, axis=-1, keepdims=True)
         pos = s > 0
@@ -203,15 +208,21 @@ def _generic_softmax(xp: Any, x: Any, t: float, log: bool) -> Any:
     return xp.where(nan_row, xp.full_like(x, float("nan")), res)
 
 
-def _generic_logsumexp(xp: Any, x: Any, b: Any | None) -> tuple[Any, Any]:
-    """logsumexp and sign of ``x`` (weights ``b``) along the last axis, keepdims.
+def _generic_logsumexp(xp: Any, x: Any, b: Any | None, t: float = 1.0) -> tuple[Any, Any]:
+    """``T * log(sum(b * exp(x / T)))`` and its sign along the last axis, keepdims.
 
     Zero weights (and masked entries, set to -inf by the caller) are ignored,
     as in :func:`scipy.special.logsumexp`. The sign is 0 where the sum is 0.
+    ``T = 0`` (no weights) is the limit, the row max: NaN for a NaN row.
     """
     dtype = x.dtype
     inf = float("inf")
     nan_row = xp.any(xp.isnan(x), axis=-1, keepdims=True)
+    if t == 0.0:
+        m = xp.max(xp.where(xp.isnan(x), xp.full_like(x, -inf), x), axis=-1, keepdims=True)
+        nan = xp.full_like(m, float("nan"))
+        sign = xp.where(m > -inf, xp.ones_like(m), xp.zeros_like(m))
+        return xp.where(nan_row, nan, m), xp.where(nan_row, nan, sign)
     if b is not None:
         nan_row = nan_row | xp.any(xp.isnan(b), axis=-1, keepdims=True)
         zero = b == 0
@@ -222,7 +233,9 @@ def _generic_logsumexp(xp: Any, x: Any, b: Any | None) -> tuple[Any, Any]:
     xc = xp.where(posinf | xp.isnan(x), xp.full_like(x, -inf), x)
     m = xp.max(xc, axis=-1, keepdims=True)
     m_safe = xp.where(m > -inf, m, xp.zeros_like(m))
-    e = xp.exp(xc - m_safe)
+    # as in _generic_softmax: no intermediate overflows where the result is finite
+    z = xc - m_safe if t == 1.0 else _native._scaled(xp, xc, m_safe, t)
+    e = xp.exp(z)
     if b is not None:
         e = e * b
         top = xp.sum(xp.where(posinf, b, xp.zeros_like(b)), axis=-1, keepdims=True)
@@ -233,7 +246,8 @@ def _generic_logsumexp(xp: Any, x: Any, b: Any | None) -> tuple[Any, Any]:
     sign = xp.where(has_inf, xp.sign(top), xp.sign(s))
     abs_s = xp.abs(s)
     safe_s = xp.where(abs_s > 0, abs_s, xp.ones_like(abs_s))
-    out = xp.where(abs_s > 0, xp.log(safe_s) + m_safe, xp.full_like(s, -inf))
+    log_s = xp.log(safe_s) if t == 1.0 else xp.log(safe_s) * t
+    out = xp.where(abs_s > 0, log_s + m_safe, xp.full_like(s, -inf))
     # +inf terms dominate; +inf and -inf weights that cancel give NaN
     out = xp.where(
         has_inf, xp.where(top != 0, xp.full_like(s, inf), xp.full_like(s, float("nan"))), out
@@ -348,10 +362,11 @@ def _np_small(x: Any, axis: Any, temperature: Any, log: bool) -> np.ndarray | No
 
     Per-call overhead dominates small inputs (a bandit draws from a (1, 10)
     softmax at every step): this path does the few whole-array operations
-    directly, after checks that cost no pass over the data beyond the row
-    max. It returns None, for the general path, on anything else: other
-    types, dtypes or layouts, axis, temperature, and rows whose max is not
-    finite (NaN, +inf, all -inf; -inf entries elsewhere are exact here).
+    directly (Python floats up to ``_TINY`` elements), after checks that
+    cost no pass over the data beyond the row max. It returns None, for the
+    general path, on anything else: other types, dtypes or layouts, axis,
+    temperature, and rows whose max is not finite (NaN, +inf, all -inf; -inf
+    entries elsewhere are exact here).
     """
     if (
         type(x) is not np.ndarray
@@ -365,6 +380,8 @@ def _np_small(x: Any, axis: Any, temperature: Any, log: bool) -> np.ndarray | No
         or temperature != 1
     ):
         return None
+    if x.size <= _TINY:
+        return _py_small(x, log)
     m = _max_reduce(x, axis=-1, keepdims=True)
     # errstate: x - m may overflow to -inf (exp gives 0, the limit); the sum
     # of the maxima may overflow (then the general path takes it: rare, fine)
@@ -379,15 +396,57 @@ def _np_small(x: Any, axis: Any, temperature: Any, log: bool) -> np.ndarray | No
         return np.divide(e, s, out=e, casting="unsafe")
 
 
+#: Inputs up to this many elements are computed with Python floats: each
+#: NumPy call costs about a microsecond whatever its size, a Python float
+#: operation a few tens of nanoseconds (a (10,) softmax: 5.2 -> 2 us).
+_TINY = 32
+_exp, _log, _inf = math.exp, math.log, math.inf
+
+
+def _py_small(x: np.ndarray, log: bool) -> np.ndarray | None:
+    """(log-)softmax of a tiny 1-d or 2-d float array along its last axis, or None.
+
+    Computed in Python floats (float64, so float32 input is rounded once at
+    the end), the same formula as the kernels. None when a row's max is not
+    finite (the general path decides those rows); a NaN after a row's first
+    entry gives that row NaN here too, as it should (exp(NaN) is NaN, and so
+    is the sum).
+    """
+    rows = x.tolist()
+    if x.ndim == 1:
+        rows = [rows]
+    out = []
+    for r in rows:
+        m = max(r)
+        if not -_inf < m < _inf:
+            return None
+        # v - m rounds to -inf where the true value is below -max_float: exp 0
+        if log:
+            z = [v - m for v in r]
+            ls = _log(sum([_exp(v) for v in z]))
+            out.append([v - ls for v in z])
+        else:
+            e = [_exp(v - m) for v in r]
+            s = sum(e)
+            out.append([v / s for v in e])
+    return np.array(out[0] if x.ndim == 1 else out, dtype=x.dtype)
+
+
 # --------------------------------------------------------------------------
 # generic-namespace path
 # --------------------------------------------------------------------------
 
 
 def _xp_prepare(xp: Any, x: Any, axis: Any, where: Any) -> tuple[Any, int, Any]:
+    """``x`` with ``axis`` moved last, in the dtype to compute in, masked entries -inf.
+
+    Returns the moved array, the normalised axis and the result dtype (16-bit
+    floats compute in float32 and are rounded back by the caller).
+    """
     dtype = real_float_dtype(xp, x)
     axis = _normalize_axis(axis, x.ndim)
-    xf = _astype(xp, x, dtype) if x.dtype != dtype else x
+    work = compute_dtype(xp, dtype)
+    xf = _astype(xp, x, work) if x.dtype != work else x
     moved = _moveaxis(xp, xf, axis, -1)
     if where is not None:
         if where.dtype != xp.bool:
@@ -400,11 +459,14 @@ def _xp_prepare(xp: Any, x: Any, axis: Any, where: Any) -> tuple[Any, int, Any]:
 def _xp_softmax(xp, x, axis, t, where, out, log):
     if out is not None:
         raise TypeError("out= is supported for NumPy arrays only")
-    moved, axis, _ = _xp_prepare(xp, x, axis, where)
+    moved, axis, dtype = _xp_prepare(xp, x, axis, where)
+    if moved.shape[-1] == 0:  # an empty axis: an empty result (no max to take)
+        return xp.astype(_moveaxis(xp, moved, -1, axis), dtype)
     # NumPy-backed namespaces (array_api_strict, ...) warn on overflow to
     # -inf in x - max, which is the correct limit here (exp gives 0)
     with np.errstate(all="ignore"):
-        return _moveaxis(xp, _generic_softmax(xp, moved, t, log), -1, axis)
+        res = _moveaxis(xp, _generic_softmax(xp, moved, t, log), -1, axis)
+    return res if res.dtype == dtype else xp.astype(res, dtype)
 
 
 # --------------------------------------------------------------------------
@@ -527,6 +589,11 @@ def softmax(
         res = _np_small(x, axis, temperature, log=False)
         if res is not None:
             return res
+        nat = _native.for_array(x)
+        if nat is not None:
+            res = nat.softmax(x, axis, _check_temperature(temperature), False)
+            if res is not None:
+                return res
     t = _check_temperature(temperature)
     if _several_axes(axis):
         return _softmax_folded(x, axis, t, where, out, log=False)
@@ -577,6 +644,11 @@ def log_softmax(
         res = _np_small(x, axis, temperature, log=True)
         if res is not None:
             return res
+        nat = _native.for_array(x)
+        if nat is not None:
+            res = nat.softmax(x, axis, _check_temperature(temperature), True)
+            if res is not None:
+                return res
     t = _check_temperature(temperature)
     if _several_axes(axis):
         return _softmax_folded(x, axis, t, where, out, log=True)
@@ -594,8 +666,23 @@ def logsumexp(
     keepdims: bool = False,
     return_sign: bool = False,
     where: ArrayLike | None = None,
+    temperature: float = 1.0,
 ) -> Any:
-    r"""``log(sum(b * exp(x)))`` along one axis, without overflow.
+    r"""``T * log(sum(b * exp(x / T)))`` along one axis, without overflow.
+
+    With the default ``T = 1`` this is ``log(sum(b * exp(x)))``, as
+    :func:`scipy.special.logsumexp`. The temperature ``T`` makes it the
+    smooth maximum whose gradient is ``softmax(x, temperature=T)``:
+
+    .. math::
+
+        \operatorname{lse}_T(x) = T \log \sum_j b_j e^{x_j / T}, \qquad
+        \max_j x_j \le \operatorname{lse}_T(x) \le \max_j x_j + T \log K
+        \quad (b = 1),
+
+    so ``T -> 0`` tends to the row maximum (``T = 0`` is that limit, as
+    ``softmax(x, temperature=0)`` is the hard max) and ``log_softmax(x, T)``
+    equals ``(x - lse_T(x)) / T``.
 
     Parameters
     ----------
@@ -607,7 +694,7 @@ def logsumexp(
     b : array_like, optional
         Weights broadcastable to ``x``; may be negative (then use
         ``return_sign``). Terms with ``b == 0`` are ignored, even where ``x``
-        is ``inf``.
+        is ``inf``. Not raised to ``1 / T``.
     keepdims : bool, default=False
         Keep the reduced axis with length 1.
     return_sign : bool, default=False
@@ -615,6 +702,10 @@ def logsumexp(
         negative sum gives NaN, as in :func:`scipy.special.logsumexp`.
     where : array_like of bool, optional
         Mask broadcastable to ``x``; only ``True`` entries are summed.
+    temperature : float, default=1.0
+        ``T >= 0``. ``T = 0`` gives the maximum of the (unmasked) entries;
+        it does not take weights ``b`` (the limit would depend on how the
+        weights of tied entries cancel).
 
     Returns
     -------
@@ -631,58 +722,35 @@ def logsumexp(
     1e+308
     >>> logsumexp([0.0, 0.0], b=[1, -2], return_sign=True)
     (array(0.), array(-1.))
+    >>> float(logsumexp([1.0, 3.0], temperature=0))
+    3.0
+    >>> round(float(logsumexp([1.0, 3.0], temperature=0.5)), 6)
+    3.009075
     """
+    t = _check_temperature(temperature)
+    if t == 0.0 and b is not None:
+        raise ValueError(
+            "temperature=0 does not take weights b: the limit depends on how the weights "
+            "of tied maxima cancel; pass a small positive temperature, or drop b"
+        )
+    if b is None and where is None and not return_sign:
+        nat = _native.for_array(x)
+        if nat is not None:
+            res = nat.logsumexp(x, axis, t, keepdims)
+            if res is not None:
+                return res
     xp = array_namespace(x, b, where)
     if _several_axes(axis):
         x = _like(xp, x, x)
         f = _Folded(xp, x, axis)
         bf = None if b is None else f.fold(_like(xp, b, x), "b")
         wf = None if where is None else f.fold(_like(xp, where, x), "where")
-        res = logsumexp(f.fold(x), -1, b=bf, return_sign=True, where=wf)
+        res = logsumexp(f.fold(x), -1, b=bf, return_sign=True, where=wf, temperature=t)
         reshape = f.kept_shape if keepdims else f.batch
         lse, sign = (xp.reshape(r, reshape) for r in res)
         return (lse, sign) if return_sign else lse
     if xp is np:
-        a, work, out_dtype = _np_float(x)
-        ax = _normalize_axis(axis, a.ndim)
-        mask = None if where is None else _np_mask(where, a.shape)
-        moved = _moveaxis(np, a, ax, -1)
-        batch, k = moved.shape[:-1], moved.shape[-1]
-        with np.errstate(all="ignore"):
-            if b is None:
-                buf = np.empty(moved.shape, dtype=work)
-                np.copyto(buf, moved, casting="unsafe")
-                if mask is not None:
-                    np.copyto(buf, -np.inf, where=~np.moveaxis(mask, ax, -1))
-                buf2 = buf.reshape(math.prod(batch), k)
-                lse = _kernels._rows_(buf2, True) if k else np.full(buf2.shape[0], -np.inf)
-                bad = np.flatnonzero(~np.isfinite(lse))
-                if bad.size and k:
-                    rows = _take_rows(moved, bad, work, mask, ax)
-                    lse[bad] = _generic_logsumexp(np, rows, None)[0][:, 0]
-                lse = lse.reshape(batch)
-                sign = np.where(np.isnan(lse), np.nan, np.where(lse == -np.inf, 0.0, 1.0))
-            else:
-                bb = np.asarray(b)
-                if bb.dtype.kind not in "biuf":
-                    raise TypeError(f"b must be real numbers, got dtype {bb.dtype}")
-                bb = _broadcast_to(np, bb, a.shape, "b").astype(work)
-                xf = a.astype(work)
-                if mask is not None:
-                    xf = np.where(mask, xf, -np.inf)
-                    bb = np.where(mask, bb, 0.0)
-                if k == 0:
-                    lse, sign = np.full(batch, -np.inf, work), np.zeros(batch, work)
-                else:
-                    lse, sign = _generic_logsumexp(
-                        np, _moveaxis(np, xf, ax, -1), _moveaxis(np, bb, ax, -1)
-                    )
-                    lse, sign = lse[..., 0], sign[..., 0]
-                if not return_sign:
-                    lse = np.where(sign < 0, np.nan, lse)
-        with np.errstate(over="ignore"):  # float16: beyond its range is +-inf
-            lse = lse.astype(out_dtype)
-            sign = sign.astype(out_dtype)
+        lse, sign, ax = _np_logsumexp(x, axis, b, where, t, return_sign)
         if keepdims:
             lse = np.expand_dims(lse, ax)
             sign = np.expand_dims(sign, ax)
@@ -691,7 +759,7 @@ def logsumexp(
     moved, ax, dtype = _xp_prepare(xp, x, axis, where)
     bm = None
     if b is not None:
-        bm = _broadcast_to(xp, _like(xp, b, x, dtype), tuple(x.shape), "b")
+        bm = _broadcast_to(xp, _like(xp, b, x, moved.dtype), tuple(x.shape), "b")
         bm = _moveaxis(xp, bm, ax, -1)
         if where is not None:
             w = _moveaxis(xp, _broadcast_to(xp, where, tuple(x.shape), "where"), ax, -1)
@@ -702,7 +770,9 @@ def logsumexp(
         sign = xp.zeros(shape, dtype=dtype, device=_device(x))
     else:
         with np.errstate(all="ignore"):  # see _xp_softmax
-            lse, sign = _generic_logsumexp(xp, moved, bm)
+            lse, sign = _generic_logsumexp(xp, moved, bm, t)
+        if lse.dtype != dtype:
+            lse, sign = xp.astype(lse, dtype), xp.astype(sign, dtype)
     if not return_sign:
         lse = xp.where(sign < 0, xp.full_like(lse, float("nan")), lse)
     if keepdims:
@@ -712,18 +782,74 @@ def logsumexp(
     return (lse, sign) if return_sign else lse
 
 
+def _np_logsumexp(
+    x: ArrayLike, axis: Any, b: Any, where: Any, t: float, return_sign: bool
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """logsumexp and sign of NumPy input along one axis (reduced away), and the axis."""
+    a, work, out_dtype = _np_float(x)
+    ax = _normalize_axis(axis, a.ndim)
+    mask = None if where is None else _np_mask(where, a.shape)
+    moved = _moveaxis(np, a, ax, -1)
+    batch, k = moved.shape[:-1], moved.shape[-1]
+    with np.errstate(all="ignore"):
+        if b is None:
+            buf = np.empty(moved.shape, dtype=work)
+            np.copyto(buf, moved, casting="unsafe")
+            if mask is not None:
+                np.copyto(buf, -np.inf, where=~np.moveaxis(mask, ax, -1))
+            buf2 = buf.reshape(math.prod(batch), k)
+            if not k:
+                lse = np.full(buf2.shape[0], -np.inf)
+            elif t == 0.0:
+                lse = np.full(buf2.shape[0], np.nan)  # every row takes the generic path
+            elif t == 1.0:
+                lse = _kernels._rows_(buf2, True)
+            elif t < 1.0:
+                # shift, then divide (x / T alone could overflow); rows whose
+                # max is not finite come out non-finite and are redone below
+                m = np.max(buf2, axis=1)
+                buf2 -= m[:, None]
+                buf2 /= t
+                lse = m + t * _kernels._rows_(buf2, True)
+            else:
+                buf2 /= t
+                lse = t * _kernels._rows_(buf2, True)
+            bad = np.flatnonzero(~np.isfinite(lse))
+            if bad.size and k:
+                rows = _take_rows(moved, bad, work, mask, ax)
+                lse[bad] = _generic_logsumexp(np, rows, None, t)[0][:, 0]
+            lse = lse.reshape(batch)
+            sign = np.where(np.isnan(lse), np.nan, np.where(lse == -np.inf, 0.0, 1.0))
+        else:
+            bb = np.asarray(b)
+            if bb.dtype.kind not in "biuf":
+                raise TypeError(f"b must be real numbers, got dtype {bb.dtype}")
+            bb = _broadcast_to(np, bb, a.shape, "b").astype(work)
+            xf = a.astype(work)
+            if mask is not None:
+                xf = np.where(mask, xf, -np.inf)
+                bb = np.where(mask, bb, 0.0)
+            if k == 0:
+                lse, sign = np.full(batch, -np.inf, work), np.zeros(batch, work)
+            else:
+                lse, sign = _generic_logsumexp(
+                    np, _moveaxis(np, xf, ax, -1), _moveaxis(np, bb, ax, -1), t
+                )
+                lse, sign = lse[..., 0], sign[..., 0]
+            if not return_sign:
+                lse = np.where(sign < 0, np.nan, lse)
+    with np.errstate(over="ignore"):  # float16: beyond its range is +-inf
+        lse = lse.astype(out_dtype)
+        sign = sign.astype(out_dtype)
+    return lse, sign, ax
+
+
 def _like(xp: Any, a: Any, ref: Any, dtype: Any = None) -> Any:
     """``a`` as an array of namespace ``xp`` on the device of ``ref`` (lists ok)."""
-    if xp is np:
-        return np.asarray(a, dtype=dtype)
-    if isinstance(a, (int, float, bool, list, tuple)):
-        return xp.asarray(a, dtype=dtype, device=_device(ref))
-    return a if dtype is None or a.dtype == dtype else xp.astype(a, dtype)
+    return asarray_like(xp, a, ref, dtype)
 
 
 def _device(x: Any) -> Any:
-    from softmax._array_api import device_of
-
     return device_of(x)
 
 
@@ -946,7 +1072,6 @@ def cross_entropy(
         if bool(xp.any(sw < 0)):
             raise ValueError("sample_weight must be non-negative")
 
-    classes = xp.arange(c) if xp is np else xp.arange(c, device=dev)
     tshape = tuple(target.shape)
     if tshape == tuple(logits.shape) and c > 0 and _isdtype(xp, target.dtype, "real floating"):
         # probability rows
@@ -985,23 +1110,39 @@ def cross_entropy(
                 f"class-index targets must be integers, got dtype {target.dtype}; "
                 "pass probability rows of the logits' shape for soft targets"
             )
-        if math.prod(tshape) and (bool(xp.any(y < 0)) or bool(xp.any(y >= c))):
+        # one check (one device synchronisation) for the whole range
+        if math.prod(tshape) and bool(xp.any((y < 0) | (y >= c))):
             raise ValueError(
                 f"class indices must be in [0, {c}) for {c} classes; got values in "
                 f"[{int(xp.min(y))}, {int(xp.max(y))}]"
             )
-        onehot = y[..., None] == classes
-        nll = -xp.sum(xp.where(onehot, logp, xp.zeros_like(logp)), axis=-1)
+        if hasattr(xp, "take_along_axis"):
+            # gather one entry per sample instead of masking all C of them
+            yi = y if _isdtype(xp, y.dtype, "integral") else _astype(xp, y, xp.int64)
+            nll = -xp.take_along_axis(logp, yi[..., None], axis=-1)[..., 0]
+            wy = None
+            if cw is not None:
+                wy = xp.reshape(xp.take(cw, xp.reshape(yi, (-1,)), axis=0), batch)
+        else:  # pragma: no cover - namespaces before the 2024.12 standard
+            classes = xp.arange(c) if xp is np else xp.arange(c, device=dev)
+            onehot = y[..., None] == classes
+            nll = -xp.sum(xp.where(onehot, logp, xp.zeros_like(logp)), axis=-1)
+            wy = None
+            if cw is not None:
+                wy = xp.sum(xp.where(onehot, cw, xp.zeros_like(logp)), axis=-1)
         if cw is not None:
-            wy = xp.sum(xp.where(onehot, cw, xp.zeros_like(logp)), axis=-1)
             # zero weight: the sample counts for nothing, even at logp = -inf
             nll = wy * xp.where(wy != 0, nll, xp.zeros_like(nll))
-            cwb = cw * xp.ones_like(logp)
-            smooth = -xp.sum(cwb * xp.where(cwb != 0, logp, xp.zeros_like(logp)), axis=-1)
         else:
             wy = xp.ones_like(nll)
-            smooth = -xp.sum(logp, axis=-1)
-        loss = (1 - eps) * nll + (eps / c) * smooth if eps else nll
+        loss = nll
+        if eps:
+            if cw is not None:
+                zero_w = xp.zeros_like(logp)
+                smooth = -xp.sum(cw * xp.where(cw != 0, logp, zero_w), axis=-1)
+            else:
+                smooth = -xp.sum(logp, axis=-1)
+            loss = (1 - eps) * nll + (eps / c) * smooth
         denom_w = wy
     if sw is not None:
         loss = sw * xp.where(sw != 0, loss, xp.zeros_like(loss))

@@ -16,7 +16,9 @@ of shape (n_classes,), in the dtype the model was fitted in. Everything else
 format and library versions) is one JSON document stored under the metadata
 key ``"softmax"``. Any safetensors reader (the ``safetensors`` package, Rust,
 JavaScript) can open the tensors; only JSON and raw numbers are ever parsed on
-load, so loading cannot execute code.
+load, so loading cannot execute code. A model file is input like any other:
+every field a model is built from is checked at load, and a damaged or
+edited file raises a ``ValueError`` that names the file and the field.
 
 Files are written atomically: a temporary file in the same folder, flushed
 and fsync'ed, then renamed over the target, so a crash or error mid-save
@@ -200,29 +202,96 @@ def _from_json(value: Any) -> Any:
 _NONFINITE = ("inf", "-inf", "nan")
 
 
-def _decode_classes(spec: Any, where: str) -> np.ndarray:
-    if not isinstance(spec, dict) or not isinstance(spec.get("values"), list):
-        raise ValueError(f"{where}: corrupt classes in metadata")
-    values = spec["values"]
-    dtype = spec.get("dtype")
+def _corrupt(name: str, field: str, what: str) -> ValueError:
+    """The error for a model file whose ``field`` is wrong: names the file and the field."""
+    return ValueError(
+        f"{name}: corrupt model file: {field}: {what}; the file was damaged or edited "
+        "(re-save the model with softmax, or fit it again)"
+    )
+
+
+def _show(values: list[Any], limit: int = 5) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _decode_labels(dtype: Any, values: Any, name: str, field: str) -> np.ndarray:
+    """Labels stored as JSON ``values`` of ``dtype``, checked to come back unchanged.
+
+    Raises
+    ------
+    ValueError
+        When the dtype is not a plain number, bool or string dtype, or a value
+        does not fit it (out of range, truncated, of another JSON type).
+    """
+    if not isinstance(dtype, str):
+        raise _corrupt(name, f"{field} dtype", f"expected a dtype name, got {dtype!r}")
+    if not isinstance(values, list):
+        raise _corrupt(name, f"{field} values", f"expected a list, got {type(values).__name__}")
     try:
         np_dtype = np.dtype(dtype)
-    except TypeError:
-        raise ValueError(f"{where}: corrupt classes dtype {dtype!r} in metadata") from None
-    if np_dtype.kind in "OU":
-        if not all(isinstance(v, str) for v in values):
-            raise ValueError(f"{where}: corrupt classes in metadata")
-        if np_dtype.kind == "U":
-            return np.asarray(values, dtype=np_dtype.newbyteorder("="))
+    except (TypeError, ValueError, KeyError, SyntaxError):
+        raise _corrupt(name, f"{field} dtype", f"{dtype!r} is not a NumPy dtype") from None
+    kind = np_dtype.kind
+    if kind not in "biufOU":
+        raise _corrupt(name, f"{field} dtype", f"{dtype!r} is not a number, bool or string dtype")
+    values = [_from_json(v) for v in values]
+    if kind in "OU":
+        expected_type: tuple[type, ...] = (str,)
+    elif kind == "b":
+        expected_type = (bool,)
+    else:
+        expected_type = (int, float) if kind == "f" else (int,)
+    wrong = [
+        v
+        for v in values
+        if not isinstance(v, expected_type) or (kind != "b" and isinstance(v, bool))
+    ]
+    if wrong:
+        raise _corrupt(name, f"{field} values", f"{_show(wrong)} are not {dtype} values")
+    if kind == "f" and not all(math.isfinite(v) for v in values):
+        raise _corrupt(name, f"{field} values", "NaN or infinite labels")
+    if kind in "iu":
+        info = np.iinfo(np_dtype)
+        outside = [v for v in values if not info.min <= v <= info.max]
+        if outside:
+            raise _corrupt(
+                name,
+                f"{field} values",
+                f"{_show(outside)} do not fit dtype {dtype} ({info.min} to {info.max})",
+            )
+    if kind == "O":
         out = np.empty(len(values), dtype=object)
         out[:] = values
         return out
-    if np_dtype.kind not in "biuf":
-        raise ValueError(f"{where}: corrupt classes dtype {dtype!r} in metadata")
-    values = [_from_json(v) for v in values]
-    if not all(isinstance(v, (bool, int, float)) for v in values):
-        raise ValueError(f"{where}: corrupt classes in metadata")
-    return np.asarray(values, dtype=np_dtype.newbyteorder("="))
+    out = np.asarray(values, dtype=np_dtype.newbyteorder("="))
+    if out.tolist() != values:
+        changed = [v for v, w in zip(values, out.tolist()) if v != w]
+        raise _corrupt(
+            name,
+            f"{field} values",
+            f"{_show(changed)} change when stored as dtype {dtype} (truncated or rounded)",
+        )
+    return out
+
+
+def _decode_classes(spec: Any, name: str) -> np.ndarray:
+    if not isinstance(spec, dict) or set(spec) != {"dtype", "values"}:
+        raise _corrupt(name, "classes", 'expected {"dtype": ..., "values": [...]}')
+    classes = _decode_labels(spec["dtype"], spec["values"], name, "classes")
+    if len(classes) < 2:
+        raise _corrupt(name, "classes", f"a model has at least 2 classes, got {len(classes)}")
+    try:
+        unique = np.unique(classes)
+    except TypeError:  # pragma: no cover - values are all of one JSON type
+        unique = classes
+    if len(unique) != len(classes):
+        seen: set[Any] = set()
+        dupes = [c for c in classes.tolist() if c in seen or seen.add(c)]
+        raise _corrupt(name, "classes", f"duplicate labels {_show(dupes)}")
+    if not np.array_equal(unique, classes):
+        raise _corrupt(name, "classes", "labels are not sorted (softmax writes np.unique(y))")
+    return classes
 
 
 def read_model_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -254,6 +323,12 @@ def read_model_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _read_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The validated metadata and tensors of a model file.
+
+    Every field a model is built from is checked here, so that a damaged or
+    edited file fails at load with a ``ValueError`` naming the file and the
+    field, never later with an unrelated error or a silently wrong model.
+    """
     name = Path(path).name
     tensors, metadata = read_safetensors(path)
     doc = metadata.get(_METADATA_KEY)
@@ -266,47 +341,157 @@ def _read_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ValueError(f"{name}: a safetensors file, but not a softmax model file")
     version = meta.get("format_version")
-    if type(version) is not int:
-        raise ValueError(f"{name}: corrupt model metadata (format_version {version!r})")
+    if type(version) is not int or version < 1:
+        raise _corrupt(name, "format_version", f"expected an integer >= 1, got {version!r}")
     if version > FORMAT_VERSION:
         raise ValueError(
             f"{name}: written by a newer softmax ({meta.get('library_version')}, model format "
             f"version {version}); this softmax reads versions up to {FORMAT_VERSION}: upgrade "
             "softmax to load it"
         )
-    for key in ("coef", "intercept"):
-        if key not in tensors:
-            raise ValueError(f"{name}: corrupt model file (tensor {key!r} is missing)")
-    coef, intercept = tensors["coef"], tensors["intercept"]
+    if not isinstance(meta.get("library_version", ""), str):
+        raise _corrupt(
+            name, "library_version", f"expected a string, got {meta['library_version']!r}"
+        )
     classes = _decode_classes(meta.get("classes"), name)
     n_features = meta.get("n_features_in")
-    if (
-        coef.ndim != 2
-        or intercept.shape != (coef.shape[0],)
-        or type(n_features) is not int
-        or coef.shape[1] != n_features
-        or coef.dtype.kind != "f"
-        or intercept.dtype != coef.dtype
-    ):
-        raise ValueError(
-            f"{name}: corrupt model file (coef {coef.shape} {coef.dtype}, intercept "
-            f"{intercept.shape} {intercept.dtype}, n_features_in {n_features!r})"
+    if type(n_features) is not int or n_features < 1:
+        raise _corrupt(name, "n_features_in", f"expected an integer >= 1, got {n_features!r}")
+    feature_names = meta.get("feature_names")
+    if feature_names is not None:
+        if not isinstance(feature_names, list) or not all(
+            isinstance(f, str) for f in feature_names
+        ):
+            raise _corrupt(name, "feature_names", "expected a list of strings or null")
+        if len(feature_names) != n_features:
+            raise _corrupt(
+                name, "feature_names", f"{len(feature_names)} names for n_features_in={n_features}"
+            )
+        if len(set(feature_names)) != len(feature_names):
+            seen: set[str] = set()
+            dupes = [f for f in feature_names if f in seen or seen.add(f)]  # type: ignore[func-returns-value]
+            raise _corrupt(name, "feature_names", f"duplicate names {_show(dupes)}")
+
+    extra = sorted(set(tensors) - {"coef", "intercept"})
+    if extra:
+        raise _corrupt(name, "tensors", f"unexpected tensors {_show(extra)}")
+    for key in ("coef", "intercept"):
+        if key not in tensors:
+            raise _corrupt(name, f"tensor {key!r}", "missing")
+    coef, intercept = tensors["coef"], tensors["intercept"]
+    if coef.dtype not in (np.float32, np.float64):
+        raise _corrupt(name, "tensor 'coef'", f"dtype {coef.dtype}, expected float32 or float64")
+    if intercept.dtype != coef.dtype:
+        raise _corrupt(
+            name, "tensor 'intercept'", f"dtype {intercept.dtype} differs from coef's {coef.dtype}"
         )
     # Binary problems may be stored with one row (scikit-learn's layout) or two.
-    if coef.shape[0] != len(classes) and not (len(classes) == 2 and coef.shape[0] == 1):
-        raise ValueError(
-            f"{name}: corrupt model file ({coef.shape[0]} coefficient rows for "
-            f"{len(classes)} classes)"
+    rows = len(classes) if not (len(classes) == 2 and coef.shape[:1] == (1,)) else 1
+    if coef.shape != (rows, n_features):
+        raise _corrupt(
+            name,
+            "tensor 'coef'",
+            f"shape {coef.shape}, expected ({len(classes)}, "
+            f"{n_features}) for {len(classes)} classes and n_features_in={n_features}",
         )
-    feature_names = meta.get("feature_names")
-    if feature_names is not None and (
-        not isinstance(feature_names, list)
-        or len(feature_names) != n_features
-        or not all(isinstance(f, str) for f in feature_names)
-    ):
-        raise ValueError(f"{name}: corrupt model file (feature_names)")
+    if intercept.shape != (rows,):
+        raise _corrupt(
+            name,
+            "tensor 'intercept'",
+            f"shape {intercept.shape}, expected ({rows},) to match coef {coef.shape}",
+        )
+    for key, tensor in (("coef", coef), ("intercept", intercept)):
+        bad = ~np.isfinite(tensor)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise _corrupt(
+                name,
+                f"tensor {key!r}",
+                f"{int(bad.sum())} NaN or infinite value(s), the "
+                f"first at index {where} ({tensor[where]}); a model's coefficients are finite",
+            )
+    if rows == 1:
+        # P(classes_[1]) = sigmoid(w.x + b) as two symmetric rows: the same
+        # probabilities, in the layout every method of the estimator expects.
+        coef = np.concatenate([-coef / 2, coef / 2])
+        intercept = np.concatenate([-intercept / 2, intercept / 2])
+        tensors = {"coef": coef, "intercept": intercept}
+
+    params = meta.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise _corrupt(name, "params", f"expected a JSON object, got {type(params).__name__}")
+    for key, value in params.items():
+        if key == "class_weight":
+            params[key] = _decode_class_weight(value, meta["classes"]["dtype"], classes, name)
+        elif isinstance(value, (list, dict)) and _from_json(value) is value:
+            raise _corrupt(
+                name,
+                f"params.{key}",
+                f"expected a number, string, bool or null, got {json.dumps(value)[:60]}",
+            )
+        else:
+            params[key] = _from_json(value)
+    meta["params"] = params
+
+    training = meta.get("training", {})
+    if training is None:
+        training = {}
+    if not isinstance(training, dict):
+        raise _corrupt(name, "training", f"expected a JSON object, got {type(training).__name__}")
+    for key, value in training.items():
+        value = _from_json(value)
+        kind = _TRAINING_TYPES.get(key)
+        ok = kind is None or (
+            isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        )
+        if not ok or (key in ("n_iter", "n_passes") and value < 0):
+            raise _corrupt(name, f"training.{key}", f"unexpected value {value!r}")
+        training[key] = value
+    meta["training"] = training
     meta["classes_array"] = classes
     return meta, tensors
+
+
+# The training summary's fields and their JSON types.
+_TRAINING_TYPES: dict[str, Any] = {
+    "n_iter": int,
+    "objective": (int, float),
+    "converged": bool,
+    "n_passes": int,
+    "solver": str,
+}
+
+
+def _decode_class_weight(value: Any, dtype: Any, classes: np.ndarray, name: str) -> Any:
+    """``params.class_weight``: null, "balanced" or {"pairs": [[label, weight], ...]}."""
+    field = "params.class_weight"
+    if value is None or value == "balanced":
+        return value
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"pairs"}
+        or not isinstance(value["pairs"], list)
+    ):
+        raise _corrupt(name, field, 'expected null, "balanced" or {"pairs": [[label, weight]]}')
+    pairs = value["pairs"]
+    if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        bad = next(p for p in pairs if not (isinstance(p, list) and len(p) == 2))
+        raise _corrupt(name, field, f"each pair must be [label, weight], got {bad!r}")
+    labels = _decode_labels(dtype, [p[0] for p in pairs], name, field)
+    weights = [_from_json(p[1]) for p in pairs]
+    if not all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+        for w in weights
+    ):
+        raise _corrupt(name, field, f"weights must be finite numbers >= 0, got {_show(weights)}")
+    unknown = [lab for lab in labels.tolist() if lab not in set(classes.tolist())]
+    if unknown:
+        raise _corrupt(name, field, f"labels {_show(unknown)} are not classes of the model")
+    if len(set(labels.tolist())) != len(labels):
+        raise _corrupt(name, field, "a label appears twice")
+    return {lab: float(w) for lab, w in zip(labels.tolist(), weights)}
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:
@@ -333,7 +518,10 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     ValueError
         If the file is truncated, corrupt, not a softmax model (another
         safetensors file, or not safetensors at all) or written by a newer
-        format version.
+        format version, or if a field holds what softmax never writes: class
+        labels that do not fit their dtype, duplicate or unsorted classes, a
+        malformed ``class_weight``, NaN or infinite coefficients, shapes that
+        disagree. The message names the file and the field.
 
     Examples
     --------
@@ -348,33 +536,17 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     from softmax.regression import SoftmaxRegression
 
     meta, tensors = _read_model(path)
-    classes = meta["classes_array"]
-    params = meta.get("params") or {}
-    if not isinstance(params, dict):
-        raise ValueError(f"{Path(path).name}: corrupt model metadata (params)")
     known = SoftmaxRegression().get_params(deep=False)
-    kwargs: dict[str, Any] = {}
-    for key, value in params.items():
-        if key not in known:
-            continue  # a parameter a later minor version added: not needed to predict
-        if key == "class_weight" and isinstance(value, dict) and "pairs" in value:
-            labels = _decode_classes(
-                {"dtype": meta["classes"]["dtype"], "values": [p[0] for p in value["pairs"]]},
-                Path(path).name,
-            )
-            value = {
-                lab: float(_from_json(p[1])) for lab, p in zip(labels.tolist(), value["pairs"])
-            }
-        kwargs[key] = _from_json(value)
+    # A parameter a later minor version added is not needed to predict.
+    kwargs = {key: value for key, value in meta["params"].items() if key in known}
     estimator = SoftmaxRegression(**kwargs)
     estimator.coef_ = tensors["coef"]
     estimator.intercept_ = tensors["intercept"]
-    estimator.classes_ = classes
+    estimator.classes_ = meta["classes_array"]
     estimator.n_features_in_ = int(meta["n_features_in"])
     if meta.get("feature_names") is not None:
         estimator.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
-    training = meta.get("training") or {}
     for key, attr in _SUMMARY_ATTRS.items():
-        if key in training:
-            setattr(estimator, attr, _from_json(training[key]))
+        if key in meta["training"]:
+            setattr(estimator, attr, meta["training"][key])
     return estimator

@@ -34,9 +34,9 @@ def _require_onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise ImportError(
-            "ONNX export needs the onnx package: pip install softmax[onnx]"
-        ) from None
+        from softmax._optional import install_hint
+
+        raise ImportError(f"ONNX export needs the onnx package: {install_hint('onnx')}") from None
     return onnx
 
 

@@ -17,16 +17,22 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["plot_class_weights", "plot_confusion_matrix", "plot_reliability_diagram"]
+__all__ = [
+    "plot_class_weights",
+    "plot_confusion_matrix",
+    "plot_cv_scores",
+    "plot_regularization_path",
+    "plot_reliability_diagram",
+]
 
 
 def _figure(**kwargs: Any) -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "plotting needs matplotlib: pip install softmax[plot] (or softmax[cli])"
-        ) from None
+        from softmax._optional import install_hint
+
+        raise ImportError(f"plotting needs matplotlib: {install_hint('matplotlib')}") from None
     return Figure(**kwargs)
 
 
@@ -256,5 +262,184 @@ def plot_class_weights(
         cbar = fig.colorbar(image, ax=axes, shrink=0.8, pad=0.02)
         cbar.set_label("weight")
     fig.suptitle(title)
+    _save(fig, path)
+    return fig
+
+
+def plot_regularization_path(
+    result: Any,
+    *,
+    kind: str = "feature_norms",
+    feature_names: Sequence[Any] | None = None,
+    max_labels: int = 10,
+    title: str = "Regularisation path",
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Draw coefficients against ``C`` (log scale), with the features in use below.
+
+    Parameters
+    ----------
+    result : RegularizationPath
+        As returned by :func:`softmax.model_selection.regularization_path`
+        (``Cs`` of shape (n_Cs,), ``coefs`` of shape (n_Cs, n_classes,
+        n_features), ``n_features_selected``, ``l1_ratio``).
+    kind : {"feature_norms", "coefficients"}, default="feature_norms"
+        ``"feature_norms"``: one line per feature, the Euclidean norm of its
+        weights over the classes (a feature enters the model when its line
+        leaves 0; readable with many classes). ``"coefficients"``: one line
+        per (class, feature) weight, coloured by class.
+    feature_names : sequence of length n_features, optional
+        Names for the labels of the largest lines (default ``x0, x1, ...``).
+    max_labels : int, default=10
+        Label the lines that are largest at the largest ``C`` (at most this many).
+    title : str
+    path : str or path-like, optional
+        Save the figure there (written atomically).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    Cs = np.asarray(result.Cs, dtype=float)
+    coefs = np.asarray(result.coefs, dtype=float)
+    if coefs.ndim != 3 or coefs.shape[0] != Cs.shape[0]:
+        raise ValueError(
+            f"result.coefs of shape {coefs.shape} does not match {Cs.shape[0]} values of C; "
+            "expected (n_Cs, n_classes, n_features)"
+        )
+    if kind not in ("feature_norms", "coefficients"):
+        raise ValueError(f"kind must be 'feature_norms' or 'coefficients'; got {kind!r}")
+    k, p = coefs.shape[1:]
+    names = [f"x{j}" for j in range(p)] if feature_names is None else list(feature_names)
+    if len(names) != p:
+        raise ValueError(f"{len(names)} feature names for {p} features")
+    selected = getattr(result, "n_features_selected", None)
+    sparse = float(getattr(result, "l1_ratio", 0.0)) > 0 and selected is not None
+    fig = _figure(figsize=(7.0, 6.2 if sparse else 4.8))
+    if sparse:
+        grid = fig.add_gridspec(2, 1, height_ratios=(3.0, 1.0), hspace=0.08)
+        ax = fig.add_subplot(grid[0])
+        count_ax = fig.add_subplot(grid[1], sharex=ax)
+    else:
+        ax = fig.add_subplot()
+        count_ax = None
+    if kind == "feature_norms":
+        lines = np.sqrt((coefs**2).sum(axis=1))  # (n_Cs, p)
+        ax.plot(Cs, lines, color="tab:blue", linewidth=0.8, alpha=0.7)
+        ax.set_ylabel("norm of the feature's weights over classes")
+        last = lines[-1]
+        for j in np.argsort(-last)[: max(0, max_labels)]:
+            if last[j] > 0:
+                ax.annotate(
+                    names[j],
+                    (Cs[-1], last[j]),
+                    fontsize=7,
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                )
+    else:
+        from matplotlib import colormaps
+
+        cmap = colormaps["tab10" if k <= 10 else "tab20"]
+        for c in range(k):
+            ax.plot(Cs, coefs[:, c, :], color=cmap(c % cmap.N), linewidth=0.7, alpha=0.6)
+        ax.set_ylabel("weight")
+        ax.axhline(0.0, color="0.3", linewidth=0.6)
+    ax.set_xscale("log")
+    ax.set_title(title)
+    if count_ax is not None:
+        ax.tick_params(labelbottom=False)
+        count_ax.step(Cs, np.asarray(selected), where="post", color="tab:red")
+        count_ax.set_ylabel("features\nin use")
+        count_ax.set_ylim(0, p * 1.05)
+        count_ax.set_xlabel("C (inverse regularisation strength)")
+    else:
+        ax.set_xlabel("C (inverse regularisation strength)")
+    _save(fig, path)
+    return fig
+
+
+def plot_cv_scores(
+    model: Any = None,
+    *,
+    Cs: Any = None,
+    scores: Any = None,
+    chosen_C: float | None = None,
+    score_name: str | None = None,
+    title: str = "Cross-validated score",
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Draw the mean held-out score against ``C`` with a band of one standard error.
+
+    Parameters
+    ----------
+    model : SoftmaxRegressionCV, optional
+        A fitted model: its ``Cs_``, ``scores_``, ``l1_ratios_``, ``C_`` and
+        ``scoring`` are drawn (one curve per ``l1_ratio``).
+    Cs : array-like of shape (n_Cs,), optional
+        Without ``model``: the grid.
+    scores : array-like of shape (n_folds, n_Cs) or (n_folds, n_l1_ratios, n_Cs), optional
+        Without ``model``: each fold's score.
+    chosen_C : float, optional
+        Mark this ``C`` (default ``model.C_``).
+    score_name : str, optional
+        The y-axis label (default the model's ``scoring``).
+    title : str
+    path : str or path-like, optional
+        Save the figure there (written atomically).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    labels: list[str | None] = [None]
+    if model is not None:
+        Cs = model.Cs_
+        scores = model.scores_
+        chosen_C = model.C_ if chosen_C is None else chosen_C
+        if score_name is None:
+            scoring = getattr(model, "scoring", None)
+            score_name = scoring if isinstance(scoring, str) else "score"
+        labels = [f"l1_ratio = {r:g}" for r in np.asarray(model.l1_ratios_)]
+    if Cs is None or scores is None:
+        raise ValueError("give a fitted SoftmaxRegressionCV, or both Cs and scores")
+    Cs = np.asarray(Cs, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim == 2:
+        scores = scores[:, None, :]
+    if scores.ndim != 3 or scores.shape[2] != Cs.shape[0] or scores.shape[0] < 1:
+        raise ValueError(
+            f"scores of shape {scores.shape} do not match {Cs.shape[0]} values of C; expected "
+            "(n_folds, n_Cs) or (n_folds, n_l1_ratios, n_Cs)"
+        )
+    if len(labels) != scores.shape[1]:
+        labels = [None] * scores.shape[1]
+    order = np.argsort(Cs)
+    n_folds = scores.shape[0]
+    fig = _figure(figsize=(6.5, 4.5))
+    ax = fig.add_subplot()
+    for r in range(scores.shape[1]):
+        s = scores[:, r, order]
+        mean = s.mean(axis=0)
+        se = s.std(axis=0, ddof=1) / np.sqrt(n_folds) if n_folds > 1 else np.zeros_like(mean)
+        (line,) = ax.plot(Cs[order], mean, marker="o", markersize=3, label=labels[r])
+        ax.fill_between(
+            Cs[order], mean - se, mean + se, color=line.get_color(), alpha=0.2, linewidth=0
+        )
+    if chosen_C is not None:
+        ax.axvline(
+            float(chosen_C),
+            color="0.3",
+            linestyle="--",
+            linewidth=1,
+            label=f"chosen C = {float(chosen_C):.3g}",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("C (inverse regularisation strength)")
+    ax.set_ylabel(f"mean {score_name or 'score'} over {n_folds} folds (band: 1 s.e.)")
+    ax.set_title(title)
+    if any(lbl is not None for lbl in labels) or chosen_C is not None:
+        ax.legend(frameon=False)
     _save(fig, path)
     return fig

@@ -45,6 +45,7 @@ from softmax._validation import (
     class_weight_vector,
     encode_labels,
     encode_with_classes,
+    row_weights,
     validate_data,
 )
 from softmax.backends import external_backend, is_dask_collection
@@ -346,16 +347,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "SoftmaxRegression needs samples of at least 2 classes in the data, but "
                 f"the data contain only one class: {classes.tolist()}."
             )
-        weights = check_sample_weight(sample_weight, X.shape[0])
-        K = len(classes)
-        per_class = class_weight_vector(
-            self.class_weight,
-            classes,
-            np.bincount(codes, weights=weights, minlength=K),
-            np.bincount(codes, minlength=K),
-        )
-        weights *= per_class[codes]
-        check_class_totals(classes, np.bincount(codes, weights=weights, minlength=K))
+        weights = row_weights(codes, classes, sample_weight, self.class_weight)
+        check_class_totals(classes, np.bincount(codes, weights=weights, minlength=len(classes)))
 
         from softmax.backends.memory import InMemoryData
 

@@ -57,7 +57,9 @@ def plot_results(
     try:
         from matplotlib.figure import Figure
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("plot_results needs matplotlib: pip install softmax[plot]") from exc
+        from softmax._optional import install_hint
+
+        raise ImportError(f"plot_results needs matplotlib: {install_hint('matplotlib')}") from exc
 
     items = _as_list(results)
     if not items:

@@ -10,7 +10,9 @@ Building the parser imports nothing but the standard library, so
 are imported inside ``run``. Errors a user can cause (a missing file, an
 unknown column, a model trained on other features) end as one line on
 stderr and a non-zero exit status, never a traceback; set
-``SOFTMAX_DEBUG=1`` to see the traceback anyway.
+``SOFTMAX_DEBUG=1`` to see the traceback anyway. With ``--json`` the error
+is also printed on stdout as a JSON document (:func:`error_document`), so a
+script that reads stdout always gets JSON.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "error_document", "main"]
 
 # Command modules, in the order `softmax --help` lists them.
 _COMMANDS = (
@@ -46,19 +49,35 @@ def _version() -> str:
     return __version__
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, remembering its usage error for the ``--json`` document.
+
+    The command parsers are made by ``add_subparsers`` with the class of the
+    parser that holds them, so they are ``_Parser`` too.
+    """
+
+    last_error: str | None = None
+    commands: tuple[str, ...] = ()  # the command names, set by build_parser
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        _Parser.last_error = message
+        super().error(message)
+
+
+def build_parser() -> _Parser:
     """The ``softmax`` argument parser with every command registered.
 
     Returns
     -------
     parser : argparse.ArgumentParser
+        With ``commands``, the names of the commands.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="softmax",
         description="Softmax regression from the command line: fit, evaluate and "
         "predict on CSV, Parquet, NPZ or LIBSVM files or built-in datasets.",
         epilog="Start with `softmax demo`. Every command takes --json for "
-        "machine-readable output. Docs: docs/cli.md.",
+        "machine-readable output; `softmax COMMAND --help` lists a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"softmax {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
@@ -69,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         # Remember which module runs each command it registered.
         for command in set(subparsers.choices) - before:
             subparsers.choices[command].set_defaults(_run=module.run)
+    parser.commands = tuple(subparsers.choices)
     return parser
 
 
@@ -81,6 +101,52 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError) and exc.filename:
         first = f"no such file: {exc.filename}"
     return first
+
+
+def error_document(command: str | None, message: str, status: int) -> dict[str, object]:
+    """The JSON document a failed command prints on stdout under ``--json``.
+
+    Parameters
+    ----------
+    command : str or None
+        The command that failed (None when the command line named none).
+    message : str
+        The one-line error, as printed on stderr after ``error:``.
+    status : int
+        The exit status: 1 (the command failed), 2 (a wrong command line) or
+        130 (interrupted).
+
+    Returns
+    -------
+    document : dict
+        ``{"error": message, "command": command, "exit_status": status}``.
+    """
+    return {"error": message, "command": command, "exit_status": status}
+
+
+def _print_json_error(command: str | None, message: str, status: int) -> None:
+    import json
+
+    try:
+        print(json.dumps(error_document(command, message, status), ensure_ascii=False))
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):  # stdout already gone
+        pass
+
+
+def _unknown_command(parser: _Parser, argv: Sequence[str]) -> str | None:
+    """The usage error for a mistyped command, with a suggestion; None when it is known."""
+    import difflib
+
+    first = next(iter(argv), None)
+    if first is None or first.startswith("-"):
+        return None
+    commands = list(parser.commands)
+    if first in commands:
+        return None
+    close = difflib.get_close_matches(first, commands, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown command {first!r}{hint} (commands: {', '.join(commands)})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,18 +163,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 1 when the command failed, 2 for a wrong command line,
         130 when interrupted.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in argv
     parser = build_parser()
+    _Parser.last_error = None
     try:
+        unknown = _unknown_command(parser, argv)
+        if unknown is not None:
+            parser.error(unknown)
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        status = int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        if status != 0 and wants_json and _Parser.last_error is not None:
+            command = argv[0] if argv and not argv[0].startswith("-") else None
+            _print_json_error(command, _Parser.last_error, status)
+        return status
     if getattr(args, "_run", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    json_errors = bool(getattr(args, "json", False))
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
-        print("softmax: interrupted", file=sys.stderr)
+        print(f"softmax {args.command}: interrupted", file=sys.stderr)
+        if json_errors:
+            _print_json_error(args.command, "interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `softmax predict ... | head`: the reader left; not an error of ours.
@@ -126,5 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(exc, (CLIError, ValueError, OSError, TypeError))
             else (f"{type(exc).__name__}: ")
         )
-        print(f"softmax {args.command}: error: {prefix}{_one_line(exc)}", file=sys.stderr)
+        message = f"{prefix}{_one_line(exc)}"
+        print(f"softmax {args.command}: error: {message}", file=sys.stderr)
+        if json_errors:
+            _print_json_error(args.command, message, EXIT_ERROR)
         return EXIT_ERROR

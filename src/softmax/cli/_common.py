@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from softmax._optional import install_hint
 from softmax.cli._args import FORMATS
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "check_against_model",
     "emit_json",
     "image_shape_for",
+    "install_hint",
     "load_data",
     "load_model_file",
 ]
@@ -159,7 +161,7 @@ def _require_pandas(what: str) -> Any:
     try:
         import pandas as pd
     except ImportError:
-        raise CLIError(f"reading {what} needs pandas: pip install softmax[cli]") from None
+        raise CLIError(f"reading {what} needs pandas: {install_hint('pandas')}") from None
     return pd
 
 
@@ -170,10 +172,8 @@ def _read_frame(path: Path, fmt: str) -> Any:
             sep = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
             return pd.read_csv(path, sep=sep)
         return pd.read_parquet(path)
-    except ImportError as exc:
-        raise CLIError(
-            f"reading Parquet needs pyarrow: pip install softmax[cli] ({exc})"
-        ) from None
+    except ImportError:
+        raise CLIError(f"reading Parquet needs pyarrow: {install_hint('pyarrow')}") from None
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
@@ -235,6 +235,8 @@ def _load_tabular(
     source = path.name
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
+    if len(frame) == 0:
+        raise CLIError(f"{source} holds no rows (only the header: {_list(columns, 6)})")
     if target is not None and target not in columns:
         raise CLIError(
             f"column {target!r} not found in {source}; its columns are {_list(columns)}"
@@ -349,7 +351,7 @@ def load_data(
                 f"no such file: {spec} (nor a built-in dataset: {', '.join(BUILTIN_DATASETS)})"
             )
     elif path.is_dir():
-        raise CLIError(f"{spec} is a folder, not a data file")
+        raise CLIError(f"{spec} is a directory, not a data file")
     else:
         kind = _format_of(path, fmt)
         model_features = None
@@ -421,7 +423,7 @@ def load_model_file(path: str) -> Any:
     if not os.path.exists(path):
         raise CLIError(f"no such model file: {path}")
     if os.path.isdir(path):
-        raise CLIError(f"{path} is a folder, not a model file")
+        raise CLIError(f"{path} is a directory, not a model file")
     try:
         return load_model(path)
     except ValueError as exc:
@@ -429,10 +431,19 @@ def load_model_file(path: str) -> Any:
 
 
 def check_output_path(path: str, *, suffixes: tuple[str, ...] | None = None) -> Path:
-    """An output path whose folder exists (checked before any long computation)."""
+    """An output path whose folder exists (checked before any long computation).
+
+    Parameters
+    ----------
+    path : str
+    suffixes : tuple of str, optional
+        The name must end in one of these (lower case, with the dot), so
+        that a file's name always says what it holds: a model is never
+        written to ``z.csv``.
+    """
     out = Path(path)
     if out.is_dir():
-        raise CLIError(f"{path} is a folder; give a file name")
+        raise CLIError(f"{path} is a directory; give a file name")
     if not out.parent.exists():
         raise CLIError(f"folder {out.parent} does not exist (for {path})")
     if suffixes is not None and out.suffix.lower() not in suffixes:

@@ -80,7 +80,7 @@ def add_parser(subparsers: Any) -> None:
         "table. Each --policy starts a policy; the options after it set its parameters; "
         "comma lists (--temperature 0.05,0.1,0.2) expand into one policy per value.",
         epilog="Example: softmax bandit --policy softmax --temperature 0.2 "
-        "--policy epsilon-greedy --epsilon 0.1 --plot out.png. Docs: docs/bandits.md.",
+        "--policy epsilon-greedy --epsilon 0.1 --plot out.png",
     )
     g = p.add_argument_group("policies (repeatable; options apply to the preceding --policy)")
     g.add_argument(
@@ -166,11 +166,13 @@ def run(args: argparse.Namespace) -> int:
         # Fail before a long simulation, not after it.
         from pathlib import Path
 
+        from softmax.cli._common import CLIError, install_hint
+
         if importlib.util.find_spec("matplotlib") is None:
-            raise ImportError("--plot needs matplotlib: pip install softmax[plot]")
+            raise CLIError(f"--plot needs matplotlib: {install_hint('matplotlib')}")
         parent = Path(args.plot).parent
         if not parent.is_dir():
-            raise ValueError(f"--plot {args.plot}: directory {str(parent)!r} does not exist")
+            raise CLIError(f"--plot {args.plot}: directory {str(parent)!r} does not exist")
     results = bandits.compare_policies(
         policies,
         n_arms=args.n_arms,

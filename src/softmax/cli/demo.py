@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     from softmax.cli._common import CLIError, Data, FitProgress, emit_json
-    from softmax.cli.evaluate import evaluate, write_plots
+    from softmax.cli.evaluate import evaluate, require_matplotlib, write_plots
     from softmax.datasets import load_mnist_sample
     from softmax.io import save_model
     from softmax.metrics import format_report
@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--threads must be >= 0, got {args.threads}")
     if not args.C > 0:
         raise CLIError(f"--C must be > 0, got {args.C}")
+    if not args.no_plots:
+        require_matplotlib("the demo's figures (or run it with --no-plots)")
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as exc:

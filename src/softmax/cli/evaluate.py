@@ -55,6 +55,23 @@ def parse_image_shape(text: str | None, n_features: int) -> tuple[int, int] | No
     return height, width
 
 
+def require_matplotlib(what: str) -> None:
+    """Fail early, before any work, when the figures cannot be drawn.
+
+    Parameters
+    ----------
+    what : str
+        What needs the figures, and how to do without them, as the message
+        should say it (e.g. ``"--plots"``).
+    """
+    import importlib.util
+
+    from softmax.cli._common import CLIError, install_hint
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CLIError(f"{what} needs matplotlib: {install_hint('matplotlib')}")
+
+
 def write_plots(
     folder: str,
     report: dict[str, Any],
@@ -62,23 +79,19 @@ def write_plots(
     model: Any,
     image_shape: tuple[int, int] | None,
 ) -> list[str]:
-    """Write the evaluation figures as PNG files; return their paths."""
+    """Write the evaluation figures as PNG files; return their paths.
+
+    Call :func:`require_matplotlib` first: this assumes matplotlib is there.
+    """
     import os
 
+    from softmax import plotting
     from softmax.cli._common import CLIError
 
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"cannot create the plots folder {folder}: {exc.strerror}") from None
-    try:
-        from softmax import plotting
-    except ImportError as exc:
-        raise CLIError(str(exc)) from None
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise CLIError("--plots needs matplotlib: pip install softmax[plot]") from None
 
     written = []
     path = os.path.join(folder, "confusion_matrix.png")
@@ -118,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     from softmax.cli._common import emit_json, load_data, load_model_file
     from softmax.metrics import format_report
 
+    if args.plots:
+        require_matplotlib("--plots")
     model = load_model_file(args.model)
     data = load_data(args.data, target=args.target, fmt=args.format, model=model)
     report, curve = evaluate(model, data, args.bins)

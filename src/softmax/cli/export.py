@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from softmax.cli._common import CLIError, check_output_path, emit_json, load_model_file
 
-    out = check_output_path(args.output)
+    out = check_output_path(args.output, suffixes=(".onnx",))
     model = load_model_file(args.model)
     try:
         from softmax.onnx import DEFAULT_OPSET, export_onnx

@@ -54,7 +54,7 @@ def add_parser(subparsers: Any) -> None:
         "--output",
         metavar="MODEL",
         required=True,
-        help="model file to write (e.g. model.safetensors)",
+        help="model file to write; its name must end in .safetensors",
     )
     add_model_options(parser)
     stream = parser.add_argument_group("large files")
@@ -125,8 +125,10 @@ def _stream_source(args: argparse.Namespace) -> Any:
     try:
         from softmax.streaming import FileSource
     except ImportError as exc:
+        from softmax.cli._common import install_hint
+
         raise CLIError(
-            f"--stream needs the streaming backend: pip install softmax[stream] ({exc})"
+            f"--stream needs the streaming backend ({exc}): {install_hint('pyarrow')}"
         ) from None
     if args.block_rows < 1:
         raise CLIError("--block-rows must be at least 1")
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from softmax.io import save_model
 
-    output = check_output_path(args.output)
+    output = check_output_path(args.output, suffixes=(".safetensors",))
     estimator = estimator_from_args(args)
     streaming = _should_stream(args)
     if streaming:

@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from softmax.cli._common import CLIError, emit_json
     from softmax.io import read_model_metadata
 
+    if os.path.isdir(args.model):
+        raise CLIError(f"{args.model} is a directory, not a model file")
     if not os.path.isfile(args.model):
         raise CLIError(f"no such model file: {args.model}")
     try:

@@ -40,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from softmax.cli._common import (
-        CLIError,
         check_output_path,
         emit_json,
         load_data,
@@ -67,20 +66,7 @@ def run(args: argparse.Namespace) -> int:
         columns["prediction"] = labels
 
     if out is not None:
-        try:
-            import pandas as pd
-        except ImportError:
-            raise CLIError("writing predictions needs pandas: pip install softmax[cli]") from None
-        frame = pd.DataFrame(columns)
-        if out.suffix.lower() == ".csv":
-            frame.to_csv(out, index=False)
-        else:
-            try:
-                frame.to_parquet(out, index=False)
-            except ImportError as exc:
-                raise CLIError(
-                    f"writing Parquet needs pyarrow: pip install softmax[cli] ({exc})"
-                ) from None
+        _write_table(columns, out)
     values, counts = np.unique(labels.astype(str), return_counts=True)
     if args.json:
         document: dict[str, Any] = {
@@ -105,3 +91,23 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{v}: {c}" for v, c in zip(values, counts))
     print(f"wrote {data.n_samples} predictions to {out} ({summary})")
     return 0
+
+
+def _write_table(columns: dict[str, Any], out: Any) -> None:
+    """Write the prediction columns to ``out`` (.csv, or .parquet / .pq), atomically."""
+    from softmax._persist import atomic_write
+    from softmax.cli._common import CLIError, install_hint
+
+    try:
+        import pandas as pd
+    except ImportError:
+        raise CLIError(f"writing predictions needs pandas: {install_hint('pandas')}") from None
+    frame = pd.DataFrame(columns)
+    if out.suffix.lower() == ".csv":
+        atomic_write(out, lambda fh: frame.to_csv(fh, index=False, encoding="utf-8"))
+        return
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise CLIError(f"writing Parquet needs pyarrow: {install_hint('pyarrow')}") from None
+    atomic_write(out, lambda fh: frame.to_parquet(fh, index=False))

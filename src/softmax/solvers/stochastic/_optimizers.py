@@ -30,7 +30,7 @@ estimate preconditioned by a damped Kronecker-factored inverse Hessian (see
   ``docs/streaming.md``, "Why partial_fit diverged").
 - **step**: ``coef -= rate * M g`` with ``M`` the damped Kronecker inverse
   Hessian (:func:`softmax.solvers._preconditioners.damped_kronecker`) and
-  ``rate = step_fraction / lambda_max(M H_B)``, the largest eigenvalue of
+  ``rate = VR_STEP / lambda_max(M H_B)``, the largest eigenvalue of
   the preconditioned minibatch Hessian (power iteration), scaled down for
   batches smaller than the one it was measured on.
 """
@@ -94,16 +94,14 @@ _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 #: the step size: 3 iterations underestimated lambda on MNIST enough to leave
 #: partial_fit 10% above the optimum after 25 epochs (0.8% with 10).
 VR_POWER_ITERATIONS = 10
-#: "vr", fit: the step is VR_STEP / lambda_max(M H_B) (MNIST, SVRG over
-#: shuffled minibatches: within 0.5% of the optimum in 30 epochs).
+#: "vr": the step is VR_STEP / lambda_max(M H_B): the full step of the
+#: preconditioner's Newton model for the stiffest direction of the batch.
+#: fit (MNIST, SVRG over shuffled minibatches): within 0.5% of the optimum in
+#: 30 epochs. partial_fit, digits / 16 in 14 chunkings (in file order or
+#: reshuffled, 50 to 1,000 rows), random_state 0 to 3: all within 0.16% after
+#: 20 epochs; 0.85: within 0.12%, but MNIST in chunks of 500 0.93% (1.0:
+#: 0.70%) after 20 epochs.
 VR_STEP = 1.0
-#: "vr", partial_fit: the chunks come in an order the caller chose, and the
-#: curvature of in-order chunks of a file differs more than that of random
-#: batches (digits / 16, 128-row chunks in file order: lambda_max(M H_B)
-#: from 2.2 to 4.7 at the optimum, random batches 1.6 to 2.7). 0.7 keeps
-#: every chunk's step below the stability limit of 2 / lambda_max (digits,
-#: 14 chunkings, 20 epochs: all within 0.3% of the optimum; 1.0: up to 11%).
-VR_STEP_PARTIAL = 0.7
 #: "vr": steps on rows no anchor covers (partial_fit's first pass, new
 #: rows) use the plain minibatch gradient and are this much shorter (noisier;
 #: MNIST one-epoch accuracy 1.0 -> 0.88, 0.7 -> 0.89).
@@ -112,12 +110,12 @@ VR_FIRST_VISIT_FACTOR = 0.7
 #: shorter still, so they do not throw away what fit found.
 VR_WARM_START_SCALE = 0.5
 #: "vr" in partial_fit: a second pass of steps over a call's rows (once the
-#: rows are known) when its batches have at least this many rows. On
-#: MNIST (chunks of 500, batches of 250) 25 epochs: 2.0% -> 0.4% above the
-#: optimum; on digits in 200- and 256-row chunks 1.0% -> 0.2%; but on
-#: 50-row batches the iterates drifted off (0.001% -> 20% after 30 epochs):
-#: the lagged anchor feeds a small batch's deviation from the mean Hessian
-#: back pass after pass, more so the more steps a pass makes.
+#: rows are known) when its batches have at least this many rows. Measured
+#: after 20 epochs: never -> digits / 16 grid (50 to 1,000-row chunks) up to
+#: 0.49% and MNIST in chunks of 500 2.5% above the optimum; always -> digits
+#: in 50-row chunks drifted off (34%): the lagged anchor feeds a small
+#: batch's deviation from the mean Hessian back pass after pass, more so the
+#: more steps a pass makes; from 100 rows -> grid within 0.12%, MNIST 0.70%.
 VR_INNER_MIN_ROWS = 100
 #: "vr" in partial_fit rebuilds its preconditioner (an eigendecomposition of
 #: the p x p second moment, ~60 ms at p = 784) when the weight of the rows
@@ -495,8 +493,6 @@ class VarianceReduced(Optimizer):
 
     supports_l1: ClassVar[bool] = False
     auto_schedule: ClassVar[str] = "constant"
-    #: rate = step_fraction / lambda_max(M H_B)
-    step_fraction: ClassVar[float] = VR_STEP
 
     def __init__(self, learning_rate: Any, shape: tuple[int, int], *, decay: float) -> None:
         super().__init__(learning_rate, shape, decay=decay)
@@ -511,7 +507,7 @@ class VarianceReduced(Optimizer):
         self._v = np.random.default_rng(0).standard_normal(shape)
 
     def rate(self) -> float:
-        return self._scheduled(self.step_fraction / self.lam)
+        return self._scheduled(VR_STEP / self.lam)
 
     def measure(self, coef: np.ndarray, batch: Batch, scale: Scale) -> float:
         """``lambda_max(M H_B)`` on ``batch`` (power iteration from the last vector)."""
@@ -629,8 +625,6 @@ class PassAnchor(VarianceReduced):
     batch (its own stability limit, kept until the next build).
     """
 
-    step_fraction: ClassVar[float] = VR_STEP_PARTIAL
-
     def __init__(self, learning_rate: Any, shape: tuple[int, int], *, decay: float) -> None:
         super().__init__(learning_rate, shape, decay=decay)
         self.stats: FeatureStats | None = None  # of the rows seen, from the first call
@@ -690,7 +684,7 @@ class PassAnchor(VarianceReduced):
         if math.isnan(lam):
             lam = self.measure(coef, batch, scale)
             self.chunk_lam[self.call.digest] = (lam, batch.n_rows)  # type: ignore[union-attr]
-        rate = self._scheduled(self.step_fraction / lam)
+        rate = self._scheduled(VR_STEP / lam)
         return rate * min(1.0, batch.n_rows / rows)
 
     def _anchor_for(self, batch: Batch) -> Anchor | None:

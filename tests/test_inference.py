@@ -1,0 +1,475 @@
+"""Tests of softmax.inference against statsmodels' MNLogit and other references.
+
+The model is fitted with a negligible L2 penalty (C=1e12) and a tight tol:
+the estimator does not take C=np.inf yet. On anes96 the fitted coefficients
+then agree with statsmodels' Newton optimum to about 4e-8 (relative), so
+everything computed from them is compared at 1e-6.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import NotFittedError
+
+import softmax
+from softmax import SoftmaxRegression
+from softmax.inference import (
+    InferenceResults,
+    SeparationWarning,
+    check_separation,
+    inference,
+    lr_test,
+)
+
+sm = pytest.importorskip("statsmodels.api")
+
+RTOL = 1e-6
+BIG_C = 1e12  # stands for "no penalty" until the estimator takes C=np.inf
+
+
+@pytest.fixture(scope="module")
+def anes():
+    data = sm.datasets.anes96.load_pandas()
+    X, y = data.exog, data.endog
+    model = sm.MNLogit(y, sm.add_constant(X, prepend=False))
+    clf = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(X, y)
+    return X, y, model, model.fit(disp=0), clf
+
+
+def sm_array(frame):
+    """statsmodels' (n_exog, K - 1) params frame as our (K - 1, n_terms) array."""
+    return np.asarray(frame).T
+
+
+def rel(a, b):
+    return float(np.max(np.abs(np.asarray(a) / np.asarray(b) - 1)))
+
+
+# -- agreement with statsmodels -------------------------------------------------------
+
+
+def test_matches_mnlogit(anes):
+    X, y, _, ref, clf = anes
+    res = inference(clf, X, y)
+    assert res.term_names == [*X.columns, "intercept"]
+    assert res.classes.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert res.reference == 0.0
+    np.testing.assert_allclose(res.params, sm_array(ref.params), rtol=RTOL)
+    np.testing.assert_allclose(res.bse, sm_array(ref.bse), rtol=RTOL)
+    np.testing.assert_allclose(res.tvalues, sm_array(ref.tvalues), rtol=RTOL)
+    np.testing.assert_allclose(res.pvalues, sm_array(ref.pvalues), rtol=RTOL)
+    for name in ("llf", "llr", "llr_pvalue", "aic", "bic", "prsquared", "df_model", "df_resid"):
+        assert getattr(res, name) == pytest.approx(getattr(ref, name), rel=RTOL), name
+    assert res.nobs == ref.nobs
+    # statsmodels fits the null model iteratively; ours is the closed form
+    counts = np.bincount(y.astype(int))
+    assert res.llnull == pytest.approx(np.sum(counts * np.log(counts / counts.sum())), rel=1e-12)
+    assert res.llnull == pytest.approx(ref.llnull, rel=1e-8)
+    cov = np.asarray(ref.cov_params())
+    np.testing.assert_allclose(res.cov_params(), cov, rtol=RTOL, atol=RTOL * np.abs(cov).max())
+    ci = np.asarray(ref.conf_int()).reshape(6, 6, 2)
+    np.testing.assert_allclose(res.conf_int(), ci, rtol=RTOL, atol=1e-9)
+    assert res.newton_step_se < 1e-5
+    assert not res.separation.separated
+
+
+@pytest.mark.parametrize("cov_type", ["HC0", "HC1"])
+def test_sandwich_matches_statsmodels(anes, cov_type):
+    from statsmodels.stats.sandwich_covariance import cov_white_simple
+
+    X, y, model, _, clf = anes
+    res = inference(clf, X, y, cov_type=cov_type)
+    if cov_type == "HC0":
+        expected = np.asarray(model.fit(disp=0, cov_type="HC0").cov_params())
+    else:
+        # MNLogit's "HC1" is HC0 (it has no cov_HC1); statsmodels' own
+        # small-sample sandwich is cov_white_simple(use_correction=True)
+        expected = cov_white_simple(model.fit(disp=0), use_correction=True)
+    np.testing.assert_allclose(
+        res.cov_params(), expected, rtol=RTOL, atol=RTOL * np.abs(expected).max()
+    )
+    np.testing.assert_allclose(res.bse.ravel(), np.sqrt(np.diag(expected)), rtol=RTOL)
+
+
+def test_cluster_matches_statsmodels(anes):
+    X, y, model, _, clf = anes
+    codes = np.random.default_rng(0).integers(0, 40, len(y))
+    labels = np.array([f"g{c:02d}" for c in codes])  # any sortable labels
+    ref = model.fit(disp=0, cov_type="cluster", cov_kwds={"groups": codes})
+    res = inference(clf, X, y, cov_type="cluster", groups=labels)
+    assert res.n_groups == 40
+    np.testing.assert_allclose(res.bse, sm_array(ref.bse), rtol=RTOL)
+    np.testing.assert_allclose(res.tvalues, sm_array(ref.tvalues), rtol=RTOL)
+    # a p-value's relative error is about z^2 times that of z: 1e-36 here
+    np.testing.assert_allclose(res.pvalues, sm_array(ref.pvalues), rtol=1e-5)
+
+
+def test_marginal_effects_match_statsmodels(anes):
+    X, y, _, ref, clf = anes
+    me_ref = ref.get_margeff(at="overall", method="dydx")
+    me = inference(clf, X, y).marginal_effects()
+    assert me.term_names == list(X.columns)
+    assert me.classes.tolist() == list(range(7))
+    np.testing.assert_allclose(me.effects, me_ref.margeff.T, rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(me.bse, me_ref.margeff_se.T, rtol=RTOL)
+    np.testing.assert_allclose(me.pvalues, me_ref.pvalues.T, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(me.effects.sum(axis=0), 0, atol=1e-12)  # probabilities sum to 1
+    frame = me.to_frame()
+    assert len(frame) == 7 * 5 and set(frame.columns) >= {"class", "term", "dy_dx", "std_err"}
+    assert "dy/dx" in me.summary()
+
+
+def test_wald_tests_match_statsmodels(anes):
+    X, y, _, ref, clf = anes
+    res = inference(clf, X, y)
+    T = len(res.term_names)
+    # the income coefficients of every class vs 0
+    R = np.zeros((6, res.k_params))
+    R[np.arange(6), np.arange(6) * T + res.term_names.index("income")] = 1
+    expected = ref.wald_test(R, scalar=True)
+    got = res.wald_test("income")
+    assert got.df == 6
+    assert got.statistic == pytest.approx(float(expected.statistic), rel=RTOL)
+    assert got.pvalue == pytest.approx(float(expected.pvalue), rel=RTOL)
+    assert res.wald_test(R=R).statistic == pytest.approx(got.statistic, rel=1e-12)
+    # two terms in two classes, and a general restriction with a value
+    sub = res.wald_test(["age", "educ"], classes=[2.0, 5.0])
+    rows = [1 * T + 2, 1 * T + 3, 4 * T + 2, 4 * T + 3]
+    R2 = np.eye(res.k_params)[rows]
+    assert sub.df == 4
+    assert sub.statistic == pytest.approx(
+        float(ref.wald_test(R2, scalar=True).statistic), rel=RTOL
+    )
+    R3 = np.eye(res.k_params)[[0, T]] - np.eye(res.k_params)[[T, 2 * T]]
+    value = np.array([0.01, -0.02])
+    e3 = ref.wald_test((R3, value), scalar=True)
+    assert res.wald_test(R=R3, value=value).statistic == pytest.approx(
+        float(e3.statistic), rel=RTOL
+    )
+
+
+def test_lr_test_matches_statsmodels(anes):
+    X, y, _, ref, clf = anes
+    cols = ["logpopul", "selfLR", "age", "educ"]
+    ref_small = sm.MNLogit(y, sm.add_constant(X[cols], prepend=False)).fit(disp=0)
+    small = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(X[cols], y)
+    full_res, small_res = inference(clf, X, y), inference(small, X[cols], y)
+    expected = 2 * (ref.llf - ref_small.llf)
+    got = lr_test(full_res, small_res)
+    assert got.df == 6
+    assert got.statistic == pytest.approx(expected, rel=1e-5)
+    from scipy.stats import chi2
+
+    assert got.pvalue == pytest.approx(chi2.sf(expected, 6), rel=1e-5)
+    assert full_res.lr_test(small_res) == got
+    with pytest.raises(ValueError, match="not nested"):
+        lr_test(small_res, full_res)
+    with pytest.raises(ValueError, match="larger model first"):
+        lr_test(full_res, full_res)
+    with pytest.warns(UserWarning, match="not at the optimum"):
+        other_rows = inference(clf, X.iloc[:-10], y.iloc[:-10], check_separation=False)
+    with pytest.raises(ValueError, match="different rows"):
+        lr_test(other_rows, small_res)
+
+
+def test_reference_class(anes):
+    """reference= picks any class; statsmodels needs the labels recoded for it."""
+    X, y, _, _, clf = anes
+    recoded = y.replace(6.0, -1.0)  # 6 sorts first: statsmodels' reference
+    ref = sm.MNLogit(recoded, sm.add_constant(X, prepend=False)).fit(disp=0)
+    res = inference(clf, X, y, reference=6.0)
+    assert res.reference == 6.0
+    assert res.classes.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    np.testing.assert_allclose(res.params, sm_array(ref.params), rtol=RTOL)
+    np.testing.assert_allclose(res.bse, sm_array(ref.bse), rtol=RTOL)
+    # the likelihood does not depend on the reference
+    assert res.llf == pytest.approx(inference(clf, X, y).llf, rel=1e-13)
+
+
+def test_without_intercept_matches_statsmodels(anes):
+    X, y, _, _, _ = anes
+    ref = sm.MNLogit(y, X).fit(disp=0)
+    # without intercept the Newton solver needs tol=1e-15 to get within 1e-10
+    clf = SoftmaxRegression(C=BIG_C, tol=1e-15, fit_intercept=False).fit(X, y)
+    res = inference(clf, X, y)
+    assert "intercept" not in res.term_names
+    np.testing.assert_allclose(res.params, sm_array(ref.params), rtol=RTOL)
+    np.testing.assert_allclose(res.bse, sm_array(ref.bse), rtol=RTOL)
+    assert res.llf == pytest.approx(ref.llf, rel=RTOL)
+
+
+# -- frequency weights ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC0", "HC1", "cluster"])
+def test_integer_weights_equal_duplicated_rows(anes, cov_type):
+    X, y, _, _, _ = anes
+    rng = np.random.default_rng(1)
+    w = rng.integers(0, 4, len(y))  # zeros drop rows
+    groups = rng.integers(0, 30, len(y))
+    Xa, ya = X.to_numpy(), y.to_numpy()
+    rows = np.repeat(np.arange(len(y)), w)
+    kw = {"groups": groups} if cov_type == "cluster" else {}
+    kw_dup = {"groups": groups[rows]} if cov_type == "cluster" else {}
+    weighted = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(Xa, ya, sample_weight=w)
+    dup = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(Xa[rows], ya[rows])
+    a = inference(weighted, Xa, ya, sample_weight=w, cov_type=cov_type, **kw)
+    b = inference(dup, Xa[rows], ya[rows], cov_type=cov_type, **kw_dup)
+    assert a.nobs == b.nobs == w.sum()
+    assert a.n_groups == b.n_groups
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-6)
+    np.testing.assert_allclose(a.bse, b.bse, rtol=1e-6)
+    for name in ("llf", "llnull", "aic", "bic", "df_resid", "llr_pvalue"):
+        assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-6), name
+    me_a, me_b = a.marginal_effects(), b.marginal_effects()
+    np.testing.assert_allclose(me_a.effects, me_b.effects, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(me_a.bse, me_b.bse, rtol=1e-6)
+
+
+# -- penalised fits --------------------------------------------------------------------
+
+
+def test_penalised_covariance_is_inverse_penalised_hessian(anes):
+    """Against the symmetric Hessian of linear_loss, reparametrised by hand."""
+    from softmax.linear_loss import block_hessian
+
+    X, y, _, _, _ = anes
+    Xa, codes = X.to_numpy(), y.to_numpy().astype(int)
+    C = 0.01
+    clf = SoftmaxRegression(C=C, tol=1e-12).fit(Xa, codes)
+    res = inference(clf, Xa, codes)
+    assert res.penalized and "penalised" in res.summary()
+    K, p = clf.coef_.shape
+    q = p + 1
+    coef = np.c_[clf.coef_, clf.intercept_]
+    _, _, H = block_hessian(coef, Xa, codes, None, fit_intercept=True)
+    # objective / C: data Hessian plus (1/C) I on the weights (not the intercepts)
+    H = H + np.diag(np.tile(np.r_[np.ones(p), 0.0], K)) / C
+    # beta_k = theta_k + (b, 0) for k > 0, beta_0 = (b, 0): phi = (theta, b)
+    T = np.zeros((K * q, (K - 1) * q + p))
+    for k in range(K):
+        T[k * q : k * q + p, (K - 1) * q :] = np.eye(p)
+        if k > 0:
+            T[k * q : (k + 1) * q, (k - 1) * q : k * q] = np.eye(q)
+    cov = np.linalg.inv(T.T @ H @ T)[: (K - 1) * q, : (K - 1) * q]
+    np.testing.assert_allclose(res.cov_params(), cov, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(res.params, (coef - coef[0])[1:], rtol=1e-12)
+    assert res.newton_step_se < 1e-3  # the penalised score is zero at the fit
+    with pytest.warns(UserWarning, match="penalised enough"):
+        lr_test(res, inference(SoftmaxRegression(C=C).fit(Xa[:, :4], codes), Xa[:, :4], codes))
+
+
+def test_l1_fits_are_refused(anes):
+    X, y, _, _, _ = anes
+    clf = SoftmaxRegression(C=1.0, l1_ratio=0.5, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # converged or not, the fit is refused
+        clf.fit(X, y)
+    with pytest.raises(ValueError, match="selection") as info:
+        inference(clf, X, y)
+    assert "refit" in str(info.value) and "bootstrap" in str(info.value)
+
+
+# -- separation -------------------------------------------------------------------------
+
+
+def separated_data(seed=0):
+    """Class 2 exactly when x1 > 0.3; classes 0 and 1 overlap."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((300, 3))
+    y = rng.integers(0, 2, 300)
+    y[X[:, 1] > 0.3] = 2
+    return X, y
+
+
+def test_separation_is_detected_and_named():
+    X, y = separated_data()
+    found = check_separation(X, y)
+    assert found.separated and not found.complete  # 0 and 1 overlap: quasi-complete
+    assert found.features == ["x1", "intercept"]
+    assert found.pairs == [(0, 2), (1, 2)]
+    # independent check of the verdict: the fit diverges along x1 as C grows
+    norms = [
+        np.abs(SoftmaxRegression(C=C, max_iter=5000).fit(X, y).coef_[:, 1]).max()
+        for C in (1e2, 1e4, 1e6)
+    ]
+    assert norms[0] * 2 < norms[1] and norms[1] * 1.5 < norms[2]
+    clf = SoftmaxRegression(C=1e6, max_iter=5000).fit(X, y)
+    with pytest.warns(SeparationWarning, match=r"\['x1', 'intercept'\]"):
+        res = inference(clf, X, y)
+    assert "WARNING" in res.summary() and "x1" in res.summary()
+
+
+def test_complete_separation_and_overlap():
+    X = np.arange(6.0)[:, None]
+    found = check_separation(X, [0, 0, 1, 1, 2, 2], feature_names=["dose"])
+    assert found.complete and found.features == ["dose", "intercept"]
+    assert found.pairs == [(0, 1), (0, 2), (1, 2)]
+    rng = np.random.default_rng(3)
+    overlap = check_separation(rng.standard_normal((200, 3)), rng.integers(0, 3, 200))
+    assert not overlap and "overlap" in overlap.message()
+
+
+def test_overlapping_fit_has_no_separation_warning(anes):
+    X, y, _, _, clf = anes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inference(clf, X, y, check_separation=True)
+
+
+# -- input handling ----------------------------------------------------------------------
+
+
+def test_bad_input(anes):
+    X, y, _, _, clf = anes
+    with pytest.raises(NotFittedError):
+        inference(SoftmaxRegression(), X, y)
+    with pytest.raises(TypeError, match="SoftmaxRegression"):
+        inference(object(), X, y)
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(TypeError, match="in memory"):
+        inference(clf, da.from_array(X.to_numpy()), y)
+    with pytest.raises(ValueError, match="features"):
+        inference(SoftmaxRegression().fit(X.to_numpy(), y), X.iloc[:, :3].to_numpy(), y)
+    with pytest.raises(ValueError, match="cluster label per row"):
+        inference(clf, X, y, cov_type="cluster", groups=np.arange(10))
+    with pytest.raises(ValueError, match="needs groups"):
+        inference(clf, X, y, cov_type="cluster")
+    with pytest.raises(ValueError, match="only used by"):
+        inference(clf, X, y, groups=np.arange(len(y)))
+    with pytest.raises(ValueError, match="at least 2 clusters"):
+        inference(clf, X, y, cov_type="cluster", groups=np.zeros(len(y)))
+    with pytest.raises(ValueError, match=r"labels \[9\.0\]"):
+        inference(clf, X, y.replace(6.0, 9.0))
+    with pytest.raises(ValueError, match="one label per row"):
+        inference(clf, X, y.iloc[:-1])
+    with pytest.raises(ValueError, match="cov_type must be one of"):
+        inference(clf, X, y, cov_type="HC3")
+    with pytest.raises(ValueError, match="not one of the classes"):
+        inference(clf, X, y, reference=7.0)
+    with pytest.raises(ValueError, match="Negative"):
+        inference(clf, X, y, sample_weight=-np.ones(len(y)))
+    with pytest.raises(ValueError, match="no rows"):
+        inference(clf, X, y.replace(3.0, 2.0))
+    with pytest.raises(ValueError, match="not a non-reference class"):
+        inference(clf, X, y).wald_test("age", classes=[0.0])
+    with pytest.raises(ValueError, match="Unknown terms"):
+        inference(clf, X, y).wald_test("height")
+    with pytest.raises(ValueError, match="linearly dependent"):
+        res = inference(clf, X, y)
+        inference(clf, X, y).wald_test(R=np.vstack([np.eye(res.k_params)[:1]] * 2))
+    weighted = SoftmaxRegression(C=BIG_C, class_weight="balanced").fit(X, y)
+    with pytest.raises(ValueError, match="HC0"):
+        inference(weighted, X, y)
+    assert np.isfinite(inference(weighted, X, y, cov_type="HC0").bse).all()
+
+
+def test_caller_arrays_are_not_changed(anes):
+    X, y, _, _, _ = anes
+    Xa, ya = X.to_numpy().copy(), y.to_numpy().copy()
+    w = np.ones(len(ya))
+    g = np.arange(len(ya)) % 5
+    before = (Xa.copy(), ya.copy(), w.copy(), g.copy())
+    clf_a = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(Xa, ya)
+    inference(clf_a, Xa, ya, sample_weight=w, cov_type="cluster", groups=g).marginal_effects()
+    for a, b in zip((Xa, ya, w, g), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_singular_information_names_the_terms(anes):
+    X, y, _, _, _ = anes
+    Xd = X.assign(age2=X["age"] * 2.0)  # exactly collinear with age
+    clf = SoftmaxRegression(C=BIG_C).fit(Xd, y)
+    with pytest.raises(ValueError, match="singular") as info:
+        inference(clf, Xd, y, check_separation=False)
+    assert "age" in str(info.value)
+
+
+def test_off_optimum_warning(anes):
+    X, y, _, _, clf = anes
+    shuffled = y.sample(frac=1.0, random_state=0).to_numpy()
+    with pytest.warns(UserWarning, match="not at the optimum"):
+        res = inference(clf, X, shuffled, check_separation=False)
+    assert res.newton_step_se > 1
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC0", "cluster"])
+def test_row_blocks_do_not_change_the_result(anes, monkeypatch, cov_type):
+    """Blocks of 256 rows (4 on anes96, clusters cut across blocks) = one block."""
+    import softmax._information as information
+
+    X, y, _, _, clf = anes
+    groups = np.random.default_rng(2).integers(0, 25, len(y))
+    kw = {"groups": groups} if cov_type == "cluster" else {}
+    one = inference(clf, X, y, cov_type=cov_type, check_separation=False, **kw)
+    monkeypatch.setattr(information, "BLOCK_BYTES", 1)
+    many = inference(clf, X, y, cov_type=cov_type, check_separation=False, **kw)
+    cov = one.cov_params()
+    np.testing.assert_allclose(many.cov_params(), cov, rtol=1e-8, atol=1e-12 * np.abs(cov).max())
+    np.testing.assert_allclose(many.marginal_effects().bse, one.marginal_effects().bse, rtol=1e-10)
+    assert many.llf == pytest.approx(one.llf, rel=1e-13)
+
+
+def test_float32_sparse_and_frame_agree(anes):
+    X, y, _, _, clf = anes
+    base = inference(clf, X, y)
+    clf_a = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(X.to_numpy(), y)
+    dense = inference(clf_a, X.to_numpy(), y)
+    sparse = inference(clf_a, sp.csr_matrix(X.to_numpy()), y)
+    np.testing.assert_allclose(dense.bse, base.bse, rtol=1e-10)
+    np.testing.assert_allclose(sparse.bse, dense.bse, rtol=1e-12)
+    assert dense.term_names[:2] == ["x0", "x1"]
+    X32 = X.to_numpy().astype(np.float32)
+    clf32 = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(X32, y)
+    res32 = inference(clf32, X32, y, check_separation=False)  # computed in float64
+    np.testing.assert_allclose(res32.bse, base.bse, rtol=1e-3)
+
+
+def test_summary_and_frame(anes):
+    X, y, _, ref, clf = anes
+    res = inference(clf, X, y)
+    text = res.summary()
+    assert "PID=1.0" in text and "PID=6.0" in text and "selfLR" in text
+    assert "Reference class:" in text and "Log-Likelihood:" in text and "-1461.9" in text
+    assert text.count("std err") == 6
+    frame = res.to_frame(alpha=0.1)
+    assert list(frame.columns) == [
+        "class", "term", "coef", "std_err", "z", "p_value", "ci_lower", "ci_upper",
+    ]  # fmt: skip
+    assert len(frame) == 36
+    row = frame[(frame["class"] == 4.0) & (frame["term"] == "selfLR")].iloc[0]
+    assert row["coef"] == pytest.approx(ref.params.loc["selfLR", 3], rel=RTOL)
+    assert row["ci_upper"] == pytest.approx(
+        ref.conf_int(alpha=0.1).loc[("4", "selfLR"), "upper"], rel=RTOL
+    )
+    assert isinstance(res, InferenceResults) and "reference=0.0" in repr(res)
+
+
+def test_public_names_in_both_import_orders(anes):
+    """softmax.inference is the function and the module: both must be callable."""
+    import softmax.inference as module
+
+    X, y, _, _, clf = anes
+    assert callable(module) and softmax.inference.lr_test is lr_test
+    assert module(clf, X, y, check_separation=False).k_params == 36
+    assert softmax.inference(clf, X, y, check_separation=False).k_params == 36
+    assert softmax.InferenceResults is InferenceResults
+    # the other order: the package attribute first, then the module import
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, softmax\n"
+        "f = softmax.inference\n"
+        "from softmax.inference import lr_test\n"
+        "X = np.random.default_rng(0).standard_normal((60, 2)); y = np.arange(60) % 3\n"
+        "clf = softmax.SoftmaxRegression().fit(X, y)\n"
+        "assert softmax.inference is f and f(clf, X, y).k_params == 6\n"
+        "import softmax.inference as m\n"
+        "assert m.lr_test is lr_test and m(clf, X, y).k_params == 6\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
