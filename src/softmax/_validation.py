@@ -33,6 +33,7 @@ __all__ = [
     "class_weight_vector",
     "encode_labels",
     "encode_with_classes",
+    "labelled_rows",
     "row_weights",
     "validate_data",
 ]
@@ -400,3 +401,44 @@ def check_class_totals(classes: np.ndarray, totals: np.ndarray, *, stacklevel: i
             UserWarning,
             stacklevel=stacklevel,
         )
+
+
+def labelled_rows(
+    estimator: Any,
+    X: Any,
+    y: Any,
+    sample_weight: Any,
+    class_weight: Mapping[Any, float] | str | None,
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """In-memory rows, labels and row weights of a classifier's ``fit``, validated.
+
+    ``validate_data`` (float64 or float32, CSR for sparse, C order), the
+    labels encoded, at least two classes, then :func:`row_weights`. The
+    caller checks the class totals (its own message and warnings).
+
+    Returns
+    -------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+        The labels as validated.
+    classes : ndarray of shape (n_classes,)
+    codes : ndarray of shape (n_samples,)
+    weights : ndarray of shape (n_samples,), float64
+    """
+    X, y = validate_data(
+        estimator,
+        X,
+        y,
+        accept_sparse="csr",
+        dtype=(np.float64, np.float32),
+        order="C",
+        y_numeric=False,
+        multi_output=False,
+    )
+    classes, codes = encode_labels(y)
+    if len(classes) < 2:
+        raise ValueError(
+            f"{type(estimator).__name__} needs samples of at least 2 classes in the data, "
+            f"but the data contain only one class: {classes.tolist()}."
+        )
+    return X, y, classes, codes, row_weights(codes, classes, sample_weight, class_weight)

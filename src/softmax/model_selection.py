@@ -44,6 +44,7 @@ from softmax._validation import (
     check_int_at_least,
     check_sample_weight,
     encode_labels,
+    labelled_rows,
     row_weights,
     validate_data,
 )
@@ -85,17 +86,6 @@ def _c_grid(Cs: int | Sequence[float] | np.ndarray, name: str = "Cs") -> np.ndar
 
 
 # -- the smallest C -------------------------------------------------------------
-
-
-def _row_weights(
-    codes: np.ndarray,
-    n_classes: int,
-    sample_weight: Any,
-    class_weight: Any,
-    classes: np.ndarray,
-) -> np.ndarray:
-    """``s_i = sample_weight_i * class_weight[y_i]``, float64 of shape (n_samples,)."""
-    return row_weights(codes, classes, sample_weight, class_weight)
 
 
 def _null_gradient(
@@ -199,7 +189,7 @@ def min_c(
         )
     _refuse_external(X, "min_c")
     X, codes, classes = _check_xy(X, y)
-    weights = _row_weights(codes, len(classes), sample_weight, class_weight, classes)
+    weights = row_weights(codes, classes, sample_weight, class_weight)
     D = _null_gradient(X, codes, weights, len(classes), bool(fit_intercept))
     top = float(np.abs(D).max(initial=0.0))
     if not top > 0:
@@ -830,24 +820,8 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
             raise ValueError(f"select must be one of {list(SELECT_RULES)}; got {self.select!r}.")
         params = self._fold_params()
         _refuse_external(X, "SoftmaxRegressionCV")
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse="csr",
-            dtype=_FLOAT_DTYPES,
-            order="C",
-            y_numeric=False,
-            multi_output=False,
-        )
-        classes, codes = encode_labels(y)
-        if len(classes) < 2:
-            raise ValueError(
-                "SoftmaxRegressionCV needs samples of at least 2 classes in the data, but "
-                f"the data contain only one class: {classes.tolist()}."
-            )
+        X, y, classes, codes, weights = labelled_rows(self, X, y, sample_weight, self.class_weight)
         sw = None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
-        weights = _row_weights(codes, len(classes), sw, self.class_weight, classes)
         if not (np.bincount(codes, weights=weights, minlength=len(classes)) > 0).sum() >= 2:
             raise ValueError(
                 "SoftmaxRegressionCV needs at least 2 classes with positive total weight; "

@@ -45,7 +45,7 @@ from softmax._validation import (
     class_weight_vector,
     encode_labels,
     encode_with_classes,
-    row_weights,
+    labelled_rows,
     validate_data,
 )
 from softmax.backends import external_backend, is_dask_collection
@@ -331,23 +331,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self, X: Any, y: Any, sample_weight: Any, params: dict[str, Any]
     ) -> tuple[Any, Any]:
         """Validate in-memory rows and labels; return ``(InMemoryData, X)``."""
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse="csr",
-            dtype=_FLOAT_DTYPES,
-            order="C",
-            y_numeric=False,
-            multi_output=False,
-        )
-        classes, codes = encode_labels(y)
-        if len(classes) < 2:
-            raise ValueError(
-                "SoftmaxRegression needs samples of at least 2 classes in the data, but "
-                f"the data contain only one class: {classes.tolist()}."
-            )
-        weights = row_weights(codes, classes, sample_weight, self.class_weight)
+        X, y, classes, codes, weights = labelled_rows(self, X, y, sample_weight, self.class_weight)
         check_class_totals(classes, np.bincount(codes, weights=weights, minlength=len(classes)))
 
         from softmax.backends.memory import InMemoryData
