@@ -517,9 +517,9 @@ def _data():
 @pytest.mark.parametrize(
     ("params", "change", "match"),
     [
-        ({"C": 0.0}, None, "C must be a finite number > 0"),
-        ({"C": -1.0}, None, "C must be a finite number > 0"),
-        ({"C": np.inf}, None, "C must be a finite number > 0"),
+        ({"C": 0.0}, None, "C must be a number > 0"),
+        ({"C": -1.0}, None, "C must be a number > 0"),
+        ({"C": "1"}, None, r"C must be a number > 0 \(np.inf for no penalty\)"),
         ({"l1_ratio": 1.5}, None, r"l1_ratio must be a number in \[0, 1\]"),
         ({"l1_ratio": -0.1}, None, r"l1_ratio must be a number in \[0, 1\]"),
         ({"solver": "liblinear"}, None, "solver must be one of .*'lbfgs'.*'newton-cholesky'"),

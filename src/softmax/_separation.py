@@ -48,7 +48,29 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["SeparationResult", "SeparationWarning", "lp_size", "separation_lp"]
+__all__ = [
+    "AUTO_MAX_NNZ",
+    "NEARLY_UNPENALISED",
+    "SeparationResult",
+    "SeparationWarning",
+    "lp_size",
+    "separation_lp",
+]
+
+#: Automatic checks (after an unpenalised fit, in ``inference``) build a
+#: separation program only when its constraint matrix has at most this many
+#: non-zeros: a fraction of a second with HiGHS; the time grows much faster
+#: than the size, to minutes at a few million. The program is first tried on
+#: a subset of the rows (see :func:`separation_lp`), so large data that
+#: overlap are still certified when a subset of ``max(1000, 4 K (p + 1))``
+#: rows is small enough.
+AUTO_MAX_NNZ = 500_000
+#: ``SoftmaxRegression.fit`` checks separation when ``C = inf`` or when
+#: ``C * sum(sample_weight)`` is at least this: an L2 penalty that weak
+#: (below 1e-8 of the loss of an average row per unit squared coefficient)
+#: changes nothing but the coefficients along a separating direction, which
+#: it alone keeps finite.
+NEARLY_UNPENALISED = 1e8
 
 #: Relative tolerance below which a margin or coefficient counts as zero.
 _TOL = 1e-7

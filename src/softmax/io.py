@@ -425,6 +425,19 @@ def _read_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
     for key, value in params.items():
         if key == "class_weight":
             params[key] = _decode_class_weight(value, meta["classes"]["dtype"], classes, name)
+        elif key == "reference_class":
+            params[key] = _decode_reference(
+                value, meta["classes"]["dtype"], classes, coef, intercept, name
+            )
+        elif key == "C":
+            C = _from_json(value)
+            # C = inf (no penalty) is stored as {"float": "inf"}: JSON has no infinity
+            if not isinstance(C, (int, float)) or isinstance(C, bool) or not C > 0:
+                raise _corrupt(
+                    name, "params.C", f"expected a number > 0 or {{\"float\": \"inf\"}}, got "
+                    f"{json.dumps(value)[:60]}",
+                )  # fmt: skip
+            params[key] = C
         elif isinstance(value, (list, dict)) and _from_json(value) is value:
             raise _corrupt(
                 name,
@@ -462,6 +475,33 @@ _TRAINING_TYPES: dict[str, Any] = {
     "n_passes": int,
     "solver": str,
 }
+
+
+def _decode_reference(
+    value: Any,
+    dtype: Any,
+    classes: np.ndarray,
+    coef: np.ndarray,
+    intercept: np.ndarray,
+    name: str,
+) -> Any:
+    """``params.reference_class``: null, or a class whose coefficients are all zero."""
+    field = "params.reference_class"
+    if value is None:
+        return None
+    label = _decode_labels(dtype, [value], name, field)[0]
+    hits = np.flatnonzero(classes == label)
+    if hits.size != 1:
+        raise _corrupt(name, field, f"{_show([label.item()])} is not a class of the model")
+    k = int(hits[0])
+    if np.any(coef[k] != 0) or np.any(intercept[k] != 0):
+        raise _corrupt(
+            name,
+            field,
+            f"class {label.item()!r} is the reference class, but its coefficients or "
+            "intercept are not zero",
+        )
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _decode_class_weight(value: Any, dtype: Any, classes: np.ndarray, name: str) -> Any:

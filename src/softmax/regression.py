@@ -16,7 +16,10 @@ by minimising scikit-learn's ``LogisticRegression`` objective
     + \frac{1 - \rho}{2} \lVert W \rVert_F^2 + \rho \lVert W \rVert_1,
 
 where ``s_i = sample_weight_i * class_weight[y_i]``, ``rho = l1_ratio`` and the
-intercept ``b`` is not penalised. This module only does what an estimator
+intercept ``b`` is not penalised; ``C = inf`` drops the penalty (the
+maximum-likelihood fit). With ``reference_class`` one class's coefficients
+are fixed at zero (the baseline-category form of statsmodels' ``MNLogit``).
+This module only does what an estimator
 does: it checks parameters and data, encodes labels, folds the weights into
 one per row, hands a :class:`~softmax.backends.RowData` to
 :func:`softmax.solvers.solve`, and turns coefficients into predictions.
@@ -40,7 +43,6 @@ from softmax._validation import (
     check_finite_input,
     check_in_range,
     check_int_at_least,
-    check_positive,
     check_sample_weight,
     class_weight_vector,
     encode_labels,
@@ -73,7 +75,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     ----------
     C : float, default=1.0
         Inverse regularisation strength, > 0: the summed loss is multiplied by
-        ``C``. Larger ``C`` fits the training data more closely.
+        ``C``. Larger ``C`` fits the training data more closely; ``np.inf``
+        (scikit-learn's spelling) drops the penalty: the maximum-likelihood
+        fit, which exists only when the classes overlap (see Warns).
     l1_ratio : float, default=0.0
         Elastic-net mixing in [0, 1]: 0 is the L2 (ridge) penalty
         ``||W||_F^2 / 2``, 1 the L1 (lasso) penalty ``||W||_1``. The intercept
@@ -111,6 +115,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         the fraction of a Newton step of its preconditioner).
     batch_size : int, default=256
         Most rows per update of ``solver="sgd"`` and :meth:`partial_fit`.
+    reference_class : label or None, default=None
+        A class whose coefficients and intercept are fixed at zero: the
+        baseline-category parametrisation of statsmodels' ``MNLogit`` and R's
+        ``nnet::multinom``, in which every other row of ``coef_`` holds the
+        log-odds against that class. None: the symmetric parametrisation
+        (one free weight vector per class). With ``C=np.inf`` both give the
+        same probabilities; with a penalty the penalty falls on the other
+        classes' weights only, a different model (``docs/regression.md``).
 
     Attributes
     ----------
@@ -118,7 +130,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Weights ``W``, float32 when fitted on float32 data, else float64.
     intercept_ : ndarray of shape (n_classes,)
         Intercepts ``b``, centred to sum to 0 (the model is unchanged by a
-        common shift); zeros when ``fit_intercept=False``.
+        common shift; with ``C=np.inf`` the weights are centred the same
+        way), or with ``reference_class`` not centred and 0 for that class;
+        zeros when ``fit_intercept=False``.
     classes_ : ndarray of shape (n_classes,)
         The sorted distinct labels; column ``k`` of ``predict_proba`` is
         ``classes_[k]``.
@@ -136,6 +150,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Passes over the data (loss/gradient evaluations and Hessian products).
     solver_ : str
         The solver used (``"auto"`` resolved).
+    separation_ : SeparationResult or None
+        The separation check of an unpenalised (or nearly unpenalised: ``C *
+        sum(sample_weight) >= 1e8``) fit on rows in memory (see Warns), or
+        None when it was not run.
+
+    Warns
+    -----
+    SeparationWarning
+        When a fit with ``C=np.inf`` or a negligible penalty is on separated
+        data (some combination of the features puts the classes on their own
+        sides of a hyperplane): the maximum-likelihood estimate does not
+        exist and the coefficients along the separating direction grow
+        without bound (or are set by the tiny penalty alone). The warning
+        names the classes and features; for ``C=np.inf`` ``converged_`` is
+        then False. See :func:`softmax.check_separation`.
+    ConvergenceWarning
+        When the solver stopped at ``max_iter``.
 
     See Also
     --------
@@ -182,6 +213,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         optimizer: str = "auto",
         learning_rate: float | str = "auto",
         batch_size: int = 256,
+        reference_class: Any = None,
     ) -> None:
         self.C = C
         self.l1_ratio = l1_ratio
@@ -196,6 +228,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.batch_size = batch_size
+        self.reference_class = reference_class
 
     def __sklearn_tags__(self):  # -> sklearn.utils.Tags (sklearn >= 1.6)
         tags = super().__sklearn_tags__()
@@ -217,7 +250,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"fit_intercept must be True or False; got {self.fit_intercept!r}.")
         tol, _ = check_stopping(self.tol, 0)
         return {
-            "C": check_positive(self.C, "C"),
+            "C": _check_C(self.C),
             "l1_ratio": check_in_range(self.l1_ratio, "l1_ratio", 0.0, 1.0),
             "tol": tol,
             "max_iter": check_int_at_least(self.max_iter, "max_iter", 1),
@@ -280,12 +313,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         from softmax.solvers import Problem, resolve_solver
 
+        reference = self._reference_code(data.classes)
         problem = Problem(
             data,
             C=params["C"],
             l1_ratio=params["l1_ratio"],
             verbose=params["verbose"],
             random_state=self.random_state,
+            reference=reference,
         )
         solver = resolve_solver(self.solver, problem)
         if solver.name == "sgd":
@@ -302,8 +337,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             callback=callback,
         )
 
+        separation = self._check_separation(data, result, params, reference, feature_names)
+
         # Only now, with a result in hand, replace the fitted state.
-        self._set_coef(result.coef, int(data.n_features), data.dtype)
+        self._set_coef(result.coef, int(data.n_features), data.dtype, reference)
         self.classes_ = np.asarray(data.classes)
         self.n_features_in_ = int(data.n_features)
         if feature_names is not None:
@@ -315,17 +352,94 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.converged_ = bool(result.converged)
         self.n_passes_ = int(result.n_passes)
         self.solver_ = solver.name
+        self.separation_ = separation
+        if separation is not None and separation.separated and not np.isfinite(params["C"]):
+            # the likelihood has no maximum: nothing the solver stopped at is one
+            self.converged_ = False
         # partial_fit after fit continues with fit's penalty strength, which
         # is relative to the weight of the rows fit has seen.
         self._fit_weight_sum_ = float(data.weight_sum)
         self._fit_n_samples_ = int(data.n_samples)
-        if not self.converged_:
+        if separation is not None and separation.separated:
+            from softmax._separation import SeparationWarning
+
+            warnings.warn(
+                _separation_advice(separation, params["C"]), SeparationWarning, stacklevel=2
+            )
+        elif not result.converged:
             warnings.warn(
                 self._convergence_advice(result, solver.name, params, X_checked),
                 ConvergenceWarning,
                 stacklevel=2,
             )
         return self
+
+    def _reference_code(self, classes: Any) -> int | None:
+        """The code of ``reference_class`` among ``classes`` (None when not set).
+
+        Raises
+        ------
+        ValueError
+            When ``reference_class`` is not one of the classes.
+        """
+        if self.reference_class is None:
+            return None
+        classes = np.asarray(classes)
+        wanted = _py(self.reference_class)
+        hit = [k for k, c in enumerate(classes.tolist()) if c == wanted]
+        if not hit:
+            raise ValueError(
+                f"reference_class={self.reference_class!r} is not one of the classes "
+                f"{classes.tolist()}; pass one of them (or None for the symmetric form)."
+            )
+        return hit[0]
+
+    def _check_separation(
+        self, data: Any, result: Any, params: dict[str, Any], reference: int | None, names: Any
+    ) -> Any:
+        """The separation check of an (almost) unpenalised fit, or None.
+
+        Runs when ``C = inf`` or ``C * sum(s) >= NEARLY_UNPENALISED`` and the
+        rows are in memory: the linear programs of
+        :func:`softmax._separation.separation_lp` (first on a subset of the
+        rows, skipped when too large). When they are skipped, the cheap
+        signal of complete separation is used: a data term near zero (every
+        row fitted with certainty), which only separated data allow.
+        """
+        from softmax._separation import (
+            AUTO_MAX_NNZ,
+            NEARLY_UNPENALISED,
+            SeparationResult,
+            separation_lp,
+        )
+
+        C = params["C"]
+        if np.isfinite(C) and C * float(data.weight_sum) < NEARLY_UNPENALISED:
+            return None
+        fi = bool(data.fit_intercept)
+        ref = 0 if reference is None else reference
+        from softmax.backends.memory import InMemoryData
+
+        found = None
+        if isinstance(data, InMemoryData):
+            terms = (
+                [f"x{j}" for j in range(data.n_features)]
+                if names is None
+                else [str(n) for n in names]
+            )
+            found = separation_lp(
+                data.X, data.y, data.weights, np.asarray(data.classes), ref,
+                [*terms, "intercept"] if fi else terms, fit_intercept=fi, max_nnz=AUTO_MAX_NNZ,
+            )  # fmt: skip
+        if found is None and np.isfinite(result.objective):
+            # the loss per unit of weight, of order log(K) at the start: near
+            # zero only when every row is fitted with certainty
+            data_term = result.objective if not np.isfinite(C) else None
+            if data_term is not None and data_term < 1e-6 * float(data.weight_sum):
+                found = SeparationResult(
+                    True, complete=True, reference=_py(np.asarray(data.classes)[ref])
+                )
+        return found
 
     def _in_memory_data(
         self, X: Any, y: Any, sample_weight: Any, params: dict[str, Any]
@@ -393,20 +507,25 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             coef[:, p] = self.intercept_
         return coef
 
-    def _set_coef(self, coef: np.ndarray, n_features: int, dtype: Any) -> None:
+    def _set_coef(
+        self, coef: np.ndarray, n_features: int, dtype: Any, reference: int | None = None
+    ) -> None:
         """Publish a solver's ``(n_classes, n_features + fit_intercept)`` coefficients.
 
         ``coef_`` in ``dtype`` (float32 rows give a float32 model), and
-        ``intercept_`` centred to sum to zero (zeros without intercept).
+        ``intercept_`` centred to sum to zero (zeros without intercept), or,
+        with a reference class (code ``reference``), as they are: that
+        class's row is zero.
         """
         dt = np.float32 if np.dtype(dtype) == np.float32 else np.float64
         self.coef_ = np.ascontiguousarray(coef[:, :n_features], dtype=dt)
         if coef.shape[1] > n_features:
             intercept = np.array(coef[:, n_features], dtype=np.float64)
-            # Adding a constant to every class's intercept leaves the model
-            # unchanged and the intercept is unpenalised; report the centred
-            # representative so that results do not depend on the solver.
-            intercept -= intercept.mean()
+            if reference is None:
+                # Adding a constant to every class's intercept leaves the model
+                # unchanged and the intercept is unpenalised; report the centred
+                # representative so that results do not depend on the solver.
+                intercept -= intercept.mean()
             self.intercept_ = intercept.astype(dt)
         else:
             self.intercept_ = np.zeros(coef.shape[0], dtype=dt)
@@ -437,7 +556,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if params["C"] >= 1e3:
             advice.append(
                 f"decrease C (now {params['C']:g}): with little regularisation, data that "
-                "are (nearly) separable push the coefficients towards infinity"
+                "are (nearly) separable push the coefficients towards infinity "
+                "(softmax.check_separation(X, y) tells)"
             )
         message = getattr(result, "message", "")
         detail = f" ({message})" if message else ""
@@ -504,6 +624,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             multi_output=False,
         )
         classes_ = wanted if first else self.classes_
+        reference = self._reference_code(classes_)
         codes = encode_with_classes(y, classes_)
         weights = check_sample_weight(sample_weight, X.shape[0])
         weights *= class_weight_vector(self.class_weight, classes_)[codes]
@@ -517,8 +638,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             C=params["C"],
             l1_ratio=params["l1_ratio"],
             batch_size=params["batch_size"],
+            reference=reference,
         )
-        self._set_coef(coef, X.shape[1], X.dtype)
+        self._set_coef(coef, X.shape[1], X.dtype, reference)
         # what partial_fit last published: a later fit replaces it, and the
         # next call then starts afresh from fit's model
         self._partial_fit_coef = self.coef_
@@ -741,6 +863,40 @@ def _predict_dask(estimator: SoftmaxRegression, X: Any, method: str, **kwargs: A
             "with `pip install softmax[dask]`."
         ) from exc
     return predict_dask(estimator, X, method, **kwargs)
+
+
+def _check_C(C: Any) -> float:
+    """``C`` as a float; ValueError unless it is a number > 0 (``np.inf``: no penalty)."""
+    if (
+        isinstance(C, (bool, np.bool_))
+        or not isinstance(C, (int, float, np.integer, np.floating))
+        or not C > 0
+    ):
+        raise ValueError(f"C must be a number > 0 (np.inf for no penalty); got {C!r}.")
+    return float(C)
+
+
+def _py(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _separation_advice(found: Any, C: float) -> str:
+    """The SeparationWarning text of a fit (the check's message, or the cheap signal's)."""
+    if found.features:
+        text = found.message()
+    else:
+        text = (
+            "The fitted loss is nearly zero: every row is fitted with certainty, which "
+            "only separated data allow (the separation linear program was too large to "
+            "run; softmax.check_separation(X, y) runs it and names the features). The "
+            "maximum-likelihood estimate does not exist."
+        )
+    if np.isfinite(C):
+        text += (
+            f" This fit's penalty is negligible (C={C:g}): the coefficients along the "
+            "separating direction are set by it alone."
+        )
+    return "SoftmaxRegression: " + text
 
 
 def _badly_scaled(X: Any) -> bool:

@@ -116,9 +116,25 @@ class Objective:
             self.l1_ratio, fit_intercept=data.fit_intercept, strength=strength
         )
         self.shape = data.coef_shape
+        #: the row of ``coef`` fixed at zero (the reference class), or None
+        self.fixed_row: int | None = problem.reference
         #: the feature factor of the Kronecker preconditioner, once per objective
         #: (the rows are fixed): see softmax.solvers._preconditioners
         self.feature_factor: Any = None
+
+    # -- the reference class: the solvers see only the free rows ------------------
+    def restrict(self, V: np.ndarray) -> np.ndarray:
+        """Zero the fixed row of ``V`` (shape of ``coef``) in place and return it.
+
+        Applied to every gradient, Hessian product and Hessian this objective
+        returns, so that a solver's steps never move the fixed row: its
+        directions are combinations of restricted gradients, and every
+        preconditioner keeps a zero row zero (see
+        :mod:`softmax.solvers._preconditioners`).
+        """
+        if self.fixed_row is not None:
+            V[self.fixed_row] = 0.0
+        return V
 
     # -- smooth part: data term plus the L2 part of the penalty ----------------
     def smooth(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
@@ -127,7 +143,7 @@ class Objective:
         f = loss * self.loss_scale + self.penalty.smooth_value(coef)
         grad *= self.loss_scale
         self.penalty.add_smooth_gradient(coef, grad)
-        return f, grad
+        return f, self.restrict(grad)
 
     def smooth_value(self, coef: np.ndarray) -> float:
         """Smooth part of ``f`` alone (one pass, no gradient product)."""
@@ -143,13 +159,16 @@ class Objective:
         self.penalty.add_smooth_gradient(coef, grad)
         pen = self.penalty
         s = self.loss_scale
+        fixed = self.fixed_row
 
         def hessp(V: np.ndarray) -> np.ndarray:
+            if fixed is not None and np.any(V[fixed]):  # P H P: the free rows only
+                V = self.restrict(np.array(V, dtype=np.float64))
             out = hp(V)
             out *= s
-            return pen.add_smooth_hessp(V, out)
+            return self.restrict(pen.add_smooth_hessp(V, out))
 
-        return f, grad, hessp
+        return f, self.restrict(grad), hessp
 
     def smooth_hessian(self, coef: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """Smooth ``f``, gradient, and full Hessian (C-order flattening of ``coef``)."""
@@ -159,7 +178,17 @@ class Objective:
         self.penalty.add_smooth_gradient(coef, grad)
         H *= self.loss_scale
         H[np.diag_indices_from(H)] += self.penalty.smooth_hessian_diagonal(self.shape)
-        return f, grad, H
+        if self.fixed_row is not None:
+            # P H P on the free rows, and a positive diagonal on the fixed row's
+            # entries (their gradient is zero, so Newton steps leave them at 0)
+            q = self.shape[1]
+            rows = slice(self.fixed_row * q, (self.fixed_row + 1) * q)
+            diag = np.diag(H)
+            unit = float(diag[diag > 0].mean()) if np.any(diag > 0) else 1.0
+            H[rows, :] = 0.0
+            H[:, rows] = 0.0
+            H[rows, rows] = unit * np.eye(q)
+        return f, self.restrict(grad), H
 
     def nonsmooth(self, coef: np.ndarray) -> float:
         """The L1 part of ``f``."""
@@ -169,17 +198,34 @@ class Objective:
         """``F`` from ``f``."""
         return f * self.scale
 
-    def intercept_direction(self) -> np.ndarray | None:
-        """Unit vector adding the same constant to every intercept, or None.
+    def null_space(self) -> np.ndarray | None:
+        """Orthonormal rows spanning the directions along which ``f`` is flat, or None.
 
-        The objective is flat along it (softmax is shift-invariant and the
-        intercept is unpenalised): the Hessian is singular there.
+        Softmax ignores a vector added to every class's coefficients, so the
+        data term is flat along ``1 (x) v``. With an L2 penalty only the
+        intercepts' shift (``v = e_intercept``) stays flat (the intercept is
+        unpenalised); without a penalty (``C = inf``) every column's shift
+        does; with a fixed reference row none does. The Hessian is singular
+        along these directions and the gradient orthogonal to them.
+
+        Returns
+        -------
+        ndarray of shape (n_null, n_coef) or None
+            Rows are C-order flattenings of ``coef``-shaped directions.
         """
-        if not self.data.fit_intercept:
+        if self.fixed_row is not None:
             return None
-        u = np.zeros(self.shape)
-        u[:, -1] = 1.0 / math.sqrt(self.shape[0])
-        return u
+        K, q = self.shape
+        if self.problem.penalised:
+            if not self.data.fit_intercept:
+                return None
+            cols = [q - 1]
+        else:
+            cols = list(range(q))
+        U = np.zeros((len(cols), K, q))
+        for i, j in enumerate(cols):
+            U[i, :, j] = 1.0 / math.sqrt(K)
+        return U.reshape(len(cols), K * q)
 
 
 class Monitor:
@@ -222,7 +268,15 @@ class Monitor:
         if self.verbose:
             print(f"[{self.name}] {message}", flush=True)
         coef = np.array(coef, dtype=np.float64, order="C")
-        if self.objective.data.fit_intercept:
+        obj = self.objective
+        if obj.fixed_row is not None:
+            coef[obj.fixed_row] = 0.0  # kept there by every step; exact zeros
+        elif not obj.problem.penalised:
+            # No penalty: the objective is flat along the same vector added to
+            # every class's coefficients; report the representative whose
+            # coefficients sum to zero over the classes, whatever the path.
+            coef -= coef.mean(axis=0)
+        elif obj.data.fit_intercept:
             # The objective is flat along an equal shift of all intercepts;
             # report the representative with intercepts summing to zero (what
             # scikit-learn's solvers return), whatever path the solver took.
@@ -295,7 +349,11 @@ def f_noise_level(data: RowData) -> float:
 
 
 def initial_coef(problem: Problem, coef0: np.ndarray | None) -> np.ndarray:
-    """A float64 C-contiguous copy of ``coef0`` checked against the problem, or zeros."""
+    """A float64 C-contiguous copy of ``coef0`` checked against the problem, or zeros.
+
+    With a reference class the reference row is subtracted from every row
+    (the same probabilities, the reference row at zero).
+    """
     shape = problem.coef_shape
     if coef0 is None:
         return np.zeros(shape, dtype=np.float64)
@@ -307,6 +365,9 @@ def initial_coef(problem: Problem, coef0: np.ndarray | None) -> np.ndarray:
         )
     if not np.all(np.isfinite(coef)):
         raise ValueError("coef0 contains NaN or inf")
+    if problem.reference is not None:
+        # the same probabilities with the reference row at zero
+        coef -= coef[problem.reference]
     return coef
 
 

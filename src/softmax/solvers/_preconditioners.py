@@ -31,6 +31,14 @@ Along ``1 (x) v`` (the same vector added to every class) the data term is
 flat: ``A``'s all-ones eigenvector is split off exactly with eigenvalue 0,
 leaving the L2 curvature there. Along the equal shift of all intercepts the
 objective is flat too and any scale serves: the mean class curvature is used.
+
+With a reference class (a row of ``coef`` fixed at zero; the objective
+restricts every gradient to the other rows) each preconditioner keeps a zero
+row zero: the diagonal one acts row by row, and the Kronecker one uses the
+class factor of the free rows (``A`` without the fixed row and column, which
+has no flat direction), with the fixed row's unit vector split off. The
+solvers' directions, combinations of restricted gradients and preconditioned
+ones, so never move the fixed row.
 """
 
 from __future__ import annotations
@@ -211,7 +219,9 @@ class FeatureBasis:
         return self._map(V, self.QT)
 
 
-def _class_factor(K: int, A: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _class_factor(
+    K: int, A: np.ndarray | None, fixed: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(Ua, la, inv_b)``: eigenvectors and -values of the class factor, intercept block.
 
     ``A`` None is the class curvature at equal probabilities, ``(I - 11^T/K)
@@ -220,10 +230,27 @@ def _class_factor(K: int, A: np.ndarray | None) -> tuple[np.ndarray, np.ndarray,
     rounding cannot invent curvature there. ``inv_b`` inverts ``A`` on the
     intercepts, with the mean positive eigenvalue along the all-ones shift
     (where the objective is flat and any scale serves).
+
+    With ``fixed`` (a reference class: that row of ``coef`` is held at zero)
+    the factor is that of the free rows, ``A`` without row and column
+    ``fixed`` (positive definite: no flat direction is left), and the fixed
+    row's unit vector is the split-off last column instead; every block of
+    ``M`` then maps a vector whose fixed row is zero to another such vector.
     """
     if A is None:
         A = (np.eye(K) - 1.0 / K) / K
     A = 0.5 * (A + A.T)
+    if fixed is not None:
+        free = np.flatnonzero(np.arange(K) != fixed)
+        la, V = np.linalg.eigh(A[np.ix_(free, free)])
+        Ua = np.zeros((K, K))
+        Ua[np.ix_(free, np.arange(K - 1))] = V
+        Ua[fixed, K - 1] = 1.0
+        la = np.append(np.maximum(la, 0.0), 0.0)
+        lab = la.copy()
+        pos = lab > 0
+        lab[~pos] = lab[pos].mean() if pos.any() else 1.0
+        return Ua, la, (Ua / lab) @ Ua.T
     ones = np.full((K, 1), 1.0 / math.sqrt(K))
     Q = np.linalg.qr(np.hstack([ones, np.eye(K)[:, : K - 1]]))[0][:, 1:]
     la, V = np.linalg.eigh(Q.T @ A @ Q)
@@ -471,7 +498,7 @@ def kronecker(objective: Any, coef: np.ndarray | None = None) -> Precond | None:
     A = None
     if coef is not None and Capability.CLASS_CURVATURE in data.capabilities:
         A = np.asarray(data.class_curvature(coef), dtype=np.float64)
-    Ua, la, inv_b = _class_factor(K, A)
+    Ua, la, inv_b = _class_factor(K, A, objective.fixed_row)
     kron = Kronecker(
         Ua,
         la,
@@ -533,6 +560,7 @@ def damped_kronecker(
     fit_intercept: bool,
     *,
     sample: tuple[np.ndarray, np.ndarray | None] | None = None,
+    fixed: int | None = None,
 ) -> Kronecker:
     """The damped Kronecker preconditioner of the ``"vr"`` steps.
 
@@ -555,6 +583,9 @@ def damped_kronecker(
         Instead of ``second``: ``m < p`` rows (dense) and their weights,
         whose ``m x m`` Gram matrix gives the eigenvectors more cheaply (the
         other ``p - m`` eigenvalues are 0).
+    fixed : int, optional
+        The row of ``coef`` held at zero (a reference class): the class
+        factor is that of the other rows (see :func:`_class_factor`).
 
     Returns
     -------
@@ -567,7 +598,7 @@ def damped_kronecker(
     K = n_classes
     mu = np.array(mean, dtype=np.float64) if fit_intercept else None
     p = mean.shape[0]
-    Ua, la, inv_b = _class_factor(K, None)
+    Ua, la, inv_b = _class_factor(K, None, fixed)
     if second is not None and second.ndim == 1:
         lam = np.maximum(second, 0.0)
         delta = damping(lam, VR_DIM_FRACTION_DIAGONAL * max(1, rows))

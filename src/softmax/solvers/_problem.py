@@ -18,10 +18,20 @@ The objective is scikit-learn's ``LogisticRegression`` objective
               + \\frac{1 - \\rho}{2} \\lVert W \\rVert_F^2 + \\rho \\lVert W \\rVert_1 .
 
 ``C = inf`` is the unpenalised problem (the penalty term vanishes and ``F``
-is reported as the data term alone). It is accepted here so that statistics
-on the maximum-likelihood fit can use the same road; without a penalty the
-symmetric parametrisation is not identifiable (adding one vector to every
-class's weights changes nothing), which a reference class will settle.
+is reported as the data term alone). Without a penalty the symmetric
+parametrisation is not identifiable: adding one vector to every class's
+coefficients changes nothing. Solvers then return the representative whose
+coefficients sum to zero over the classes (column by column), or, with a
+*reference class*, the one whose reference row is zero.
+
+A reference class (``reference``, a class code) fixes one row of ``coef`` at
+zero: the baseline-category parametrisation of statsmodels' ``MNLogit`` and
+R's ``nnet::multinom``, in which the other rows are log-odds against that
+class. It is handled once, in :class:`~softmax.solvers._base.Objective`:
+gradients, Hessian products and Hessians are restricted to the free rows and
+every preconditioner keeps the fixed row's zeros, so each solver, unchanged,
+works on the free rows only. The penalty, being a sum over rows, then falls
+on the free rows alone.
 """
 
 from __future__ import annotations
@@ -54,12 +64,17 @@ class Problem:
         Progress lines (and bars, for the stochastic solver) when > 0.
     random_state : int, numpy.random.Generator or None, default None
         Randomness of the stochastic solver (shuffles); unused by the others.
+    reference : int or None, default None
+        Code of the reference class: its row of ``coef`` (weights and
+        intercept) is fixed at zero and the solvers work on the other rows.
+        None: the symmetric parametrisation (one free row per class).
 
     Raises
     ------
     ValueError
         For a ``C`` that is not a positive number, an ``l1_ratio`` outside
-        [0, 1], or rows whose weights sum to zero.
+        [0, 1], a ``reference`` that is not a class code, or rows whose
+        weights sum to zero.
 
     Examples
     --------
@@ -76,6 +91,7 @@ class Problem:
     l1_ratio: float = 0.0
     verbose: int = 0
     random_state: Any = field(default=None, compare=False)
+    reference: int | None = None
 
     def __post_init__(self) -> None:
         C = self.C
@@ -90,6 +106,14 @@ class Problem:
             raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio!r}")
         if not self.data.weight_sum > 0:
             raise ValueError("the sum of the sample weights must be positive")
+        ref = self.reference
+        if ref is not None:
+            K = int(self.data.n_classes)
+            if isinstance(ref, bool) or not isinstance(ref, (int, np.integer)) or not 0 <= ref < K:
+                raise ValueError(
+                    f"reference must be a class code in 0..{K - 1} or None, got {ref!r}"
+                )
+            object.__setattr__(self, "reference", int(ref))
         object.__setattr__(self, "C", float(C))
         object.__setattr__(self, "l1_ratio", float(self.l1_ratio))
         object.__setattr__(self, "verbose", int(self.verbose or 0))

@@ -8,17 +8,26 @@ the optimum, so a handful of iterations reach machine precision; each costs
 ``O(n (K q)^2)`` for the Hessian and ``O((K q)^3)`` for the factorisation,
 which is why ``solver="auto"`` uses it only when ``K q`` is small.
 
-The symmetric parametrisation makes ``H`` singular along one direction: the
-intercepts enter only through softmax, which ignores a constant added to all
-logits, and they are not penalised, so ``u = (0, ..., 0, 1 | ... | 0, ..., 1)
-/ sqrt(K)`` (the same shift of every intercept) has ``H u = 0``. The gradient
-is orthogonal to ``u`` (the intercept gradients of each row sum to zero), so
-solving with ``H + c u u^T`` gives exactly the minimum-norm Newton step, and
-the Cholesky factorisation stays well posed. (The weights have no such
-direction: the L2 penalty makes ``H`` positive definite on them.)
+The symmetric parametrisation makes ``H`` singular: softmax ignores a vector
+added to every class's coefficients, so the data term is flat along ``1 (x)
+v``. The L2 penalty lifts that for the weights but not for the (unpenalised)
+intercepts, so ``u = (0, ..., 0, 1 | ... | 0, ..., 1) / sqrt(K)`` (the same
+shift of every intercept) has ``H u = 0``; without a penalty (``C = inf``)
+every column's shift is such a direction. The gradient is orthogonal to them
+(the gradients of each row sum to zero over the classes), so solving with
+``H + c U^T U`` (``U``'s rows spanning them,
+:meth:`~softmax.solvers._base.Objective.null_space`) gives exactly the
+minimum-norm Newton step, and the Cholesky factorisation stays well posed.
+With a reference class the fixed row is not a variable: the objective hands
+over ``H`` restricted to the free rows (see ``Objective.smooth_hessian``) and
+there is no flat direction.
 
 Stopping: the Newton decrement ``lambda^2 = -g.d`` gives ``f - f* ~
-lambda^2 / 2``; we stop when that is below ``tol * |f|``.
+lambda^2 / 2``; when that is below ``tol * |f|`` the step ``d`` already
+computed is taken as well (one more loss-gradient pass, no Hessian): Newton's
+quadratic convergence leaves a gap of order ``lambda^4`` after it, so the
+result is at the optimum to about the square of ``tol`` rather than at
+``tol`` (what statistics on the fit need; see :func:`newton_iterations`).
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from softmax.solvers._problem import SolverResult
 __all__ = ["NewtonCholesky", "newton_direction"]
 
 
-def newton_direction(H: np.ndarray, g: np.ndarray, u: np.ndarray | None) -> np.ndarray:
+def newton_direction(H: np.ndarray, g: np.ndarray, U: np.ndarray | None) -> np.ndarray:
     """Solve ``H d = -g`` for symmetric positive (semi-)definite ``H``.
 
     Parameters
@@ -45,16 +54,18 @@ def newton_direction(H: np.ndarray, g: np.ndarray, u: np.ndarray | None) -> np.n
     H : ndarray of shape (n, n)
         Overwritten (it is the caller's scratch copy).
     g : ndarray of shape (n,)
-    u : ndarray of shape (n,) or None
-        Unit null direction of ``H`` orthogonal to ``g`` (see module doc).
+    U : ndarray of shape (n_null, n) or None
+        Orthonormal rows spanning null directions of ``H`` orthogonal to
+        ``g`` (see module doc); a single vector of shape (n,) is one row.
 
     Returns
     -------
     d : ndarray of shape (n,)
     """
     scale = float(np.max(np.abs(np.diag(H)), initial=0.0)) or 1.0
-    if u is not None:
-        H += scale * np.outer(u, u)
+    if U is not None:
+        U = np.atleast_2d(U)
+        H += scale * (U.T @ U)
     jitter = 0.0
     for _ in range(12):
         try:
@@ -78,19 +89,22 @@ class NewtonCholesky(Solver):
 
     name: ClassVar[str] = "newton-cholesky"
     needs: ClassVar[frozenset[Capability]] = frozenset({Capability.HESSIAN})
-    tol_controls: ClassVar[str] = "half the Newton decrement g^T H^-1 g, relative to |F|"
+    tol_controls: ClassVar[str] = (
+        "half the Newton decrement g^T H^-1 g, relative to |F|; the step it was "
+        "computed for is then taken too"
+    )
 
     def _solve(self, run: Run) -> SolverResult:
-        u: Any = None  # the intercepts' null direction, found at the first iteration
+        U: Any = None  # the flat directions, found at the first iteration
 
         def direction(obj: Any, x: np.ndarray, it: int) -> tuple[float, Any, float, bool]:
-            nonlocal u
+            nonlocal U
             f, g, H = obj.smooth_hessian(x.reshape(obj.shape))
             g = g.ravel()
-            if u is None:
-                u0 = obj.intercept_direction()
-                u = False if u0 is None else u0.ravel()
-            d = newton_direction(H, g, None if u is False else u)
+            if U is None:
+                U0 = obj.null_space()
+                U = False if U0 is None else U0
+            d = newton_direction(H, g, None if U is False else U)
             dec = -float(g @ d)  # Newton decrement squared
             if dec <= 0:
                 d = -g

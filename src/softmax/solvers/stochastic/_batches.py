@@ -93,6 +93,8 @@ class Scale:
         Their total weight.
     l2, l1 : float
         The penalty of ``f``: ``l2 / 2 ||W||^2 + l1 ||W||_1``.
+    fixed_row : int or None
+        The row of ``coef`` held at zero (a reference class), or None.
     """
 
     fit_intercept: bool
@@ -100,16 +102,24 @@ class Scale:
     weight: float
     l2: float
     l1: float = 0.0
+    fixed_row: int | None = None
 
     @property
     def mean_weight(self) -> float:
         return self.weight / max(self.n_rows, 1)
 
-    def add_l2(self, coef: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        """``grad += l2 W`` on the weight columns, in place."""
+    def complete(self, coef: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        """A batch's data-term gradient (or Hessian product) made that of ``f``, in place.
+
+        Adds ``l2 W`` on the weight columns and zeroes the fixed row: the
+        optimizers step on the free rows only, and their preconditioners keep
+        a zero row zero (see :mod:`softmax.solvers._preconditioners`).
+        """
         if self.l2:
             p = coef.shape[1] - int(self.fit_intercept)
             grad[:, :p] += self.l2 * coef[:, :p]
+        if self.fixed_row is not None:
+            grad[self.fixed_row] = 0.0
         return grad
 
 

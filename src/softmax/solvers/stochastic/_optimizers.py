@@ -339,7 +339,7 @@ class FirstOrder(Optimizer):
         fi = scale.fit_intercept
         loss, grad = block_loss_gradient(coef, batch.X, batch.y, batch.w, fit_intercept=fi)
         grad *= 1.0 / (batch.n_rows * scale.mean_weight)
-        scale.add_l2(coef, grad)
+        scale.complete(coef, grad)
         if math.isnan(self.lr0):
             self.lr0 = self.lr_scale / max(_mean_row_norm(batch.X, fi, self.lr_norm), 1e-12)
         lr = self.rate()
@@ -473,13 +473,17 @@ def _top_curvature(
         v = v / np.linalg.norm(v)
         Hv = hessp(v)
         Hv *= s
-        scale.add_l2(v, Hv)
+        scale.complete(v, Hv)
         u = pre.apply(Hv)
         lam = float(np.linalg.norm(u))
         if not (lam > 0 and math.isfinite(lam)):
             return 1.0, np.random.default_rng(0).standard_normal(coef.shape)
         v = u
-    return max(lam, 1e-12), v
+    # Never a step longer than the preconditioner's full Newton step: a batch
+    # whose rows are fitted already (little curvature) would otherwise set a
+    # step its anchor's full gradient overshoots. (In the symmetric penalised
+    # form the penalty alone holds the all-ones class direction at exactly 1.)
+    return max(lam, 1.0), v
 
 
 class VarianceReduced(Optimizer):
@@ -541,7 +545,7 @@ class VarianceReduced(Optimizer):
             G = residual_gradient(R, batch.X, fi)
             G *= 1.0 / (batch.n_rows * scale.mean_weight)
             lr *= self.plain_scale
-        scale.add_l2(coef, G)
+        scale.complete(coef, G)
         self.t += 1
         coef -= lr * self.pre.apply(G)
         return loss
@@ -582,7 +586,10 @@ class ExactAnchor(VarianceReduced):
             second = sq - mean * mean if fi else sq
         else:  # a backend without moments: unit feature scales
             mean, second = np.zeros(p), np.ones(p)
-        self.pre = damped_kronecker(mean, second, K, objective.penalty.smooth_l2, batch_rows, fi)
+        self.pre = damped_kronecker(
+            mean, second, K, objective.penalty.smooth_l2, batch_rows, fi,
+            fixed=objective.fixed_row,
+        )  # fmt: skip
         if self.anchor is None:
             # the anchor's exact gradient at the start (later, at each epoch's end)
             self.end_epoch(objective, coef)
@@ -664,6 +671,7 @@ class PassAnchor(VarianceReduced):
                 call.batch_rows,
                 fi,
                 sample=sample,
+                fixed=scale.fixed_row,
             )
             self.built_at = self.stats.weight
             self.lam = math.nan

@@ -162,6 +162,7 @@ class PartialFitState:
         C: float,
         l1_ratio: float,
         batch_size: int,
+        reference: int | None = None,
     ) -> np.ndarray:
         """One call: shuffle the rows, make the optimizer's passes of minibatch updates.
 
@@ -179,6 +180,11 @@ class PartialFitState:
             Largest number of rows per update: a call of ``n`` rows makes
             ``ceil(n / batch_size)`` updates a pass, on batches of nearly
             equal size.
+        reference : int or None, default None
+            Code of the reference class, whose row of ``coef`` is held at zero
+            (the steps move the other rows only); an iterate that does not
+            have that row at zero (a first call, a changed reference) is first
+            shifted by it, which leaves its probabilities unchanged.
 
         Returns
         -------
@@ -205,7 +211,17 @@ class PartialFitState:
             raise ValueError("the sample weights seen so far sum to zero; nothing to learn from")
         fi = bool(self.settings[3])
         pen = make_penalty(l1_ratio, fit_intercept=fi, strength=1.0 / (C * self.rows.weight))
-        scale = Scale(fi, self.rows.n_rows, self.rows.weight, pen.smooth_l2, pen.l1_weight)
+        scale = Scale(
+            fi,
+            self.rows.n_rows,
+            self.rows.weight,
+            pen.smooth_l2,
+            pen.l1_weight,
+            fixed_row=reference,
+        )
+        if reference is not None and np.any(self.coef[reference]):
+            self.coef -= self.coef[reference]
+            self.average = None
         n_batches = math.ceil(n / int(batch_size))
         call = Call(X, y, w, new, n_batches, set_digest(digests), self.rows.n_slots)
         opt = self.optimizer

@@ -140,7 +140,12 @@ class SGD(Solver):
         pen = obj.penalty
         fi = bool(data.fit_intercept)
         scale = Scale(
-            fi, int(data.n_samples), float(data.weight_sum), pen.smooth_l2, pen.l1_weight
+            fi,
+            int(data.n_samples),
+            float(data.weight_sum),
+            pen.smooth_l2,
+            pen.l1_weight,
+            fixed_row=problem.reference,
         )
         batch_size = int(self.batch_size)
         # invscaling halves the step after 3 epochs (T = one epoch of updates)
