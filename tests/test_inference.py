@@ -1,13 +1,16 @@
 """Tests of softmax.inference against statsmodels' MNLogit and other references.
 
-The model is fitted with a negligible L2 penalty (C=1e12) and a tight tol:
-the estimator does not take C=np.inf yet. On anes96 the fitted coefficients
-then agree with statsmodels' Newton optimum to about 4e-8 (relative), so
-everything computed from them is compared at 1e-6.
+The model is fitted without a penalty (C=np.inf) at the default tol: Newton's
+last step puts the coefficients on statsmodels' Newton optimum to about 4e-8
+(relative) on anes96, so everything computed from them is compared at 1e-6.
+Independent references: statsmodels, duplicated rows for integer weights,
+finite differences of the loss gradient (an independent code path) for the
+information.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -17,7 +20,7 @@ from sklearn.exceptions import NotFittedError
 
 import softmax
 from softmax import SoftmaxRegression
-from softmax.inference import (
+from softmax import (
     InferenceResults,
     SeparationWarning,
     check_separation,
@@ -28,7 +31,6 @@ from softmax.inference import (
 sm = pytest.importorskip("statsmodels.api")
 
 RTOL = 1e-6
-BIG_C = 1e12  # stands for "no penalty" until the estimator takes C=np.inf
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def anes():
     data = sm.datasets.anes96.load_pandas()
     X, y = data.exog, data.endog
     model = sm.MNLogit(y, sm.add_constant(X, prepend=False))
-    clf = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(X, y)
+    clf = SoftmaxRegression(C=np.inf).fit(X, y)  # the default tol
     return X, y, model, model.fit(disp=0), clf
 
 
@@ -75,6 +77,7 @@ def test_matches_mnlogit(anes):
     np.testing.assert_allclose(res.conf_int(), ci, rtol=RTOL, atol=1e-9)
     assert res.newton_step_se < 1e-5
     assert not res.separation.separated
+    assert not res.penalized and re.search(r"Method: +MLE ", res.summary())
 
 
 @pytest.mark.parametrize("cov_type", ["HC0", "HC1"])
@@ -156,7 +159,7 @@ def test_lr_test_matches_statsmodels(anes):
     X, y, _, ref, clf = anes
     cols = ["logpopul", "selfLR", "age", "educ"]
     ref_small = sm.MNLogit(y, sm.add_constant(X[cols], prepend=False)).fit(disp=0)
-    small = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(X[cols], y)
+    small = SoftmaxRegression(C=np.inf).fit(X[cols], y)
     full_res, small_res = inference(clf, X, y), inference(small, X[cols], y)
     expected = 2 * (ref.llf - ref_small.llf)
     got = lr_test(full_res, small_res)
@@ -188,13 +191,22 @@ def test_reference_class(anes):
     np.testing.assert_allclose(res.bse, sm_array(ref.bse), rtol=RTOL)
     # the likelihood does not depend on the reference
     assert res.llf == pytest.approx(inference(clf, X, y).llf, rel=1e-13)
+    # fitted in that parametrisation: the reference is the default, the
+    # coefficients are the fit's own rows
+    fitted = SoftmaxRegression(C=np.inf, reference_class=6.0).fit(X, y)
+    assert not fitted.coef_[6].any() and fitted.intercept_[6] == 0
+    res6 = inference(fitted, X, y)
+    assert res6.reference == 6.0
+    np.testing.assert_allclose(res6.params, sm_array(ref.params), rtol=RTOL)
+    np.testing.assert_allclose(res6.bse, sm_array(ref.bse), rtol=RTOL)
+    np.testing.assert_allclose(res6.params[:, :-1], fitted.coef_[:6], rtol=1e-12)
 
 
 def test_without_intercept_matches_statsmodels(anes):
     X, y, _, _, _ = anes
     ref = sm.MNLogit(y, X).fit(disp=0)
-    # without intercept the Newton solver needs tol=1e-15 to get within 1e-10
-    clf = SoftmaxRegression(C=BIG_C, tol=1e-15, fit_intercept=False).fit(X, y)
+    # the default tol: the Newton solver takes its last step
+    clf = SoftmaxRegression(C=np.inf, fit_intercept=False).fit(X, y)
     res = inference(clf, X, y)
     assert "intercept" not in res.term_names
     np.testing.assert_allclose(res.params, sm_array(ref.params), rtol=RTOL)
@@ -215,8 +227,8 @@ def test_integer_weights_equal_duplicated_rows(anes, cov_type):
     rows = np.repeat(np.arange(len(y)), w)
     kw = {"groups": groups} if cov_type == "cluster" else {}
     kw_dup = {"groups": groups[rows]} if cov_type == "cluster" else {}
-    weighted = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(Xa, ya, sample_weight=w)
-    dup = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(Xa[rows], ya[rows])
+    weighted = SoftmaxRegression(C=np.inf).fit(Xa, ya, sample_weight=w)
+    dup = SoftmaxRegression(C=np.inf).fit(Xa[rows], ya[rows])
     a = inference(weighted, Xa, ya, sample_weight=w, cov_type=cov_type, **kw)
     b = inference(dup, Xa[rows], ya[rows], cov_type=cov_type, **kw_dup)
     assert a.nobs == b.nobs == w.sum()
@@ -233,10 +245,31 @@ def test_integer_weights_equal_duplicated_rows(anes, cov_type):
 # -- penalised fits --------------------------------------------------------------------
 
 
-def test_penalised_covariance_is_inverse_penalised_hessian(anes):
-    """Against the symmetric Hessian of linear_loss, reparametrised by hand."""
-    from softmax.linear_loss import block_hessian
+def fd_hessian(coef, X, y, C, free):
+    """Hessian of ``C * loss + ||W||^2 / 2`` in the free entries of ``coef``, by
+    central differences of the loss gradient (``block_loss_gradient``, a code
+    path independent of the information's)."""
+    from softmax.linear_loss import block_loss_gradient
 
+    K, q = coef.shape
+    p = q - 1
+
+    def grad(c):
+        g = C * block_loss_gradient(c, X, y, None, fit_intercept=True)[1]
+        g[:, :p] += c[:, :p]
+        return g.ravel()[free]
+
+    H = np.empty((free.size, free.size))
+    h = 1e-5
+    for a, i in enumerate(free):
+        e = np.zeros(K * q)
+        e[i] = h
+        H[:, a] = (grad(coef + e.reshape(K, q)) - grad(coef - e.reshape(K, q))) / (2 * h)
+    return 0.5 * (H + H.T)
+
+
+def test_penalised_covariance_is_inverse_penalised_hessian(anes):
+    """Symmetric fit: the finite-difference Hessian, reparametrised by hand."""
     X, y, _, _, _ = anes
     Xa, codes = X.to_numpy(), y.to_numpy().astype(int)
     C = 0.01
@@ -246,9 +279,10 @@ def test_penalised_covariance_is_inverse_penalised_hessian(anes):
     K, p = clf.coef_.shape
     q = p + 1
     coef = np.c_[clf.coef_, clf.intercept_]
-    _, _, H = block_hessian(coef, Xa, codes, None, fit_intercept=True)
-    # objective / C: data Hessian plus (1/C) I on the weights (not the intercepts)
-    H = H + np.diag(np.tile(np.r_[np.ones(p), 0.0], K)) / C
+    # the objective's Hessian divided by C (the information's scale): the data
+    # term's plus (1/C) I on the weights (not the intercepts)
+    H = fd_hessian(coef, Xa, codes, 1.0, np.arange(K * q))
+    H += np.diag(np.tile(np.r_[np.ones(p), 0.0], K)) * (1 / C - 1)
     # beta_k = theta_k + (b, 0) for k > 0, beta_0 = (b, 0): phi = (theta, b)
     T = np.zeros((K * q, (K - 1) * q + p))
     for k in range(K):
@@ -256,11 +290,42 @@ def test_penalised_covariance_is_inverse_penalised_hessian(anes):
         if k > 0:
             T[k * q : (k + 1) * q, (k - 1) * q : k * q] = np.eye(q)
     cov = np.linalg.inv(T.T @ H @ T)[: (K - 1) * q, : (K - 1) * q]
-    np.testing.assert_allclose(res.cov_params(), cov, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(res.cov_params(), cov, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(res.params, (coef - coef[0])[1:], rtol=1e-12)
     assert res.newton_step_se < 1e-3  # the penalised score is zero at the fit
     with pytest.warns(UserWarning, match="penalised enough"):
         lr_test(res, inference(SoftmaxRegression(C=C).fit(Xa[:, :4], codes), Xa[:, :4], codes))
+
+
+def test_penalised_reference_fit_covariance(anes):
+    """reference_class fit: the penalty is on the other rows; any reported reference."""
+    X, y, _, _, _ = anes
+    Xa, codes = X.to_numpy(), y.to_numpy().astype(int)
+    C, r0 = 0.01, 3
+    clf = SoftmaxRegression(C=C, reference_class=r0, tol=1e-12).fit(Xa, codes)
+    K, p = clf.coef_.shape
+    q = p + 1
+    coef = np.c_[clf.coef_, clf.intercept_]
+    assert not coef[r0].any()
+    free = np.array([k * q + j for k in range(K) if k != r0 for j in range(q)])
+    # the information scale: the objective's Hessian divided by C
+    cov = np.linalg.inv(fd_hessian(coef, Xa, codes, 1.0, free) + np.diag(
+        np.tile(np.r_[np.ones(p), 0.0], K - 1)) * (1 / C - 1))  # fmt: skip
+    res = inference(clf, Xa, codes)
+    assert res.reference == r0 and res.newton_step_se < 1e-3
+    np.testing.assert_allclose(res.params, np.delete(coef, r0, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(res.cov_params(), cov, rtol=1e-5, atol=1e-9)
+    # reported against class 0: theta' = A theta, cov' = A cov A^T
+    A = np.zeros((K - 1, K - 1))  # rows: classes 1..6; cols: classes 0,1,2,4,5,6
+    cols = [k for k in range(K) if k != r0]
+    for i, k in enumerate(range(1, K)):
+        if k != r0:
+            A[i, cols.index(k)] += 1
+        A[i, cols.index(0)] -= 1
+    A = np.kron(A, np.eye(q))
+    res0 = inference(clf, Xa, codes, reference=0)
+    np.testing.assert_allclose(res0.params.ravel(), A @ res.params.ravel(), atol=1e-12)
+    np.testing.assert_allclose(res0.cov_params(), A @ cov @ A.T, rtol=1e-5, atol=1e-9)
 
 
 def test_l1_fits_are_refused(anes):
@@ -293,15 +358,52 @@ def test_separation_is_detected_and_named():
     assert found.features == ["x1", "intercept"]
     assert found.pairs == [(0, 2), (1, 2)]
     # independent check of the verdict: the fit diverges along x1 as C grows
-    norms = [
-        np.abs(SoftmaxRegression(C=C, max_iter=5000).fit(X, y).coef_[:, 1]).max()
-        for C in (1e2, 1e4, 1e6)
-    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeparationWarning)  # C=1e6: the fit warns too
+        norms = [
+            np.abs(SoftmaxRegression(C=C, max_iter=5000).fit(X, y).coef_[:, 1]).max()
+            for C in (1e2, 1e4, 1e6)
+        ]
     assert norms[0] * 2 < norms[1] and norms[1] * 1.5 < norms[2]
-    clf = SoftmaxRegression(C=1e6, max_iter=5000).fit(X, y)
+    clf = SoftmaxRegression(C=1e2, max_iter=5000).fit(X, y)
     with pytest.warns(SeparationWarning, match=r"\['x1', 'intercept'\]"):
         res = inference(clf, X, y)
     assert "WARNING" in res.summary() and "x1" in res.summary()
+
+
+@pytest.mark.parametrize("C", [np.inf, 1e12])
+def test_unpenalised_fit_warns_of_separation(C):
+    """The fit itself names the classes and features (issue: C=1e12 said converged)."""
+    X, y = separated_data()
+    with pytest.warns(SeparationWarning, match=r"\['x1', 'intercept'\].*0 \| 2, 1 \| 2") as rec:
+        clf = SoftmaxRegression(C=C).fit(X, y)
+    assert len(rec) == 1  # no ConvergenceWarning on top
+    assert clf.separation_.separated and clf.separation_.features == ["x1", "intercept"]
+    # no maximum-likelihood estimate: not "converged"; with a penalty the
+    # penalised optimum exists (and is reached), set by the penalty alone
+    assert clf.converged_ is (C != np.inf)
+    assert np.abs(clf.coef_[:, 1]).max() > 100
+    # overlapping data: no warning, converged, the check recorded
+    rng = np.random.default_rng(1)
+    Xo = rng.standard_normal((300, 3))
+    yo = np.argmax(Xo @ rng.standard_normal((3, 3)) + rng.gumbel(size=(300, 3)), axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = SoftmaxRegression(C=C).fit(Xo, yo)
+    assert fit.converged_ and not fit.separation_.separated
+    assert SoftmaxRegression(C=1.0).fit(Xo, yo).separation_ is None  # penalised: not run
+
+
+def test_separation_signal_when_the_program_is_too_large(monkeypatch):
+    """Complete separation without the linear program: the loss goes to zero."""
+    import softmax._separation as separation
+
+    monkeypatch.setattr(separation, "AUTO_MAX_NNZ", 0)
+    X = np.arange(12.0)[:, None]
+    y = np.repeat([0, 1, 2], 4)
+    with pytest.warns(SeparationWarning, match="nearly zero"):
+        clf = SoftmaxRegression(C=np.inf, max_iter=200).fit(X, y)
+    assert not clf.converged_ and clf.separation_.complete
 
 
 def test_complete_separation_and_overlap():
@@ -330,9 +432,6 @@ def test_bad_input(anes):
         inference(SoftmaxRegression(), X, y)
     with pytest.raises(TypeError, match="SoftmaxRegression"):
         inference(object(), X, y)
-    da = pytest.importorskip("dask.array")
-    with pytest.raises(TypeError, match="in memory"):
-        inference(clf, da.from_array(X.to_numpy()), y)
     with pytest.raises(ValueError, match="features"):
         inference(SoftmaxRegression().fit(X.to_numpy(), y), X.iloc[:, :3].to_numpy(), y)
     with pytest.raises(ValueError, match="cluster label per row"):
@@ -362,7 +461,7 @@ def test_bad_input(anes):
     with pytest.raises(ValueError, match="linearly dependent"):
         res = inference(clf, X, y)
         inference(clf, X, y).wald_test(R=np.vstack([np.eye(res.k_params)[:1]] * 2))
-    weighted = SoftmaxRegression(C=BIG_C, class_weight="balanced").fit(X, y)
+    weighted = SoftmaxRegression(C=np.inf, class_weight="balanced").fit(X, y)
     with pytest.raises(ValueError, match="HC0"):
         inference(weighted, X, y)
     assert np.isfinite(inference(weighted, X, y, cov_type="HC0").bse).all()
@@ -374,7 +473,7 @@ def test_caller_arrays_are_not_changed(anes):
     w = np.ones(len(ya))
     g = np.arange(len(ya)) % 5
     before = (Xa.copy(), ya.copy(), w.copy(), g.copy())
-    clf_a = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(Xa, ya)
+    clf_a = SoftmaxRegression(C=np.inf).fit(Xa, ya)
     inference(clf_a, Xa, ya, sample_weight=w, cov_type="cluster", groups=g).marginal_effects()
     for a, b in zip((Xa, ya, w, g), before):
         np.testing.assert_array_equal(a, b)
@@ -383,7 +482,9 @@ def test_caller_arrays_are_not_changed(anes):
 def test_singular_information_names_the_terms(anes):
     X, y, _, _, _ = anes
     Xd = X.assign(age2=X["age"] * 2.0)  # exactly collinear with age
-    clf = SoftmaxRegression(C=BIG_C).fit(Xd, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unpenalised fit cannot settle the pair
+        clf = SoftmaxRegression(C=np.inf).fit(Xd, y)
     with pytest.raises(ValueError, match="singular") as info:
         inference(clf, Xd, y, check_separation=False)
     assert "age" in str(info.value)
@@ -400,13 +501,13 @@ def test_off_optimum_warning(anes):
 @pytest.mark.parametrize("cov_type", ["nonrobust", "HC0", "cluster"])
 def test_row_blocks_do_not_change_the_result(anes, monkeypatch, cov_type):
     """Blocks of 256 rows (4 on anes96, clusters cut across blocks) = one block."""
-    import softmax._information as information
+    import softmax.linear_loss as linear_loss
 
     X, y, _, _, clf = anes
     groups = np.random.default_rng(2).integers(0, 25, len(y))
     kw = {"groups": groups} if cov_type == "cluster" else {}
     one = inference(clf, X, y, cov_type=cov_type, check_separation=False, **kw)
-    monkeypatch.setattr(information, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(linear_loss, "INFORMATION_BLOCK_BYTES", 1)
     many = inference(clf, X, y, cov_type=cov_type, check_separation=False, **kw)
     cov = one.cov_params()
     np.testing.assert_allclose(many.cov_params(), cov, rtol=1e-8, atol=1e-12 * np.abs(cov).max())
@@ -417,14 +518,14 @@ def test_row_blocks_do_not_change_the_result(anes, monkeypatch, cov_type):
 def test_float32_sparse_and_frame_agree(anes):
     X, y, _, _, clf = anes
     base = inference(clf, X, y)
-    clf_a = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(X.to_numpy(), y)
+    clf_a = SoftmaxRegression(C=np.inf).fit(X.to_numpy(), y)
     dense = inference(clf_a, X.to_numpy(), y)
     sparse = inference(clf_a, sp.csr_matrix(X.to_numpy()), y)
     np.testing.assert_allclose(dense.bse, base.bse, rtol=1e-10)
     np.testing.assert_allclose(sparse.bse, dense.bse, rtol=1e-12)
     assert dense.term_names[:2] == ["x0", "x1"]
     X32 = X.to_numpy().astype(np.float32)
-    clf32 = SoftmaxRegression(C=BIG_C, tol=1e-10).fit(X32, y)
+    clf32 = SoftmaxRegression(C=np.inf).fit(X32, y)
     res32 = inference(clf32, X32, y, check_separation=False)  # computed in float64
     np.testing.assert_allclose(res32.bse, base.bse, rtol=1e-3)
 
@@ -449,27 +550,107 @@ def test_summary_and_frame(anes):
     assert isinstance(res, InferenceResults) and "reference=0.0" in repr(res)
 
 
-def test_public_names_in_both_import_orders(anes):
-    """softmax.inference is the function and the module: both must be callable."""
-    import softmax.inference as module
+def test_public_names():
+    """softmax.inference is the function; the module is private; no callable module."""
+    import importlib
 
-    X, y, _, _, clf = anes
-    assert callable(module) and softmax.inference.lr_test is lr_test
-    assert module(clf, X, y, check_separation=False).k_params == 36
-    assert softmax.inference(clf, X, y, check_separation=False).k_params == 36
+    import softmax._inference as module
+
+    assert softmax.inference is module.inference and callable(softmax.inference)
+    assert softmax.lr_test is lr_test is module.lr_test
+    assert softmax.check_separation is check_separation
     assert softmax.InferenceResults is InferenceResults
-    # the other order: the package attribute first, then the module import
-    import subprocess
-    import sys
+    assert softmax.SeparationWarning is SeparationWarning
+    assert not callable(module)
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("softmax.inference")
+    assert {"inference", "lr_test", "check_separation", "InferenceResults"} <= set(softmax.__all__)
 
-    code = (
-        "import numpy as np, softmax\n"
-        "f = softmax.inference\n"
-        "from softmax.inference import lr_test\n"
-        "X = np.random.default_rng(0).standard_normal((60, 2)); y = np.arange(60) % 3\n"
-        "clf = softmax.SoftmaxRegression().fit(X, y)\n"
-        "assert softmax.inference is f and f(clf, X, y).k_params == 6\n"
-        "import softmax.inference as m\n"
-        "assert m.lr_test is lr_test and m(clf, X, y).k_params == 6\n"
+
+def test_summary_shortcut_and_to_dict(anes):
+    import json
+
+    X, y, _, ref, clf = anes
+    res = inference(clf, X, y)
+    assert clf.summary(X, y) == res.summary()
+    assert clf.summary(X, y, cov_type="HC0", alpha=0.1) == inference(
+        clf, X, y, cov_type="HC0"
+    ).summary(0.1)
+    d = json.loads(json.dumps(res.to_dict(alpha=0.1)))  # plain JSON data
+    assert d["reference"] == 0.0 and d["classes"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert d["method"] == "MLE" and d["C"] is None and d["cov_type"] == "nonrobust"
+    assert d["terms"] == res.term_names and len(d["coefficients"]) == 36
+    assert d["llr_pvalue"] == pytest.approx(ref.llr_pvalue, rel=RTOL)
+    row = next(r for r in d["coefficients"] if r["class"] == 4.0 and r["term"] == "selfLR")
+    assert row["coef"] == pytest.approx(ref.params.loc["selfLR", 3], rel=RTOL)
+    assert row["ci_upper"] == pytest.approx(
+        ref.conf_int(alpha=0.1).loc[("4", "selfLR"), "upper"], rel=RTOL
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert d["separation"]["separated"] is False and d["notes"] == res.notes()
+
+
+def test_dask_rows_give_the_in_memory_results(anes):
+    """The backend answers the information by chunks: same numbers, less on offer."""
+    da = pytest.importorskip("dask.array")
+    X, y, _, _, clf = anes
+    Xa, ya = X.to_numpy(), y.to_numpy()
+    w = np.random.default_rng(4).integers(1, 3, len(ya)).astype(float)
+    clf_a = SoftmaxRegression(C=np.inf).fit(Xa, ya, sample_weight=w)
+    Xd, yd, wd = (da.from_array(a, chunks=300) for a in (Xa, ya, w))
+    for cov_type in ("nonrobust", "HC1"):
+        mem = inference(clf_a, Xa, ya, sample_weight=w, cov_type=cov_type)
+        dsk = inference(clf_a, Xd, yd, sample_weight=wd, cov_type=cov_type)
+        np.testing.assert_allclose(dsk.bse, mem.bse, rtol=1e-10)
+        assert dsk.llf == pytest.approx(mem.llf, rel=1e-12)
+        assert dsk.llnull == pytest.approx(mem.llnull, rel=1e-12) and dsk.nobs == mem.nobs
+        assert dsk.separation is None and "not checked" in dsk.summary()
+    with pytest.raises(ValueError, match="in memory"):
+        inference(clf_a, Xd, yd, cov_type="cluster", groups=np.arange(len(ya)) % 5)
+    with pytest.raises(ValueError, match="in memory"):
+        dsk.marginal_effects()
+    with pytest.raises(ValueError, match="in memory"):
+        inference(clf_a, Xd, yd, check_separation=True)
+
+
+def test_information_matches_finite_differences():
+    """block_information's score and information against differences of the log-likelihood."""
+    from softmax.linear_loss import block_information, block_loss_gradient
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((200, 3))
+    y = rng.integers(0, 4, 200)
+    w = rng.uniform(0.5, 2.0, 200)
+    coef = rng.standard_normal((4, 4)) * 0.3
+    ref = 2
+    sums = block_information(coef, X, y, w, reference=ref, fit_intercept=True)
+    free = np.array([k * 4 + j for k in range(4) if k != ref for j in range(4)])
+
+    def loglik_grad(c):
+        loss, g = block_loss_gradient(c, X, y, w, fit_intercept=True)
+        return -loss, -g.ravel()[free]
+
+    llf, score = loglik_grad(coef)
+    assert sums.loglik == pytest.approx(llf, rel=1e-12)
+    np.testing.assert_allclose(sums.score, score, rtol=1e-10, atol=1e-12)
+    info = np.empty((free.size, free.size))
+    for a, i in enumerate(free):
+        e = np.zeros(16)
+        e[i] = 1e-6
+        up, dn = loglik_grad(coef + e.reshape(4, 4))[1], loglik_grad(coef - e.reshape(4, 4))[1]
+        info[:, a] = -(up - dn) / 2e-6
+    got = np.triu(sums.information) + np.triu(sums.information, 1).T
+    np.testing.assert_allclose(got, info, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(sums.class_totals, np.bincount(y, weights=w), rtol=1e-12)
+
+
+def test_file_stream_rows_give_the_in_memory_results(anes, tmp_path):
+    X, y, _, _, clf = anes
+    frame = X.assign(PID=y.astype(int))
+    path = tmp_path / "anes.csv"
+    frame.to_csv(path, index=False)
+    source = softmax.FileSource(path, target="PID", block_rows=200)  # 5 blocks
+    clf_int = SoftmaxRegression(C=np.inf).fit(X, y.astype(int))
+    got = inference(clf_int, source, None, cov_type="HC0")
+    want = inference(clf_int, X, y.astype(int), cov_type="HC0")
+    np.testing.assert_allclose(got.bse, want.bse, rtol=1e-10)
+    assert got.llf == pytest.approx(want.llf, rel=1e-12)

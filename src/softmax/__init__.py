@@ -11,7 +11,9 @@ Layers, from pure functions up (see ``docs/architecture.md``):
 - :mod:`softmax.losses` and :mod:`softmax.linear_loss`: the multinomial loss in
   logit space and lifted to coefficients.
 - :mod:`softmax.penalties` and :mod:`softmax.solvers`.
-- :class:`softmax.SoftmaxRegression`: the scikit-learn estimator.
+- :class:`softmax.SoftmaxRegression`: the scikit-learn estimator;
+  :func:`softmax.inference` (standard errors, tests, ``summary()``),
+  :func:`softmax.lr_test`, :func:`softmax.check_separation`.
 - :mod:`softmax.backends`: where the rows live (memory, file streams, Dask).
 - :mod:`softmax.bandits`, :mod:`softmax.preprocessing`,
   :mod:`softmax.datasets`, :mod:`softmax.io`, :mod:`softmax.cli`.
@@ -41,23 +43,35 @@ _EXPORTS: dict[str, str] = {
     "TemperatureScaling": "softmax.calibration",
     "load_model": "softmax.io",
     "FileSource": "softmax.streaming",
-    "inference": "softmax.inference",
-    "InferenceResults": "softmax.inference",
+    "inference": "softmax._inference",
+    "InferenceResults": "softmax._inference",
+    "MarginalEffects": "softmax._inference",
+    "ChiSquareTest": "softmax._inference",
+    "lr_test": "softmax._inference",
+    "check_separation": "softmax._inference",
+    "SeparationResult": "softmax._separation",
+    "SeparationWarning": "softmax._separation",
 }
 
 __all__ = [
+    "ChiSquareTest",
     "FileSource",
     "InferenceResults",
+    "MarginalEffects",
+    "SeparationResult",
+    "SeparationWarning",
     "SoftmaxRegression",
     "SoftmaxRegressionCV",
     "SoftmaxScaler",
     "TemperatureScaling",
     "__version__",
     "cross_entropy",
+    "check_separation",
     "inference",
     "load_model",
     "log_softmax",
     "logsumexp",
+    "lr_test",
     "min_c",
     "regularization_path",
     "softmax",
@@ -77,7 +91,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         softmax_jvp,
         softmax_vjp,
     )
-    from softmax.inference import InferenceResults, inference
+    from softmax._inference import (
+        ChiSquareTest,
+        InferenceResults,
+        MarginalEffects,
+        check_separation,
+        inference,
+        lr_test,
+    )
+    from softmax._separation import SeparationResult, SeparationWarning
     from softmax.io import load_model
     from softmax.model_selection import SoftmaxRegressionCV, min_c, regularization_path
     from softmax.preprocessing import SoftmaxScaler

@@ -19,6 +19,23 @@ and ``G = s * (P - onehot(y))``, the data term and its derivatives are
 Full Hessians are laid out in the C-order flattening of ``coef`` (index
 ``k * (n_features + fit_intercept) + j``).
 
+The *information* (:func:`block_information`) is the same Hessian in the
+baseline-category parametrisation the statistics of :mod:`softmax.inference`
+use: for a reference class ``r`` the free coefficients are ``theta_k = beta_k -
+beta_r`` (``k != r``), and with ``p_i``, ``e_i`` restricted to the other classes
+
+.. math::
+
+    \\text{score} = \\sum_i s_i (e_i - p_i) \\otimes \\tilde x_i, \\quad
+    I = \\sum_i s_i (\\operatorname{diag}(p_i) - p_i p_i^\\top)
+        \\otimes \\tilde x_i \\tilde x_i^\\top.
+
+Both Hessians are assembled by one routine (:func:`_add_curvature`): per block
+of rows, the block-diagonal part ``X~^T diag(s p_k) X~`` for every class by one
+GEMM, and ``- M^T M`` (``M_i = sqrt(s_i) p_i (x) x~_i``) by one symmetric
+rank-k update (BLAS ``syrk``: the upper triangle only, half the flops of a
+general product) into a Fortran-ordered float64 accumulator.
+
 How it is fast
 --------------
 A loss-and-gradient evaluation is two matrix products (``X W^T`` and
@@ -40,6 +57,7 @@ functions, so all give the same answer.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,13 +66,17 @@ import scipy.sparse as sp
 from softmax.losses import multinomial_hessian_product, multinomial_residuals_, softmax_rows_
 
 __all__ = [
+    "INFORMATION_BLOCK_BYTES",
+    "InformationSums",
     "Workspace",
     "block_curvature_moments",
     "block_hessian",
     "block_hessp",
+    "block_information",
     "block_loss_gradient",
     "column_moments",
     "decision_function",
+    "mirror_upper",
 ]
 
 #: Target size in bytes of one block of dense rows: a block of X plus its
@@ -477,6 +499,72 @@ def block_hessp(
     return loss, grad, hessp
 
 
+def mirror_upper(S: np.ndarray, block: int = 512) -> np.ndarray:
+    """Copy the upper triangle of square ``S`` onto its lower one, in place; returns ``S``.
+
+    By column blocks, so that no temporary is larger than ``block`` columns
+    (index arrays of the whole triangle would be ``2 m^2`` int64 numbers).
+    """
+    m = S.shape[0]
+    for j0 in range(0, m, block):
+        j1 = min(m, j0 + block)
+        D = S[j0:j1, j0:j1]
+        D[...] = np.triu(D) + np.triu(D, 1).T
+        S[j1:, j0:j1] = S[j0:j1, j1:].T
+    return S
+
+
+def _dense_rows(Xb: Any, fit_intercept: bool, out: np.ndarray) -> np.ndarray:
+    """Rows ``Xb`` as float64 with a trailing column of ones (into ``out[:rows]``)."""
+    r, p = Xb.shape
+    Xt = out[:r]
+    Xt[:, :p] = Xb.toarray() if _is_sparse(Xb) else Xb
+    if fit_intercept:
+        Xt[:, p] = 1.0
+    return Xt
+
+
+def _add_curvature(
+    acc: np.ndarray, Xt: np.ndarray, P: np.ndarray, s: np.ndarray | None, M: np.ndarray
+) -> np.ndarray:
+    """``acc += sum_i s_i (diag(p_i) - p_i p_i^T) (x) xt_i xt_i^T``, upper triangle.
+
+    Parameters
+    ----------
+    acc : ndarray of shape (m, m), float64, Fortran order
+        ``m = n_cols * q``; only its upper triangle is read and written.
+    Xt : ndarray of shape (rows, q), float64
+    P : ndarray of shape (rows, n_cols), float64
+        The probabilities of the classes the Hessian is over.
+    s : ndarray of shape (rows,) or None
+        Row weights (>= 0).
+    M : ndarray of shape (rows, m), float64, Fortran order
+        Scratch.
+
+    Returns
+    -------
+    acc
+        The same array (BLAS updates it in place).
+    """
+    from scipy.linalg import blas
+
+    q = Xt.shape[1]
+    kc = P.shape[1]
+    sq = None if s is None else np.sqrt(s)
+    sqP = P if sq is None else P * sq[:, None]
+    # M_i = sqrt(s_i) p_i (x) xt_i, one column block per class
+    for k in range(kc):
+        np.multiply(Xt, sqP[:, k : k + 1], out=M[:, k * q : (k + 1) * q])
+    # the block-diagonal part X~^T diag(s p_k) X~ = (sqrt(s) X~)^T M_k: one GEMM
+    Xs = Xt if sq is None else Xt * sq[:, None]
+    diag = Xs.T @ M  # (q, m)
+    for k in range(kc):
+        sl = slice(k * q, (k + 1) * q)
+        acc[sl, sl] += diag[:, sl]
+    # minus M^T M (upper triangle) by a symmetric rank-k update
+    return blas.dsyrk(-1.0, M, beta=1.0, c=acc, trans=1, lower=0, overwrite_c=1)
+
+
 def block_hessian(
     coef: np.ndarray,
     X: Any,
@@ -495,9 +583,10 @@ def block_hessian(
         \\qquad \\tilde x_i = (x_i, 1 \\text{ if fit\\_intercept}),
 
     assembled as ``sum_k Xt^T diag(s p_k) Xt`` on the diagonal blocks minus
-    ``M^T M`` with ``M_i = sqrt(s_i) p_i (x) xt_i`` (one GEMM of
-    ``(n, n_coef)``); cost ``O(n * n_coef^2)``, meant for small ``n_coef``.
-    CSR rows are densified one block at a time.
+    ``M^T M`` with ``M_i = sqrt(s_i) p_i (x) xt_i`` (a symmetric rank-k update
+    of ``(rows, n_coef)`` blocks: the upper triangle, then mirrored); cost
+    ``n * n_coef^2 / 2`` multiply-adds, meant for small ``n_coef``. CSR rows
+    are densified one block at a time.
 
     Parameters
     ----------
@@ -509,44 +598,224 @@ def block_hessian(
     loss : float
     gradient : ndarray of shape (n_classes, n_features + fit_intercept)
     hessian : ndarray of shape (n_coef, n_coef), float64
-        ``n_coef = n_classes * (n_features + fit_intercept)``, C-order of ``coef``.
+        ``n_coef = n_classes * (n_features + fit_intercept)``, C-order of
+        ``coef``; symmetric (Fortran-ordered in memory).
     """
     n, p = X.shape
     K = coef.shape[0]
     q = p + int(fit_intercept)
+    m = K * q
     dt = _compute_dtype(X)
     P = np.empty((n, K), dtype=dt)
     loss, grad = _loss_grad(coef, X, y, weights, fit_intercept, True, workspace, P)
     # Assembled in float64 even for float32 rows: H is a difference of two
     # large terms (diag(p) - p p^T), and float32 cancellation there stalls Newton.
-    dt = np.dtype(np.float64)
-    H = np.zeros((K, q, K, q), dtype=np.float64)
-    # rows per block: keep M (rows x K q) near 8 MiB
-    step = max(1, min(n, (8 << 20) // max(1, K * q * dt.itemsize)))
-    M = np.empty((step, K, q), dtype=dt)
+    H = np.zeros((m, m), order="F")
+    step = _information_rows(n, m)
+    xbuf = np.empty((step, q))
+    mbuf = np.empty((step, m), order="F")
     for start in range(0, n, step):
         stop = min(n, start + step)
         r = stop - start
-        Xb = _row_block(X, start, stop)
-        Xt = np.empty((r, q), dtype=dt)
-        Xt[:, :p] = Xb.toarray() if _is_sparse(Xb) else Xb
-        if fit_intercept:
-            Xt[:, p] = 1
-        Pb = P[start:stop].astype(dt)
-        sP = Pb if weights is None else Pb * weights[start:stop, None].astype(dt)
-        for k in range(K):
-            H[k, :, k, :] += Xt.T @ (Xt * sP[:, k : k + 1])
-        Mb = M[:r]
-        sq = None if weights is None else np.sqrt(weights[start:stop]).astype(dt)[:, None]
-        sqP = Pb if sq is None else Pb * sq
-        np.multiply(sqP[:, :, None], Xt[:, None, :], out=Mb)
-        M2 = Mb.reshape(r, K * q)
-        H.reshape(K * q, K * q)[...] -= M2.T @ M2
-    H = H.reshape(K * q, K * q)
-    # symmetric by construction up to rounding; make it exactly so for Cholesky
-    H += H.T
-    H *= 0.5
-    return loss, grad, H
+        Xt = _dense_rows(_row_block(X, start, stop), fit_intercept, xbuf)
+        Pb = P[start:stop].astype(np.float64, copy=False)
+        sb = None if weights is None else weights[start:stop]
+        M = mbuf if r == step else np.empty((r, m), order="F")
+        H = _add_curvature(H, Xt, Pb, sb, M)
+    # the upper triangle mirrored: exactly symmetric, for Cholesky
+    return loss, grad, mirror_upper(H)
+
+
+#: Target size in bytes of the ``(rows, n_coef)`` block ``M`` of the Hessian
+#: and information passes: large enough that the rank-k update streams the
+#: accumulator from memory rarely (each block reads and writes all of it
+#: once), small next to it.
+INFORMATION_BLOCK_BYTES = 32 * 1024 * 1024
+
+
+def _information_rows(n: int, m: int) -> int:
+    rows = max(MIN_BLOCK_ROWS, INFORMATION_BLOCK_BYTES // max(1, 8 * m))
+    return max(1, min(n, rows))
+
+
+@dataclass
+class InformationSums:
+    """Sums over rows for inference in the reference form (see :func:`block_information`).
+
+    Attributes
+    ----------
+    loglik : float
+        ``sum_i s_i log p_{i y_i}``.
+    score : ndarray of shape ((K - 1) * q,)
+        Gradient of ``loglik`` with respect to the free coefficients
+        ``theta_k = beta_k - beta_r`` (``k != r``, class-major, C order).
+    information : ndarray of shape ((K - 1) * q, (K - 1) * q)
+        Fortran-ordered; only the upper triangle is meaningful (see
+        :func:`mirror_upper`).
+    meat : ndarray of the same shape or None
+        Upper triangle of the HC0 meat ``sum_i s_i u_i u_i^T`` (``u_i`` the
+        score of row ``i``) or of the cluster meat ``sum_g U_g U_g^T``, when
+        asked for.
+    class_totals : ndarray of shape (K,)
+        ``sum_i s_i [y_i = k]``.
+    """
+
+    loglik: float
+    score: np.ndarray
+    information: np.ndarray
+    meat: np.ndarray | None
+    class_totals: np.ndarray
+
+    def add(self, other: InformationSums) -> InformationSums:
+        """``self + other`` (row blocks summed), in ``self``'s arrays; returns ``self``."""
+        self.loglik += other.loglik
+        self.score += other.score
+        self.information += other.information
+        if self.meat is not None and other.meat is not None:
+            self.meat += other.meat
+        self.class_totals += other.class_totals
+        return self
+
+
+def _add_outer(acc: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """``acc += U^T U`` (upper triangle) by a rank-k update."""
+    from scipy.linalg import blas
+
+    return blas.dsyrk(1.0, np.asfortranarray(U), beta=1.0, c=acc, trans=1, lower=0, overwrite_c=1)
+
+
+def block_information(
+    coef: np.ndarray,
+    X: Any,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    reference: int,
+    fit_intercept: bool,
+    meat: str | None = None,
+    groups: np.ndarray | None = None,
+) -> InformationSums:
+    """Log-likelihood, score, information (and a sandwich meat) of a block of rows.
+
+    In the reference form (module docstring): the free coefficients are
+    ``theta_k = beta_k - beta_r`` for the classes ``k != r``, flattened
+    class-major. One pass over the rows by blocks of about
+    :data:`INFORMATION_BLOCK_BYTES`; the information by :func:`_add_curvature`
+    (``n ((K - 1) q)^2 / 2`` multiply-adds), float64 whatever the dtype of
+    ``X`` (the information is a difference of two large terms and float32
+    products lose the digits standard errors are made of). Memory: the
+    accumulator(s) and one block.
+
+    Parameters
+    ----------
+    coef : ndarray of shape (n_classes, n_features + fit_intercept)
+        Coefficients in any parametrisation (only differences between rows
+        matter; the intercept last when ``fit_intercept``).
+    X : ndarray or CSR matrix of shape (n_rows, n_features)
+        float32 or float64 rows; never copied whole.
+    y : ndarray of shape (n_rows,)
+        Class codes ``0 .. n_classes - 1``.
+    weights : ndarray of shape (n_rows,) or None
+        Frequency weights ``s_i >= 0``; None means ones.
+    reference : int
+        Code of the reference class ``r``.
+    fit_intercept : bool
+    meat : {None, "hc", "cluster"}
+        Also accumulate the HC0 meat ``sum_i s_i u_i u_i^T`` (frequency
+        weights: a row of weight ``s`` is ``s`` identical rows, so the weight
+        is not squared) or the cluster meat ``sum_g U_g U_g^T``, ``U_g`` the
+        summed scores of cluster ``g``. For clusters the rows are visited in
+        group order, so that one partial cluster sum at most is carried
+        between blocks.
+    groups : ndarray of shape (n_rows,), optional
+        Cluster codes (integers); required by, and only for, ``meat="cluster"``.
+
+    Returns
+    -------
+    InformationSums
+    """
+    n = X.shape[0]
+    K, q = coef.shape
+    _check_coef(coef, X, fit_intercept)
+    if not 0 <= reference < K:
+        raise ValueError(f"reference must be a class code in 0..{K - 1}, got {reference!r}")
+    if meat not in (None, "hc", "cluster"):
+        raise ValueError(f"meat must be None, 'hc' or 'cluster', got {meat!r}")
+    if (meat == "cluster") != (groups is not None):
+        raise ValueError("groups are needed by, and only by, meat='cluster'")
+    Kr = K - 1
+    m = Kr * q
+    theta_full = np.asarray(coef, dtype=np.float64) - np.asarray(coef, dtype=np.float64)[reference]
+    others = np.array([k for k in range(K) if k != reference])
+    position = np.full(K, -1)
+    position[others] = np.arange(Kr)
+
+    info = np.zeros((m, m), order="F")
+    meat_acc = np.zeros((m, m), order="F") if meat else None
+    score = np.zeros((Kr, q))
+    totals = np.zeros(K)
+    loglik = 0.0
+
+    order = None
+    carry: np.ndarray | None = None  # partial score sum of the cluster cut by a block end
+    carry_group = -1
+    if meat == "cluster":
+        order = np.argsort(groups, kind="stable")
+
+    step = _information_rows(n, m)
+    xbuf = np.empty((step, q))
+    mbuf = np.empty((step, m), order="F")
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        r = stop - start
+        if order is None:
+            Xb, index = _row_block(X, start, stop), slice(start, stop)
+        else:
+            index = order[start:stop]
+            Xb = X[index]
+        Xt = _dense_rows(Xb, fit_intercept, xbuf)
+        yb = y[index]
+        sb = np.ones(r) if weights is None else np.asarray(weights[index], dtype=np.float64)
+        logP = Xt @ theta_full.T
+        logP -= logP.max(axis=1, keepdims=True)
+        logP -= np.log(np.exp(logP).sum(axis=1, keepdims=True))
+        rows = np.arange(r)
+        loglik += float(sb @ logP[rows, yb])
+        totals += np.bincount(yb, weights=sb, minlength=K)
+        P = np.exp(logP[:, others])  # (r, K - 1)
+        # residuals e - p of the free classes, weighted
+        R = P * -sb[:, None]
+        pos = position[yb]
+        hit = pos >= 0
+        R[rows[hit], pos[hit]] += sb[hit]
+        score += R.T @ Xt
+        M = mbuf if r == step else np.empty((r, m), order="F")
+        info = _add_curvature(info, Xt, P, None if weights is None else sb, M)
+        if meat == "hc":
+            # u_i = (e_i - p_i) (x) xt_i, weight s_i (not s_i^2): rows sqrt(s_i) u_i
+            sq = np.sqrt(sb)
+            Ru = R / np.where(sq > 0, sq, 1.0)[:, None]
+            for k in range(Kr):
+                np.multiply(Xt, Ru[:, k : k + 1], out=M[:, k * q : (k + 1) * q])
+            meat_acc = _add_outer(meat_acc, M)
+        elif meat == "cluster":
+            for k in range(Kr):
+                np.multiply(Xt, R[:, k : k + 1], out=M[:, k * q : (k + 1) * q])
+            gb = groups[index]
+            starts = np.flatnonzero(np.r_[True, gb[1:] != gb[:-1]])
+            U = np.add.reduceat(M, starts, axis=0)  # one summed score row per cluster
+            if carry is not None:
+                if gb[0] == carry_group:
+                    U[0] += carry
+                else:  # the carried cluster ended with the previous block
+                    meat_acc = _add_outer(meat_acc, carry[None, :])
+            # the last cluster of the block may continue in the next one
+            carry, carry_group = U[-1].copy(), gb[-1]
+            if len(U) > 1:
+                meat_acc = _add_outer(meat_acc, U[:-1])
+    if carry is not None:
+        meat_acc = _add_outer(meat_acc, carry[None, :])
+    return InformationSums(loglik, score.ravel(), info, meat_acc, totals)
 
 
 def block_curvature_moments(

@@ -842,6 +842,37 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return _predict_dask(self, X, "score", y=y, sample_weight=sample_weight)
         return super().score(X, y, sample_weight=sample_weight)
 
+    def summary(
+        self, X: Any, y: Any, sample_weight: Any = None, *, alpha: float = 0.05, **kwargs: Any
+    ) -> str:
+        """A statsmodels-style table of coefficients, standard errors and tests.
+
+        The shortcut for ``softmax.inference(self, X, y, sample_weight,
+        **kwargs).summary(alpha)``; see :func:`softmax.inference` for the
+        options (``cov_type``, ``groups``, ``reference``, ...) and what the
+        numbers mean. Fit with ``C=np.inf`` for maximum-likelihood inference.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
+            The rows the model was fitted on.
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            The weights of the fit (frequency weights).
+        alpha : float, default=0.05
+            Confidence intervals at level ``1 - alpha``.
+        **kwargs
+            Passed to :func:`softmax.inference`.
+
+        Returns
+        -------
+        str
+            Print it.
+        """
+        from softmax._inference import inference
+
+        return inference(self, X, y, sample_weight, **kwargs).summary(alpha)
+
     def save(self, path: Any) -> None:
         """Write the fitted model to ``path`` (see :func:`softmax.io.save_model`).
 

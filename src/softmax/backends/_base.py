@@ -31,8 +31,10 @@ Conventions shared by every backend
 - Gradients have the shape of ``coef``. Sums are accumulated in float64 even
   when the rows are float32.
 - Hessians act on, and full Hessians are laid out in, the C-order flattening
-  of ``coef``. The full Hessian is the information matrix of the data term
-  (what :mod:`inference` statistics need), summed over row blocks.
+  of ``coef``. The *information* (:meth:`RowData.information`) is the same
+  matrix in the reference-class form the statistics of
+  :func:`softmax.inference` are reported in, summed over row blocks with the
+  log-likelihood, the score and, when asked, a sandwich "meat".
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class Capability(str, enum.Enum):
     CLASS_CURVATURE = "class_curvature"
     #: answers are logged to :attr:`RowData.checkpoint` and replayed on a restart
     EVALUATION_LOG = "evaluation_log"
+    #: :meth:`RowData.information` (log-likelihood, score, information, meat)
+    INFORMATION = "information"
 
 
 #: What a backend answers when it computes every block with the functions of
@@ -77,6 +81,7 @@ BLOCK_SUMS = frozenset(
         Capability.MINIBATCHES,
         Capability.FEATURE_MOMENTS,
         Capability.CURVATURE_MOMENTS,
+        Capability.INFORMATION,
     }
 )
 
@@ -247,3 +252,32 @@ class RowData(ABC):
         :attr:`Capability.CLASS_CURVATURE`; of shape (n_classes, n_classes).
         """
         raise self._missing(Capability.CLASS_CURVATURE)
+
+    def information(
+        self,
+        coef: np.ndarray,
+        reference: int,
+        *,
+        meat: str | None = None,
+        groups: np.ndarray | None = None,
+    ) -> Any:
+        """Log-likelihood, score and information in the reference form (:attr:`Capability.INFORMATION`).
+
+        See :func:`softmax.linear_loss.block_information`, summed over all
+        rows; one pass (not counted in ``n_passes``: no solver asks it).
+
+        Parameters
+        ----------
+        coef : ndarray of shape (n_classes, n_features + fit_intercept)
+        reference : int
+            Code of the reference class.
+        meat : {None, "hc", "cluster"}
+            Also the HC0 meat, or the cluster meat (rows in memory only).
+        groups : ndarray of shape (n_samples,), optional
+            Cluster codes, with ``meat="cluster"``.
+
+        Returns
+        -------
+        softmax.linear_loss.InformationSums
+        """
+        raise self._missing(Capability.INFORMATION)

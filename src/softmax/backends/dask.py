@@ -255,6 +255,20 @@ def _chunk_hessian(coef: np.ndarray, chunk: Any) -> tuple:
     return chunk.hessian(coef)
 
 
+def _chunk_information(coef: np.ndarray, chunk: Any, reference: int, meat: Any) -> Any:
+    return chunk.information(coef, reference, meat=meat)
+
+
+def _add_information(*parts: Any) -> Any:
+    """The sum of :class:`~softmax.linear_loss.InformationSums` (inputs left unchanged)."""
+    import copy
+
+    total = copy.deepcopy(parts[0])  # a task's inputs must not be modified
+    for part in parts[1:]:
+        total.add(part)
+    return total
+
+
 def _chunk_hessp_state(coef: np.ndarray, chunk: Any) -> tuple:
     """``(loss, grad, hessp)`` of a chunk; kept on its worker for the products."""
     return chunk.gradient_hessian_product(coef)
@@ -590,6 +604,41 @@ class DaskRowData(RowData):
             return self._reduce(leaves, _add_arrays, f"softmax-hv-{token_v}", v.nbytes)
 
         return float(loss), grad, hessp
+
+    def information(
+        self,
+        coef: np.ndarray,
+        reference: int,
+        *,
+        meat: str | None = None,
+        groups: np.ndarray | None = None,
+    ) -> Any:
+        """Log-likelihood, score, information (and HC0 meat): per-chunk sums, summed.
+
+        :attr:`Capability.INFORMATION` (see
+        :func:`softmax.linear_loss.block_information`). Each chunk ships one
+        or two ``(m, m)`` float64 matrices (``m = (n_classes - 1) * (n_features
+        + fit_intercept)``) through the reduction. The cluster meat needs the
+        rows in group order: not on a cluster of chunks.
+        """
+        if meat == "cluster" or groups is not None:
+            raise ValueError(
+                "the cluster-robust covariance visits the rows cluster by cluster: it needs "
+                "the rows in memory, not a Dask collection"
+            )
+        K, q = self.coef_shape
+        m = (K - 1) * q
+        passes = self.n_passes
+        total = self._evaluate(
+            _chunk_information,
+            coef,
+            int(reference),
+            meat,
+            combine=_add_information,
+            result_nbytes=8 * m * m * (2 if meat else 1),
+        )
+        self.n_passes = passes  # not a solver's pass
+        return total
 
     def iter_minibatches(
         self, batch_size: int, rng: np.random.Generator

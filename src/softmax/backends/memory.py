@@ -23,9 +23,11 @@ from softmax.linear_loss import (
     block_curvature_moments,
     block_hessian,
     block_hessp,
+    block_information,
     block_loss_gradient,
     column_moments,
     decision_function,
+    mirror_upper,
 )
 from softmax.losses import softmax_rows_
 
@@ -240,7 +242,7 @@ class InMemoryData(RowData):
                 Xb *= np.sqrt(self.weights[idx, None]).astype(X.dtype)
             # Xb.T is Fortran-ordered: no copy; C = A A^T with A = Xb^T
             cov = syrk(1.0, Xb.T, beta=1.0, c=cov, trans=0, lower=0, overwrite_c=1)
-        _mirror_upper(cov)
+        mirror_upper(cov)
         cov /= max(float(s.sum()), 1e-300)
         return mean, cov
 
@@ -364,6 +366,38 @@ class InMemoryData(RowData):
             workspace=self._workspace(),
         )
 
+    def information(
+        self,
+        coef: np.ndarray,
+        reference: int,
+        *,
+        meat: str | None = None,
+        groups: np.ndarray | None = None,
+    ) -> Any:
+        """Log-likelihood, score, information and meat in the reference form (one pass).
+
+        :attr:`Capability.INFORMATION`: see
+        :func:`softmax.linear_loss.block_information`. The only backend that
+        takes ``groups`` (the cluster meat visits the rows in group order).
+        """
+        coef = np.asarray(coef, dtype=np.float64)
+        if coef.shape != self.coef_shape:
+            raise ValueError(f"coef has shape {coef.shape}; expected {self.coef_shape}")
+        if groups is not None and np.shape(groups) != (self.n_samples,):
+            raise ValueError(
+                f"groups has shape {np.shape(groups)}; expected ({self.n_samples},)"
+            )
+        return block_information(
+            coef,
+            self.X,
+            self.y,
+            self.weights,
+            reference=reference,
+            fit_intercept=self.fit_intercept,
+            meat=meat,
+            groups=groups,
+        )
+
     def iter_minibatches(
         self, batch_size: int, rng: np.random.Generator
     ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
@@ -378,17 +412,3 @@ class InMemoryData(RowData):
             idx = np.sort(order[start : start + batch_size])  # sorted: cache-friendly gather
             w = np.ones(len(idx), dtype=np.float64) if self.weights is None else self.weights[idx]
             yield self.X[idx], self.y[idx], w
-
-
-def _mirror_upper(S: np.ndarray, block: int = 128) -> None:
-    """Copy the upper triangle of square ``S`` onto its lower one, in place.
-
-    By column blocks, so that no temporary is larger than ``block`` columns
-    (index arrays of the whole triangle would be 2 p^2 int64 numbers).
-    """
-    p = S.shape[0]
-    for j0 in range(0, p, block):
-        j1 = min(p, j0 + block)
-        D = S[j0:j1, j0:j1]
-        D[...] = np.triu(D) + np.triu(D, 1).T
-        S[j1:, j0:j1] = S[j0:j1, j1:].T

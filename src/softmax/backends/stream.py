@@ -39,6 +39,7 @@ from softmax.backends._base import BLOCK_SUMS, Capability, RowData, check_batch_
 from softmax.linear_loss import (
     block_curvature_moments,
     block_hessian,
+    block_information,
     block_hessp,
     block_loss_gradient,
     column_moments,
@@ -483,6 +484,40 @@ class StreamData(RowData):
         loss = self._pass("Hessian", fn)
         self._record(key, loss=loss, grad=grad, H=H)
         return loss, grad, H
+
+    def information(
+        self,
+        coef: np.ndarray,
+        reference: int,
+        *,
+        meat: str | None = None,
+        groups: np.ndarray | None = None,
+    ) -> Any:
+        """Log-likelihood, score, information (and HC0 meat), summed over blocks in one pass.
+
+        :attr:`Capability.INFORMATION` (see
+        :func:`softmax.linear_loss.block_information`). The cluster meat needs
+        the rows in group order: not on a stream.
+        """
+        if meat == "cluster" or groups is not None:
+            raise ValueError(
+                "the cluster-robust covariance visits the rows cluster by cluster: it needs "
+                "the rows in memory, not a file stream"
+            )
+        coef = np.asarray(coef, dtype=np.float64)
+        total: Any = None
+
+        def fn(X, y, w):
+            nonlocal total
+            part = block_information(
+                coef, X, y, w, reference=reference, fit_intercept=self.fit_intercept, meat=meat
+            )
+            total = part if total is None else total.add(part)
+            return part.loglik
+
+        self._pass("information", fn)
+        self.n_passes -= 1  # not a solver's pass
+        return total
 
     def iter_minibatches(
         self, batch_size: int, rng: np.random.Generator

@@ -1,8 +1,15 @@
 r"""Statistical inference for a fitted :class:`~softmax.SoftmaxRegression`.
 
+The public names are exported by the package: ``softmax.inference``,
+``softmax.InferenceResults``, ``softmax.lr_test``,
+``softmax.check_separation`` (and the result classes).
+
 :func:`inference` reads a fitted estimator's ``coef_``, ``intercept_`` and
-``classes_``, recomputes what it needs from the rows ``X, y`` (in one blocked
-pass) and returns an :class:`InferenceResults`: standard errors, z values,
+``classes_``, asks the rows ``X, y`` (wherever they live: any backend that
+declares :attr:`~softmax.backends.Capability.INFORMATION`) for the
+log-likelihood, score and information in one blocked pass
+(:func:`softmax.linear_loss.block_information`) and returns an
+:class:`InferenceResults`: standard errors, z values,
 p-values, confidence intervals, the covariance, likelihood statistics, a
 statsmodels-style ``summary()``, Wald and likelihood-ratio tests and average
 marginal effects.
@@ -23,7 +30,8 @@ so each coefficient is the change in the log-odds of class ``k`` *against the
 reference class* per unit of the feature. For an unpenalised fit this
 difference is exactly the maximum-likelihood estimate of the reference form
 (the likelihood depends on the coefficients only through it). Any class can be
-the reference (``reference=``); the first of ``classes_`` is the default.
+the reference (``reference=``); the estimator's ``reference_class``, else the
+first of ``classes_``, is the default.
 
 Covariances
 -----------
@@ -43,12 +51,16 @@ identical rows; ``N = sum_i s_i`` is the number of observations):
   Rows may be correlated within a cluster, not across.
 
 For an L2-penalised fit (finite ``C``) the information is the penalised one,
-``I + (1/C) (I_{K-1} - 11^T / K) \otimes I_p`` on the slopes (the penalty's
-curvature in the reference form, the intercepts being unpenalised): the
-covariance of the penalised estimate around its own (shrunk) target,
-labelled as such in ``summary()``. L1 and elastic-net fits are refused:
-standard errors computed after the penalty has selected the features ignore
-the selection and are not valid.
+``I + (1/C) Q \otimes I_p`` on the slopes, ``Q`` the penalty's curvature in
+the reported coordinates (the intercepts are unpenalised): for a symmetric fit
+(``reference_class=None``) the penalty is on every class's weights, with the
+common shift profiled out, ``Q = I_{K-1} - 11^T / K``; for a fit with
+``reference_class`` it is on the other classes' weights, ``Q = I`` when the
+reported reference is that class (and the same penalty, mapped linearly, for
+another reference). It is the covariance of the penalised estimate around
+its own (shrunk) target, labelled as such in ``summary()``. L1 and
+elastic-net fits are refused: standard errors computed after the penalty has
+selected the features ignore the selection and are not valid.
 
 Scale
 -----
@@ -66,8 +78,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import sys
-import types
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -76,14 +86,14 @@ import numpy as np
 from scipy import linalg, stats
 from scipy.linalg import lapack
 
-from softmax._information import (
-    information_pass,
-    marginal_effects_pass,
-    symmetrize_upper,
-    zero_lower,
+from softmax._separation import (
+    AUTO_MAX_NNZ,
+    SeparationResult,
+    SeparationWarning,
+    separation_lp,
 )
-from softmax._separation import SeparationResult, SeparationWarning, separation_lp
 from softmax._threads import blas_limit
+from softmax.linear_loss import _dense_rows, _information_rows, _row_block, mirror_upper
 
 __all__ = [
     "COV_TYPES",
@@ -100,14 +110,10 @@ __all__ = [
 #: Covariance types :func:`inference` computes.
 COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
 #: ``check_separation="auto"`` builds a separation program only when its
-#: constraint matrix has at most this many non-zeros (a fraction of a second
-#: with HiGHS; the time grows much faster than the size, to minutes at a few
-#: million): otherwise the check is skipped and the summary says so. The
-#: program is first tried on a subset of the rows (see
-#: :func:`softmax._separation.separation_lp`), so large data that overlap are
-#: still certified when a subset of ``max(1000, 4 K (p + 1))`` rows is small
-#: enough.
-SEPARATION_AUTO_MAX_NNZ = 500_000
+#: constraint matrix has at most this many non-zeros (see
+#: :data:`softmax._separation.AUTO_MAX_NNZ`); otherwise the check is skipped
+#: and the summary says so.
+SEPARATION_AUTO_MAX_NNZ = AUTO_MAX_NNZ
 #: Information matrices with fewer rows than this are computed with
 #: :data:`BLAS_THREADS` BLAS threads: their products are too small for threads
 #: to pay, and on a busy machine each thread wake-up can cost a whole
@@ -163,6 +169,18 @@ def _forg(x: float, prec: int) -> str:
 
 def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _plain(value: Any) -> Any:
+    """A label as a JSON value: bool, int, float or str."""
+    value = _py(value)
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _num(value: Any) -> float | None:
+    """A float for JSON; None for NaN or infinity (JSON has neither)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _coef_tables(
@@ -470,7 +488,7 @@ class InferenceResults:
             if info != 0:  # pragma: no cover - the factor was checked at creation
                 raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
             self._factor = None
-            symmetrize_upper(inv)
+            mirror_upper(inv)
             inv /= self._scale[:, None]
             inv /= self._scale[None, :]
             self._cov_cache = _read_only(inv)
@@ -542,6 +560,14 @@ class InferenceResults:
             *body,
             "=" * width,
         ]
+        for i, note in enumerate(self.notes(), 1):
+            wrapped = _wrap(note, width - 4)
+            lines.append(f"[{i}] " + wrapped[0])
+            lines.extend("    " + w for w in wrapped[1:])
+        return "\n".join(lines)
+
+    def notes(self) -> list[str]:
+        """The numbered notes of :meth:`summary`: what the numbers mean, and warnings."""
         notes = [
             f"Coefficients are log-odds against the reference class {_py(self.reference)!r}, "
             "whose coefficients are 0."
@@ -552,12 +578,12 @@ class InferenceResults:
                 f"L2-penalised fit (C={self.C:g}): the coefficients are shrunk towards 0 and "
                 "the covariance is the inverse of the penalised information (the "
                 "likelihood's plus the penalty's curvature); it ignores the shrinkage bias. "
-                "Refit without a penalty for maximum-likelihood inference."
+                "Refit with C=np.inf for maximum-likelihood inference."
             )
         if self.separation is None:
             notes.append(
-                "Separation was not checked (the linear program is too large for 'auto'); "
-                "run softmax.inference.check_separation(X, y) to check it."
+                "Separation was not checked (the linear program is too large for 'auto', or "
+                "the rows are not in memory); run softmax.check_separation(X, y) to check it."
             )
         elif self.separation.separated:
             notes.append("WARNING: " + self.separation.message())
@@ -566,11 +592,83 @@ class InferenceResults:
                 f"WARNING: the coefficients are not at the optimum for these data (a Newton "
                 f"step moves them by {self.newton_step_se:.3g} standard errors)."
             )
-        for i, note in enumerate(notes, 1):
-            wrapped = _wrap(note, width - 4)
-            lines.append(f"[{i}] " + wrapped[0])
-            lines.extend("    " + w for w in wrapped[1:])
-        return "\n".join(lines)
+        return notes
+
+    def to_dict(self, alpha: float = 0.05) -> dict[str, Any]:
+        """The results as plain JSON data (what ``softmax ... --summary --json`` prints).
+
+        Parameters
+        ----------
+        alpha : float, default=0.05
+            Confidence intervals at level ``1 - alpha``.
+
+        Returns
+        -------
+        dict
+            Model statistics (``llf``, ``llnull``, ``llr``, ``llr_pvalue``,
+            ``aic``, ``bic``, ``prsquared``, ``nobs``, ``df_model``,
+            ``df_resid``, ...), ``method``, ``cov_type``, ``reference``,
+            ``classes``, ``terms``, ``C`` (None when unpenalised),
+            ``separation`` (None when not checked), ``notes``, and
+            ``coefficients``: one record per (class, term) with ``class,
+            term, coef, std_err, z, p_value, ci_lower, ci_upper``. Only str,
+            int, float, bool, None, lists and dicts: ``json.dumps`` takes it
+            (non-finite floats, a z of a zero standard error say, become None).
+        """
+        ci = self.conf_int(alpha)
+        T = len(self.term_names)
+        records = [
+            {
+                "class": _plain(c),
+                "term": self.term_names[j],
+                "coef": _num(self.params[i, j]),
+                "std_err": _num(self.bse[i, j]),
+                "z": _num(self.tvalues[i, j]),
+                "p_value": _num(self.pvalues[i, j]),
+                "ci_lower": _num(ci[i, j, 0]),
+                "ci_upper": _num(ci[i, j, 1]),
+            }
+            for i, c in enumerate(self.classes)
+            for j in range(T)
+        ]
+        sep = self.separation
+        return {
+            "model": "SoftmaxRegression",
+            "dep_variable": self.dep_name,
+            "method": self._method(),
+            "penalized": bool(self.penalized),
+            "C": _num(self.C) if self.penalized else None,
+            "cov_type": self.cov_type,
+            "reference": _plain(self.reference),
+            "classes": [_plain(c) for c in self.classes],
+            "terms": list(self.term_names),
+            "nobs": _num(self.nobs),
+            "df_model": _num(self.df_model),
+            "df_resid": _num(self.df_resid),
+            "k_params": int(self.k_params),
+            "n_groups": self.n_groups,
+            "llf": _num(self.llf),
+            "llnull": _num(self.llnull),
+            "llr": _num(self.llr),
+            "llr_pvalue": _num(self.llr_pvalue),
+            "aic": _num(self.aic),
+            "bic": _num(self.bic),
+            "prsquared": _num(self.prsquared),
+            "converged": bool(self.converged),
+            "newton_step_se": _num(self.newton_step_se),
+            "separation": None
+            if sep is None
+            else {
+                "separated": bool(sep.separated),
+                "complete": bool(sep.complete),
+                "classes": [_plain(c) for c in sep.classes],
+                "pairs": [[_plain(a), _plain(b)] for a, b in sep.pairs],
+                "features": list(sep.features),
+            },
+            "alpha": float(_check_alpha(alpha)),
+            "coefficients": records,
+            "notes": self.notes(),
+        }
 
     def __repr__(self) -> str:
         return (
@@ -714,6 +812,12 @@ class InferenceResults:
             p = len(self.term_names) - int(self.fit_intercept)
             if p == 0:
                 raise ValueError("The model has no features: there is no marginal effect.")
+            if self._X is None:
+                raise ValueError(
+                    "marginal_effects() needs the rows in memory (a NumPy array, SciPy sparse "
+                    "matrix or data frame); these results were computed from an out-of-core "
+                    "collection. Run inference() on the rows in memory (for Dask: X.compute())."
+                )
             V = self.cov_params()
             with _blas_threads(self.k_params):
                 ame, J = marginal_effects_pass(
@@ -912,10 +1016,21 @@ def _term_names(clf: Any) -> list[str]:
     return [*names, INTERCEPT] if clf.fit_intercept else names
 
 
-def _rows_key(codes: np.ndarray, weights: np.ndarray) -> str:
+def _rows_key(data: Any, totals: np.ndarray, in_memory: bool) -> str:
+    """A digest of the rows' labels and weights, for :func:`lr_test`'s same-rows check.
+
+    Rows in memory: every label code and weight. Rows out of core (not read
+    twice for this): the number of rows and the weighted class totals.
+    """
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(codes, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(weights, dtype=np.float64).tobytes())
+    if in_memory:
+        n = int(data.n_samples)
+        weights = np.ones(n) if data.weights is None else data.weights
+        h.update(np.ascontiguousarray(data.y, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(weights, dtype=np.float64).tobytes())
+    else:
+        h.update(np.int64(data.n_samples).tobytes())
+        h.update(np.ascontiguousarray(totals, dtype=np.float64).tobytes())
     return h.hexdigest()
 
 
@@ -937,6 +1052,103 @@ def _singular_message(info_scaled: np.ndarray, term_names: list[str], classes: l
         f"class, or too few rows).{where} Drop or combine the features involved, or fit "
         "with an L2 penalty (a finite C)."
     )
+
+
+# -- row passes of marginal effects ------------------------------------------
+
+
+def zero_lower(A: np.ndarray, block: int = 512) -> np.ndarray:
+    """Set the strictly lower triangle of square ``A`` to zero, in place, by blocks."""
+    m = A.shape[0]
+    for a in range(0, m, block):
+        b = min(m, a + block)
+        A[b:, a:b] = 0.0
+        D = A[a:b, a:b]
+        D[np.tril_indices(b - a, -1)] = 0.0
+    return A
+
+
+def marginal_effects_pass(
+    X: Any,
+    weights: np.ndarray,
+    theta: np.ndarray,
+    reference: int,
+    *,
+    fit_intercept: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Average marginal effects on every class probability and their Jacobian.
+
+    With ``D_{ikj} = theta_{kj} - sum_l p_{il} theta_{lj}`` (feature ``j``, all
+    ``K`` classes, the reference row of ``theta`` zero), the effect of feature
+    ``j`` on ``P(y = k | x_i)`` is ``p_{ik} D_{ikj}``; its weighted average is
+
+    .. math::
+
+        \mathrm{AME}_{kj} = \frac{1}{N} \sum_i s_i p_{ik} D_{ikj}, \qquad N = \sum_i s_i,
+
+    and its derivative with respect to ``theta_{mr}`` (``m`` a non-reference
+    class, ``r`` a term) is the average of
+
+    .. math::
+
+        p_{ik} \big[(\delta_{km} - p_{im}) D_{ikj} - p_{im} D_{imj}\big]
+        \tilde x_{ir} + p_{ik} (\delta_{km} - p_{im}) \delta_{jr}.
+
+    The term quadratic in the probabilities, ``sum_i s p_k p_m (D_k + D_m)
+    x``, is one GEMM per block of ``(rows, K p)`` by ``(rows, (K - 1) q)``:
+    the whole pass costs ``O(n K^2 p q)``, computed only when asked for.
+
+    Returns
+    -------
+    ame : ndarray of shape (K, p)
+    jacobian : ndarray of shape (K * p, (K - 1) * q)
+        Derivative of ``ame.ravel()`` with respect to the flattened ``theta``.
+    """
+    n, p = X.shape
+    Kr, q = theta.shape
+    K = Kr + 1
+    theta_full = np.insert(theta, reference, 0.0, axis=0)  # (K, q), reference row 0
+    T = theta_full[:, :p]  # (K, p) slopes
+    others = np.array([k for k in range(K) if k != reference])
+    N = float(weights.sum())
+    ame = np.zeros((K, p))
+    J = np.zeros((K, p, Kr, q))
+    step = _information_rows(n, K * max(p, q))
+    xbuf = np.empty((step, q))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        Xt = _dense_rows(_row_block(X, start, stop), fit_intercept, xbuf)
+        sb = weights[start:stop]
+        Z = Xt @ theta_full.T
+        Z -= Z.max(axis=1, keepdims=True)
+        P = np.exp(Z)
+        P /= P.sum(axis=1, keepdims=True)  # (r, K)
+        Tbar = P @ T  # (r, p): sum_l p_l theta_l
+        sP = P * sb[:, None]
+        ame += sP.sum(axis=0)[:, None] * T - sP.T @ Tbar
+        Pm = P[:, others]  # (r, Kr)
+        # A_i,(k,j) = s p_ik D_ikj ; B_i,(m,r) = p_im x_ir
+        D = T[None, :, :] - Tbar[:, None, :]  # (r, K, p)
+        A = (sP[:, :, None] * D).reshape(-1, K * p)
+        B = (Pm[:, :, None] * Xt[:, None, :]).reshape(-1, Kr * q)
+        # - sum_i s p_k p_m D_k x  (k, j, m, r)
+        J -= (A.T @ B).reshape(K, p, Kr, q)
+        # - sum_i s p_k p_m D_m x = -(A^T B) with (k,j) <-> (m,j) for the K-1 m's
+        Am = A.reshape(-1, K, p)[:, others, :].reshape(-1, Kr * p)
+        Bk = (P[:, :, None] * Xt[:, None, :]).reshape(-1, K * q)
+        J -= (Bk.T @ Am).reshape(K, q, Kr, p).transpose(0, 3, 2, 1)
+        # delta_km sum_i s p_k D_k x
+        for mi, k in enumerate(others):
+            J[k, :, mi, :] += A.reshape(-1, K, p)[:, k, :].T @ Xt
+        # delta_jr (delta_km sum s p_k - sum s p_k p_m)
+        S = sP.T @ Pm  # (K, Kr)
+        for mi, k in enumerate(others):
+            S[k, mi] -= sP[:, k].sum()
+        for j in range(p):
+            J[:, j, :, j] -= S
+    ame /= N
+    J /= N
+    return ame, J.reshape(K * p, Kr * q)
 
 
 # -- the entry points ---------------------------------------------------------------
@@ -1031,27 +1243,32 @@ def inference(
     ----------
     clf : SoftmaxRegression
         A fitted estimator with ``l1_ratio=0`` (L1 fits are refused: see
-        Raises). Only its ``coef_``, ``intercept_``, ``classes_``, ``C`` and
-        ``class_weight`` are read.
-    X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
-        The rows the model was fitted on (same features, same names).
+        Raises). Only its ``coef_``, ``intercept_``, ``classes_``, ``C``,
+        ``reference_class`` and ``class_weight`` are read.
+    X : {array-like, sparse matrix, data frame, Dask collection, FileSource}
+        The rows the model was fitted on, of shape (n_samples, n_features)
+        (same features, same names). Rows out of core (a Dask array or
+        frame, a ``softmax.streaming.FileSource``) are read by their backend
+        in one pass; the separation check, ``cov_type="cluster"`` and
+        :meth:`InferenceResults.marginal_effects` need them in memory.
     y : array-like of shape (n_samples,)
-        Their labels, each one of ``clf.classes_``.
+        Their labels, each one of ``clf.classes_`` (None for a file source
+        that carries its target).
     sample_weight : array-like of shape (n_samples,), default=None
         The weights of the fit, read as frequency weights: integer weights
         give exactly the results of the duplicated rows.
     cov_type : {"nonrobust", "HC0", "HC1", "cluster"}, default="nonrobust"
-        See the module docstring (``help(softmax.inference)``) or
-        ``docs/inference.md`` for what each assumes.
+        See the module docstring or ``docs/inference.md`` for what each assumes.
     groups : array-like of shape (n_samples,), default=None
         Cluster labels, required by (and only for) ``cov_type="cluster"``.
     reference : label, default=None
-        Reference class; None takes the first of ``classes_``.
+        Reference class; None takes the estimator's ``reference_class``, else
+        the first of ``classes_``.
     check_separation : bool or "auto", default="auto"
         Run the separation linear program (see :func:`check_separation`) and
         warn with a :class:`SeparationWarning` when the data are separated;
         ``"auto"`` runs it when it is small (at most
-        :data:`SEPARATION_AUTO_MAX_NNZ` non-zeros).
+        :data:`SEPARATION_AUTO_MAX_NNZ` non-zeros) and the rows are in memory.
 
     Returns
     -------
@@ -1062,15 +1279,16 @@ def inference(
     sklearn.exceptions.NotFittedError
         ``clf`` is not fitted.
     TypeError
-        ``clf`` is not a SoftmaxRegression; ``X`` is out of core (Dask, a file
-        source).
+        ``clf`` is not a SoftmaxRegression.
     ValueError
         An L1 / elastic-net fit; ``X`` with another number of features (or
         other names); ``y`` of the wrong length or with labels the model was
         not fitted on; a class without rows; bad weights; an unknown
         ``cov_type`` or ``reference``; ``groups`` missing, of the wrong length
         or with fewer than 2 clusters; ``class_weight`` with
-        ``cov_type="nonrobust"``; a singular information matrix.
+        ``cov_type="nonrobust"``; a singular information matrix;
+        ``cov_type="cluster"`` or ``check_separation=True`` for rows out of
+        core.
 
     Warns
     -----
@@ -1084,63 +1302,48 @@ def inference(
     >>> from sklearn.datasets import load_iris
     >>> from softmax import SoftmaxRegression, inference
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = SoftmaxRegression(C=1.0).fit(X[:, :1], y)  # sepal length: classes overlap
+    >>> clf = SoftmaxRegression(C=np.inf).fit(X[:, :1], y)  # sepal length: classes overlap
     >>> res = inference(clf, X[:, :1], y)
-    >>> res.params.shape, res.term_names
-    ((2, 2), ['x0', 'intercept'])
+    >>> res.params.shape, res.term_names, res.penalized
+    ((2, 2), ['x0', 'intercept'], False)
     >>> bool((res.bse > 0).all())
     True
     """
-    from softmax._validation import check_sample_weight, row_weights, validate_data
-
     _check_estimator(clf)
     cov_type = _check_cov_type(cov_type)
     if check_separation not in (True, False, "auto"):
         raise ValueError(
             f"check_separation must be True, False or 'auto'; got {check_separation!r}."
         )
-    from softmax.backends import external_backend
-
-    if external_backend(X) is not None:
-        raise TypeError(
-            f"inference() needs the rows in memory (a NumPy array, SciPy sparse matrix or "
-            f"data frame); got {type(X).__name__}. Load or compute them first (for Dask: "
-            "X.compute())."
-        )
     dep_name = getattr(y, "name", None)
     dep_name = dep_name if isinstance(dep_name, str) and dep_name else "y"
-    X = validate_data(clf, X, reset=False, accept_sparse="csr", dtype=(np.float64, np.float32))
-    n = X.shape[0]
     classes = np.asarray(clf.classes_)
     K = len(classes)
-    codes = _encode_y(y, classes, n)
-    weights = check_sample_weight(sample_weight, n)
-    if clf.class_weight is not None:
-        if cov_type == "nonrobust":
-            raise ValueError(
-                "The model was fitted with class_weight, which reweights rows by class: the "
-                "fit maximises a pseudo-likelihood whose inverse information is not the "
-                "covariance of the estimate. Use cov_type='HC0' (the sandwich is valid for "
-                "weighted estimating equations), or refit with class_weight=None."
-            )
-        weights = row_weights(codes, classes, sample_weight, clf.class_weight)
-    totals = np.bincount(codes, weights=weights, minlength=K)
-    if np.any(totals <= 0):
-        empty = classes[totals <= 0].tolist()
+    fit_intercept = bool(clf.fit_intercept)
+    if clf.class_weight is not None and cov_type == "nonrobust":
         raise ValueError(
-            f"Classes {empty} have no rows with positive weight in y: their coefficients are "
-            "not identified (the likelihood pushes their probability to 0). Pass the rows "
-            "the model was fitted on, or refit without those classes."
+            "The model was fitted with class_weight, which reweights rows by class: the "
+            "fit maximises a pseudo-likelihood whose inverse information is not the "
+            "covariance of the estimate. Use cov_type='HC0' (the sandwich is valid for "
+            "weighted estimating equations), or refit with class_weight=None."
         )
     if reference is None:
         reference = getattr(clf, "reference_class", None)
     ref = 0 if reference is None else _reference_code(reference, classes)
+    data, rows_in_memory = _row_data(clf, X, y, sample_weight, fit_intercept)
+    n = int(data.n_samples)
     group_codes = None
     n_groups = None
     if cov_type == "cluster":
         if groups is None:
             raise ValueError("cov_type='cluster' needs groups=: one cluster label per row.")
+        if not rows_in_memory:
+            raise ValueError(
+                "cov_type='cluster' visits the rows cluster by cluster: it needs the rows in "
+                f"memory, not a {type(X).__name__}; use 'HC0' or load the rows."
+            )
         group_codes = _encode_groups(groups, n)
+        weights = np.ones(n) if data.weights is None else data.weights
         n_groups = int(np.count_nonzero(np.bincount(group_codes, weights=weights) > 0))
         if n_groups < 2:
             raise ValueError(
@@ -1149,10 +1352,14 @@ def inference(
             )
     elif groups is not None:
         raise ValueError(f"groups= is only used by cov_type='cluster' (got {cov_type!r}).")
+    if check_separation is True and not rows_in_memory:
+        raise ValueError(
+            "check_separation=True needs the rows in memory (the linear program is built "
+            "from them); pass check_separation=False or 'auto' for rows out of core."
+        )
 
-    fit_intercept = bool(clf.fit_intercept)
     term_names = _term_names(clf)
-    p = X.shape[1]
+    p = int(data.n_features)
     q = p + int(fit_intercept)
     others = [k for k in range(K) if k != ref]
     non_ref = classes[others]
@@ -1164,15 +1371,18 @@ def inference(
     theta = (full - full[ref])[others]  # (K - 1, q)
     C = float(clf.C)
     penalized = bool(np.isfinite(C))
-    N = float(weights.sum())
+    N = float(data.weight_sum)
 
+    if rows_in_memory:  # (out of core: from the information pass)
+        _check_totals(np.bincount(data.y, weights=data.weights, minlength=K), classes)
     with _blas_threads((K - 1) * q):
         # Separation first: on separated data the information is (nearly) singular,
         # and the warning explains what the standard errors would not.
         separation = None
-        if check_separation:
+        if check_separation and rows_in_memory:
             separation = separation_lp(
-                X, codes, weights, classes, ref, term_names, fit_intercept=fit_intercept,
+                data.X, data.y, data.weights, classes, ref, term_names,
+                fit_intercept=fit_intercept,
                 max_nnz=None if check_separation is True else SEPARATION_AUTO_MAX_NNZ,
             )  # fmt: skip
             if separation is not None and separation.separated:
@@ -1185,26 +1395,23 @@ def inference(
                 warnings.warn(separation.message() + extra, SeparationWarning, stacklevel=2)
 
         meat_kind = {"HC0": "hc", "HC1": "hc", "cluster": "cluster"}.get(cov_type)
-        ip = information_pass(
-            X, codes, weights, theta, ref, fit_intercept=fit_intercept, meat=meat_kind,
-            groups=group_codes,
-        )  # fmt: skip
-        info, ip.information = ip.information, None  # one reference: freed after Cholesky
-        score = ip.score.copy()
+        sums = data.information(full, ref, meat=meat_kind, groups=group_codes)
+        totals = sums.class_totals
+        _check_totals(totals, classes)
+        info, sums.information = sums.information, None  # one reference: freed after Cholesky
+        score = sums.score.copy()
         penalty_material = False
         if penalized:
-            # curvature and gradient of (1 / 2C) sum_k ||w_k||^2 in the reference form
-            # (the reference class's own weights profiled out): (I - 11^T / K) / C
-            pen = (np.eye(K - 1) - 1.0 / K) / C
+            # curvature and gradient of the fit's penalty (1 / 2C) sum ||w||^2 in the
+            # reported coordinates: Q / C per feature (see _penalty_curvature)
+            Q = _penalty_curvature(K, ref, _fitted_reference(clf)) / C
             for j in range(p):
                 idx = np.arange(K - 1) * q + j
-                info[np.ix_(idx, idx)] += pen
-            slopes = theta[:, :p]
-            centred = slopes - slopes.sum(axis=0) / K  # the reference row is 0
-            score.reshape(K - 1, q)[:, :p] -= centred / C
+                info[np.ix_(idx, idx)] += Q
+            score.reshape(K - 1, q)[:, :p] -= Q @ theta[:, :p]
             if p:  # (np.diag is a view: keep no reference to info)
                 smallest = float(np.diag(info).reshape(K - 1, q)[:, :p].min())
-                penalty_material = smallest * 1e-8 < 1.0 / C
+                penalty_material = smallest * 1e-8 < float(np.abs(Q).max())
         # only the upper triangle of info is ever read (Cholesky, eigh)
         d = np.sqrt(np.diag(info).copy())
         if not np.all(d > 0) or not np.isfinite(d).all():
@@ -1243,14 +1450,14 @@ def inference(
         if meat_kind is None:
             var = var_model
         else:
-            B, ip.meat = symmetrize_upper(ip.meat), None  # one reference: freed below
+            B, sums.meat = mirror_upper(sums.meat), None  # one reference: freed below
             B /= d[:, None]
             B /= d[None, :]
             Y = linalg.cho_solve((factor, False), B, overwrite_b=True)  # in B's memory
             del B
             cov = linalg.cho_solve((factor, False), Y.T, overwrite_b=True)
             del Y
-            symmetrize_upper(cov)  # equal up to rounding; `cov += cov.T` would copy
+            mirror_upper(cov)  # equal up to rounding; `cov += cov.T` would copy
             cov /= d[:, None]
             cov /= d[None, :]
             k = (K - 1) * q
@@ -1285,7 +1492,7 @@ def inference(
         reference=_py(classes[ref]),
         term_names=term_names,
         cov_type=cov_type,
-        llf=float(ip.loglik),
+        llf=float(sums.loglik),
         llnull=llnull,
         nobs=N,
         df_model=float((K - 1) * p),
@@ -1301,31 +1508,111 @@ def inference(
         cov=cov,
         factor=factor if cov is None else None,  # a sandwich needs no more solves
         scale=d,
-        X=X,
-        weights=weights,
+        X=data.X if rows_in_memory else None,
+        weights=(np.ones(n) if data.weights is None else data.weights) if rows_in_memory else None,
         _all_classes=classes,
         _reference_code=ref,
-        _rows_key=_rows_key(codes, weights),
+        _rows_key=_rows_key(data, totals, rows_in_memory),
         _penalty_material=penalty_material,
     )
 
 
-class _CallableModule(types.ModuleType):
-    """This module, callable as its main function."""
+def _row_data(
+    clf: Any, X: Any, y: Any, sample_weight: Any, fit_intercept: bool
+) -> tuple[Any, bool]:
+    """The rows as a backend that answers ``information``; and whether they are in memory.
 
-    def __call__(self, *args: Any, **kwargs: Any) -> InferenceResults:
-        return inference(*args, **kwargs)
+    Rows in memory are validated here against the model (features, names,
+    labels, weights) and wrapped in :class:`~softmax.backends.memory.InMemoryData`;
+    a Dask collection or file source goes to its backend's ``build_row_data``
+    with the model's classes (labels outside them are refused there).
+    """
+    import importlib
+
+    from softmax._validation import check_sample_weight, row_weights, validate_data
+    from softmax.backends import external_backend
+    from softmax.backends._base import Capability
+
+    classes = np.asarray(clf.classes_)
+    backend = external_backend(X)
+    if backend is None:
+        X = validate_data(
+            clf, X, reset=False, accept_sparse="csr", dtype=(np.float64, np.float32), order="C"
+        )
+        codes = _encode_y(y, classes, X.shape[0])
+        if clf.class_weight is not None:
+            weights = row_weights(codes, classes, sample_weight, clf.class_weight)
+        else:
+            weights = check_sample_weight(sample_weight, X.shape[0])
+        from softmax.backends.memory import InMemoryData
+
+        data = InMemoryData(X, codes, weights, classes, fit_intercept=fit_intercept)
+        return data, True
+    module = importlib.import_module(backend)
+    data = module.build_row_data(
+        X,
+        y,
+        sample_weight=sample_weight,
+        classes=classes,
+        class_weight=clf.class_weight,
+        fit_intercept=fit_intercept,
+        dtype=None,
+    )
+    if int(data.n_features) != int(clf.n_features_in_):
+        raise ValueError(
+            f"X has {data.n_features} features, but the model was fitted with "
+            f"{clf.n_features_in_} features."
+        )
+    names = getattr(clf, "feature_names_in_", None)
+    if (
+        names is not None
+        and data.feature_names is not None
+        and [str(a) for a in data.feature_names] != [str(b) for b in names]
+    ):
+        raise ValueError(
+            "The feature names of X differ from those the model was fitted on "
+            f"({list(names)[:5]}...)."
+        )
+    if Capability.INFORMATION not in data.capabilities:
+        raise TypeError(
+            f"inference() needs rows whose backend answers 'information'; the "
+            f"{type(data).__name__} backend does not."
+        )
+    return data, False
 
 
-# ``softmax.inference`` names both this module and :func:`inference`, and which
-# one the package attribute holds depends on the import order: the package
-# exports the function, but importing the module first (``from
-# softmax.inference import lr_test``) binds the *module* to the package
-# attribute, and ``import softmax.inference as m`` returns whatever the
-# attribute holds. So each behaves as the other: the module is callable, and
-# the function carries the module's public names.
-sys.modules[__name__].__class__ = _CallableModule
-for _name in __all__:
-    if _name != "inference":
-        setattr(inference, _name, globals()[_name])
-del _name
+def _check_totals(totals: np.ndarray, classes: np.ndarray) -> None:
+    """ValueError when a class has no rows with positive weight."""
+    if np.any(totals <= 0):
+        empty = classes[totals <= 0].tolist()
+        raise ValueError(
+            f"Classes {empty} have no rows with positive weight in y: their coefficients "
+            "are not identified (the likelihood pushes their probability to 0). Pass the "
+            "rows the model was fitted on, or refit without those classes."
+        )
+
+
+def _fitted_reference(clf: Any) -> int | None:
+    """The code of the estimator's ``reference_class`` (the parametrisation it was fitted in)."""
+    ref = getattr(clf, "reference_class", None)
+    return None if ref is None else _reference_code(ref, np.asarray(clf.classes_))
+
+
+def _penalty_curvature(K: int, reported: int, fitted: int | None) -> np.ndarray:
+    """The L2 penalty's curvature per feature in the reported coordinates, ``(K - 1, K - 1)``.
+
+    The reported coefficients ``theta`` are the rows of ``beta - beta_r`` other
+    than the reported reference ``r``; the fit penalised ``sum_k ||w_k||^2 / 2``
+    over its own rows: every class's, with the common shift profiled out (a
+    symmetric fit: ``fitted`` None), or those of the classes other than the
+    fitted reference ``r0`` (``w = beta - beta_r0``). With ``E`` the map from
+    ``theta`` to the penalised rows, the curvature is ``E^T E``:
+    ``I - 11^T / K`` and ``I`` (``r = r0``) in the two plain cases.
+    """
+    S = np.zeros((K, K - 1))  # embeds theta as K rows, 0 at the reported reference
+    S[[k for k in range(K) if k != reported], np.arange(K - 1)] = 1.0
+    if fitted is None:
+        E = (np.eye(K) - 1.0 / K) @ S  # centred: the shift profiled out
+    else:
+        E = (np.eye(K) - np.outer(np.ones(K), np.eye(K)[fitted])) @ S  # beta - beta_r0
+    return E.T @ E
