@@ -19,10 +19,10 @@ import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
 import softmax
-from softmax import SoftmaxRegression
 from softmax import (
     InferenceResults,
     SeparationWarning,
+    SoftmaxRegression,
     check_separation,
     inference,
     lr_test,
@@ -381,7 +381,7 @@ def test_unpenalised_fit_warns_of_separation(C):
     assert clf.separation_.separated and clf.separation_.features == ["x1", "intercept"]
     # no maximum-likelihood estimate: not "converged"; with a penalty the
     # penalised optimum exists (and is reached), set by the penalty alone
-    assert clf.converged_ is (C != np.inf)
+    assert clf.converged_ is (np.inf != C)
     assert np.abs(clf.coef_[:, 1]).max() > 100
     # overlapping data: no warning, converged, the check recorded
     rng = np.random.default_rng(1)
@@ -592,7 +592,7 @@ def test_summary_shortcut_and_to_dict(anes):
 def test_dask_rows_give_the_in_memory_results(anes):
     """The backend answers the information by chunks: same numbers, less on offer."""
     da = pytest.importorskip("dask.array")
-    X, y, _, _, clf = anes
+    X, y, _, _, _ = anes
     Xa, ya = X.to_numpy(), y.to_numpy()
     w = np.random.default_rng(4).integers(1, 3, len(ya)).astype(float)
     clf_a = SoftmaxRegression(C=np.inf).fit(Xa, ya, sample_weight=w)
@@ -644,7 +644,7 @@ def test_information_matches_finite_differences():
 
 
 def test_file_stream_rows_give_the_in_memory_results(anes, tmp_path):
-    X, y, _, _, clf = anes
+    X, y, _, _, _ = anes
     frame = X.assign(PID=y.astype(int))
     path = tmp_path / "anes.csv"
     frame.to_csv(path, index=False)

@@ -65,8 +65,8 @@ __all__ = [
     "SoftmaxScaler",
     "TemperatureScaling",
     "__version__",
-    "cross_entropy",
     "check_separation",
+    "cross_entropy",
     "inference",
     "load_model",
     "log_softmax",
@@ -81,6 +81,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from softmax._inference import (
+        ChiSquareTest,
+        InferenceResults,
+        MarginalEffects,
+        check_separation,
+        inference,
+        lr_test,
+    )
+    from softmax._separation import SeparationResult, SeparationWarning
     from softmax.calibration import TemperatureScaling
     from softmax.functions import (
         cross_entropy,
@@ -91,15 +100,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         softmax_jvp,
         softmax_vjp,
     )
-    from softmax._inference import (
-        ChiSquareTest,
-        InferenceResults,
-        MarginalEffects,
-        check_separation,
-        inference,
-        lr_test,
-    )
-    from softmax._separation import SeparationResult, SeparationWarning
     from softmax.io import load_model
     from softmax.model_selection import SoftmaxRegressionCV, min_c, regularization_path
     from softmax.preprocessing import SoftmaxScaler

@@ -384,9 +384,7 @@ class InMemoryData(RowData):
         if coef.shape != self.coef_shape:
             raise ValueError(f"coef has shape {coef.shape}; expected {self.coef_shape}")
         if groups is not None and np.shape(groups) != (self.n_samples,):
-            raise ValueError(
-                f"groups has shape {np.shape(groups)}; expected ({self.n_samples},)"
-            )
+            raise ValueError(f"groups has shape {np.shape(groups)}; expected ({self.n_samples},)")
         return block_information(
             coef,
             self.X,

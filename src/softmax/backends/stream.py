@@ -39,8 +39,8 @@ from softmax.backends._base import BLOCK_SUMS, Capability, RowData, check_batch_
 from softmax.linear_loss import (
     block_curvature_moments,
     block_hessian,
-    block_information,
     block_hessp,
+    block_information,
     block_loss_gradient,
     column_moments,
 )
