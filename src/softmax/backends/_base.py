@@ -261,7 +261,7 @@ class RowData(ABC):
         meat: str | None = None,
         groups: np.ndarray | None = None,
     ) -> Any:
-        """Log-likelihood, score, information in the reference form (:attr:`Capability.INFORMATION`).
+        """Log-likelihood, score and information, reference form (``INFORMATION``).
 
         See :func:`softmax.linear_loss.block_information`, summed over all
         rows; one pass (not counted in ``n_passes``: no solver asks it).
