@@ -13,7 +13,12 @@ DEFAULT_MEMORY_BUDGET_MB = 1024.0
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """SoftmaxRegression's hyper-parameters as options (fit and demo share them)."""
     group = parser.add_argument_group("model options (see SoftmaxRegression)")
-    group.add_argument("--C", type=float, default=1.0, help="inverse regularisation (default 1)")
+    group.add_argument(
+        "--C",
+        type=float,
+        default=1.0,
+        help="inverse regularisation (default 1); inf: no penalty (maximum likelihood)",
+    )
     group.add_argument(
         "--l1-ratio",
         type=float,
@@ -36,6 +41,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="'balanced' weighs classes inversely to their frequency",
     )
     group.add_argument("--random-state", type=int, help="seed for the stochastic solver")
+    group.add_argument(
+        "--reference-class",
+        metavar="LABEL",
+        help="fix this class's coefficients at zero (the baseline-category form of "
+        "statsmodels' MNLogit): the other classes' coefficients are log-odds against it",
+    )
 
 
 def add_parser(subparsers: Any) -> None:
@@ -74,11 +85,49 @@ def add_parser(subparsers: Any) -> None:
         help="stream files larger than this many megabytes (default 1024)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    stats = parser.add_argument_group("statistics")
+    stats.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the coefficients with standard errors, z values, p-values and "
+        "likelihood statistics (softmax.inference; use --C inf for maximum likelihood)",
+    )
+    from softmax.cli._summary import add_cov_type_option
+
+    add_cov_type_option(stats)
     add_json_flag(parser)
 
 
-def estimator_from_args(args: argparse.Namespace) -> Any:
-    """A SoftmaxRegression configured from the model options."""
+def reference_label(text: str | None, y: Any) -> Any:
+    """The ``--reference-class`` label as the labels' own type.
+
+    Command-line text is matched against the distinct labels of ``y`` by
+    their text; without labels at hand (a file streamed block by block), an
+    integer or a number is read as one.
+    """
+    if text is None:
+        return None
+    if y is not None:
+        import numpy as np
+
+        from softmax.cli._common import CLIError
+
+        labels = np.unique(np.asarray(y))
+        for label in labels.tolist():
+            if str(label) == text or (isinstance(label, float) and f"{label:g}" == text):
+                return label
+        shown = ", ".join(str(c) for c in labels.tolist()[:12])
+        raise CLIError(f"--reference-class {text!r} is not one of the classes: {shown}")
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def estimator_from_args(args: argparse.Namespace, y: Any = None) -> Any:
+    """A SoftmaxRegression configured from the model options (``y``: the labels, if known)."""
     from softmax.regression import SoftmaxRegression
 
     return SoftmaxRegression(
@@ -90,6 +139,7 @@ def estimator_from_args(args: argparse.Namespace) -> Any:
         fit_intercept=not args.no_intercept,
         class_weight=args.class_weight,
         random_state=args.random_state,
+        reference_class=reference_label(getattr(args, "reference_class", None), y),
     )
 
 
@@ -150,13 +200,13 @@ def run(args: argparse.Namespace) -> int:
     from softmax.io import save_model
 
     output = check_output_path(args.output, suffixes=(".safetensors",))
-    estimator = estimator_from_args(args)
     streaming = _should_stream(args)
     if streaming:
         X, y, source, n_samples = _stream_source(args), None, args.data, None
     else:
         data = load_data(args.data, target=args.target, fmt=args.format)
         X, y, source, n_samples = data.features_for_model(), data.y, data.source, data.n_samples
+    estimator = estimator_from_args(args, y)
 
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -182,6 +232,13 @@ def run(args: argparse.Namespace) -> int:
     }
     if not streaming:
         summary["train_accuracy"] = float(np.mean(estimator.predict(X) == y))
+    results = None
+    if args.summary:
+        from softmax.cli._summary import summarize
+
+        results, stats_warnings = summarize(estimator, X, y, args.cov_type, args.target)
+        summary["warnings"] += [w for w in stats_warnings if w not in summary["warnings"]]
+        summary["inference"] = results.to_dict()
     if args.json:
         emit_json(summary)
         return 0
@@ -202,4 +259,7 @@ def run(args: argparse.Namespace) -> int:
     if "train_accuracy" in summary:
         print(f"training accuracy {summary['train_accuracy']:.4f}")
     print(f"model written to {output}")
+    if results is not None:
+        print()
+        print(results.summary())
     return 0

@@ -16,10 +16,25 @@ def add_parser(subparsers: Any) -> None:
         "numbers: safe on files from anywhere.",
     )
     parser.add_argument("model", metavar="MODEL", help="a model file written by `softmax fit`")
+    stats = parser.add_argument_group("statistics")
+    stats.add_argument(
+        "--summary",
+        metavar="DATA",
+        help="also print the coefficients' standard errors, z values, p-values and "
+        "likelihood statistics on DATA, the rows the model was fitted on (a file as "
+        "`softmax fit` takes it, or a built-in dataset)",
+    )
+    stats.add_argument("--target", metavar="COLUMN", help="label column of DATA (CSV/Parquet)")
+    from softmax.cli._args import FORMATS
+    from softmax.cli._summary import add_cov_type_option
+
+    stats.add_argument("--format", choices=FORMATS, help="file format of DATA")
+    add_cov_type_option(stats)
     add_json_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
     import os
 
     from softmax.cli._common import CLIError, emit_json
@@ -36,7 +51,24 @@ def run(args: argparse.Namespace) -> int:
     meta.pop("classes_array", None)
     meta["file"] = args.model
     meta["file_bytes"] = os.path.getsize(args.model)
+    results = None
+    if args.summary is not None:
+        from softmax.cli._common import load_data, load_model_file
+        from softmax.cli._summary import summarize
+
+        model = load_model_file(args.model)
+        data = load_data(args.summary, target=args.target, fmt=args.format, model=model)
+        results, stats_warnings = summarize(
+            model, data.features_for_model(model), data.y, args.cov_type, args.target
+        )
+        meta["inference"] = {"data": data.source, **results.to_dict()}
+        meta["warnings"] = stats_warnings
+    elif args.target is not None or args.format is not None:
+        raise CLIError("--target and --format describe the DATA of --summary DATA")
     if args.json:
+        C = meta.get("params", {}).get("C")
+        if isinstance(C, float) and math.isinf(C) and C > 0:
+            meta["params"]["C"] = "inf"  # JSON has no infinity (null would be ambiguous)
         emit_json(meta)
         return 0
     classes = meta["classes"]["values"]
@@ -58,4 +90,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"parameters   {params}")
     training = ", ".join(f"{k}={v}" for k, v in meta.get("training", {}).items())
     print(f"training     {training}")
+    if results is not None:
+        import sys
+
+        for message in meta["warnings"]:
+            print(f"warning: {message}", file=sys.stderr)
+        print()
+        print(results.summary())
     return 0
