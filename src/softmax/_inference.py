@@ -925,16 +925,29 @@ def _blas_threads(n_coef: int) -> Any:
     return contextlib.nullcontext()
 
 
+#: What :func:`inference` reads of a model (the model's class is not imported:
+#: this module sits below the estimator, whose ``summary()`` calls it).
+_MODEL_PARAMS = ("C", "l1_ratio", "fit_intercept", "class_weight")
+
+
 def _check_estimator(clf: Any) -> None:
     from sklearn.utils.validation import check_is_fitted
 
-    from softmax.regression import SoftmaxRegression
-
-    if not isinstance(clf, SoftmaxRegression):
+    params = clf.get_params(deep=False) if callable(getattr(clf, "get_params", None)) else {}
+    if not callable(getattr(clf, "fit", None)) or not set(_MODEL_PARAMS) <= set(params):
         raise TypeError(
             f"inference() needs a fitted softmax.SoftmaxRegression; got {type(clf).__name__}."
         )
     check_is_fitted(clf)
+    shape = (len(getattr(clf, "classes_", ())), getattr(clf, "n_features_in_", -1))
+    if np.shape(getattr(clf, "coef_", None)) != shape or np.shape(
+        getattr(clf, "intercept_", None)
+    ) != shape[:1]:
+        raise TypeError(
+            f"inference() needs a fitted softmax.SoftmaxRegression: one row of coef_ and "
+            f"intercept_ per class; {type(clf).__name__} has coef_ of shape "
+            f"{np.shape(getattr(clf, 'coef_', None))}."
+        )
     l1_ratio = float(clf.l1_ratio)
     if l1_ratio > 0:
         raise ValueError(
