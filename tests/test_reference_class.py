@@ -212,3 +212,31 @@ def test_newton_last_step_reaches_the_optimum(anes):
     res = SOLVERS["newton-cholesky"].solve(problem, tol=1e-10)
     assert "last Newton step taken" in res.message
     np.testing.assert_allclose(res.coef[1:], want, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("C", -1.0, "params.C"),
+        ("C", {"float": "nan"}, "params.C"),
+        ("C", "inf", "params.C"),
+        ("reference_class", "w", "not a class of the model"),
+        ("reference_class", "x", "coefficients or intercept are not zero"),
+        ("reference_class", 1, "params.reference_class"),
+    ],
+)
+def test_model_file_fields_are_validated(tmp_path, wine, field, value, match):
+    import json
+
+    from softmax.io import read_safetensors, write_safetensors
+
+    X, y = wine
+    labels = np.array(["x", "y", "z"])[y]
+    path = tmp_path / "m.safetensors"
+    SoftmaxRegression(C=np.inf, reference_class="z", max_iter=20).fit(X[:, :1], labels).save(path)
+    tensors, meta = read_safetensors(path)
+    doc = json.loads(meta["softmax"])
+    doc["params"][field] = value
+    write_safetensors(path, tensors, {"softmax": json.dumps(doc)})
+    with pytest.raises(ValueError, match=match):
+        load_model(path)
