@@ -940,9 +940,10 @@ def _check_estimator(clf: Any) -> None:
         )
     check_is_fitted(clf)
     shape = (len(getattr(clf, "classes_", ())), getattr(clf, "n_features_in_", -1))
-    if np.shape(getattr(clf, "coef_", None)) != shape or np.shape(
-        getattr(clf, "intercept_", None)
-    ) != shape[:1]:
+    if (
+        np.shape(getattr(clf, "coef_", None)) != shape
+        or np.shape(getattr(clf, "intercept_", None)) != shape[:1]
+    ):
         raise TypeError(
             f"inference() needs a fitted softmax.SoftmaxRegression: one row of coef_ and "
             f"intercept_ per class; {type(clf).__name__} has coef_ of shape "
