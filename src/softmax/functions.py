@@ -291,6 +291,7 @@ def _np_small(x: Any, axis: Any, temperature: Any, log: bool) -> np.ndarray | No
 #: operation a few tens of nanoseconds (a (10,) softmax: 5.2 -> 2 us).
 _TINY = 32
 _exp, _log, _inf = math.exp, math.log, math.inf
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _py_small(x: np.ndarray, log: bool) -> np.ndarray | None:
@@ -305,6 +306,10 @@ def _py_small(x: np.ndarray, log: bool) -> np.ndarray | None:
     rows = x.tolist()
     if x.ndim == 1:
         rows = [rows]
+    # float32 log_softmax can fall below -max_float32 (x = [-2e31, 3.4e38]);
+    # the rounded answer is then -inf, and the cast must not warn about it
+    narrow = log and x.dtype.char == "f"
+    beyond = False
     out = []
     for r in rows:
         m = max(r)
@@ -315,11 +320,17 @@ def _py_small(x: np.ndarray, log: bool) -> np.ndarray | None:
             z = [v - m for v in r]
             ls = _log(sum([_exp(v) for v in z]))
             out.append([v - ls for v in z])
+            if narrow and m - min(r) > _F32_MAX:
+                beyond = True
         else:
             e = [_exp(v - m) for v in r]
             s = sum(e)
             out.append([v / s for v in e])
-    return np.array(out[0] if x.ndim == 1 else out, dtype=x.dtype)
+    res = out[0] if x.ndim == 1 else out
+    if not beyond:
+        return np.array(res, dtype=x.dtype)
+    with np.errstate(over="ignore"):  # costs a microsecond: only when needed
+        return np.array(res, dtype=x.dtype)
 
 
 # --------------------------------------------------------------------------
@@ -425,6 +436,28 @@ def _softmax_folded(x, axis, temperature, where, out, log):
     return out
 
 
+def _softmax(x, axis, temperature, where, out, log):
+    """(log-)softmax of any input the small-input path declined.
+
+    A library's own kernel when it takes the call (:mod:`softmax._native`),
+    else several axes folded into one, the NumPy path or the generic code in
+    the array's namespace.
+    """
+    t = _check_temperature(temperature)
+    if where is None and out is None:
+        nat = _native.for_array(x)
+        if nat is not None:
+            res = nat.softmax(x, axis, t, log)
+            if res is not None:
+                return res
+    if _several_axes(axis):
+        return _softmax_folded(x, axis, t, where, out, log)
+    xp = array_namespace(x, where)
+    if xp is np:
+        return _np_softmax(x, axis, t, where, out, log)
+    return _xp_softmax(xp, x, axis, t, where, out, log)
+
+
 # --------------------------------------------------------------------------
 # public functions
 # --------------------------------------------------------------------------
@@ -476,21 +509,11 @@ def softmax(
     array([0. , 0.5, 0.5])
     """
     if where is None and out is None:
+        # the small-input path first, inline: it exists for the per-call overhead
         res = _np_small(x, axis, temperature, log=False)
         if res is not None:
             return res
-        nat = _native.for_array(x)
-        if nat is not None:
-            res = nat.softmax(x, axis, _check_temperature(temperature), False)
-            if res is not None:
-                return res
-    t = _check_temperature(temperature)
-    if _several_axes(axis):
-        return _softmax_folded(x, axis, t, where, out, log=False)
-    xp = array_namespace(x, where)
-    if xp is np:
-        return _np_softmax(x, axis, t, where, out, log=False)
-    return _xp_softmax(xp, x, axis, t, where, out, log=False)
+    return _softmax(x, axis, temperature, where, out, log=False)
 
 
 def log_softmax(
@@ -531,21 +554,11 @@ def log_softmax(
     array([-0.69314718, -0.69314718])
     """
     if where is None and out is None:
+        # the small-input path first, inline: it exists for the per-call overhead
         res = _np_small(x, axis, temperature, log=True)
         if res is not None:
             return res
-        nat = _native.for_array(x)
-        if nat is not None:
-            res = nat.softmax(x, axis, _check_temperature(temperature), True)
-            if res is not None:
-                return res
-    t = _check_temperature(temperature)
-    if _several_axes(axis):
-        return _softmax_folded(x, axis, t, where, out, log=True)
-    xp = array_namespace(x, where)
-    if xp is np:
-        return _np_softmax(x, axis, t, where, out, log=True)
-    return _xp_softmax(xp, x, axis, t, where, out, log=True)
+    return _softmax(x, axis, temperature, where, out, log=True)
 
 
 def logsumexp(
