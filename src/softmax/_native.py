@@ -181,7 +181,8 @@ class _Eager(_Backend):
 
     A subclass gives ``compat`` (array-api-compat's namespace for the library,
     which the generic code runs in), ``ops`` (:class:`_Ops`), :meth:`widen`,
-    :meth:`cast` and :meth:`_lse` (the library's logsumexp).
+    :meth:`cast`, :meth:`_lse` (the library's logsumexp) and :meth:`_softmax`
+    (its softmax kernel and the check for special rows).
     """
 
     compat = ""
@@ -213,6 +214,20 @@ class _Eager(_Backend):
     @abc.abstractmethod
     def _lse(self, z: Any, axis: int, keepdims: bool) -> Any:
         """The library's own logsumexp of ``z`` along ``axis``."""
+
+    @abc.abstractmethod
+    def _softmax(self, xf: Any, z: Any, ax: int, t: float, log: bool) -> Any:
+        """The kernel on ``z = xf / T`` along ``ax``, special rows repaired (:func:`_fix_rows`)."""
+
+    def softmax(self, x: Any, axis: Any, t: float, log: bool) -> Any:
+        call = self.accept(x, axis, t)
+        if call is None:
+            return None
+        ax, xf = call
+        # 16-bit input: divide in float32 (x / T rounded to 8 bits would shift
+        # every probability by up to 0.4% per unit of |x / T|)
+        z = xf if t == 1.0 else self.widen(xf) / t
+        return self._softmax(xf, z, ax, t, log)
 
     def logsumexp(self, x: Any, axis: Any, t: float, keepdims: bool) -> Any:
         call = self.accept(x, axis, t)
@@ -269,15 +284,8 @@ class _Torch(_Eager):
     def put_rows(self, r2: Any, idx: Any, rows: Any) -> Any:
         return r2.index_copy(0, idx, rows)
 
-    def softmax(self, x: Any, axis: Any, t: float, log: bool) -> Any:
-        call = self.accept(x, axis, t)
-        if call is None:
-            return None
-        ax, xf = call
+    def _softmax(self, xf: Any, z: Any, ax: int, t: float, log: bool) -> Any:
         torch = self.torch
-        # 16-bit input: divide in float32 (x / T rounded to 8 bits would shift
-        # every probability by up to 0.4% per unit of |x / T|)
-        z = xf if t == 1.0 else self.widen(xf) / t
         res = torch.log_softmax(z, ax) if log else torch.softmax(z, ax)
         if res.dtype != xf.dtype:
             res = res.to(xf.dtype)
@@ -474,13 +482,8 @@ class _Cupy(_Eager):
         r2[idx] = rows  # r2 is (a view of) the fresh result, never the input
         return r2
 
-    def softmax(self, x: Any, axis: Any, t: float, log: bool) -> Any:
-        call = self.accept(x, axis, t)
-        if call is None:
-            return None
-        ax, xf = call
+    def _softmax(self, xf: Any, z: Any, ax: int, t: float, log: bool) -> Any:
         cupy = self.cupy
-        z = xf if t == 1.0 else self.widen(xf) / t
         if log:
             lse = self._lse(z, ax, True)
             res = z - lse
