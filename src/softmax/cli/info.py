@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+from softmax.cli._args import Command, add_model_argument
+
+COMMAND = Command(
+    description="Show a model file's metadata and tensors. Reads only JSON and raw "
+    "numbers: safe on files from anywhere.",
+)
 
 
-def add_parser(subparsers: Any) -> None:
-    from softmax.cli._args import add_json_flag
-
-    parser = subparsers.add_parser(
-        "info",
-        help="show what a model file holds (classes, features, parameters, training)",
-        description="Show a model file's metadata and tensors. Reads only JSON and raw "
-        "numbers: safe on files from anywhere.",
-    )
-    parser.add_argument("model", metavar="MODEL", help="a model file written by `softmax fit`")
-    add_json_flag(parser)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
