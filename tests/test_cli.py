@@ -490,6 +490,17 @@ def test_demo_in_process_text(capsys, tmp_path):
     assert not (tmp_path / "class_weights.png").exists()
 
 
+def test_every_command_is_registered_with_json(capsys):
+    """The command table, the modules and the shared --json agree."""
+    from softmax.cli import build_parser
+
+    assert build_parser().commands == COMMANDS
+    for command in COMMANDS:
+        status, out, _ = run_cli(capsys, command, "--help")
+        assert status == 0
+        assert f"usage: softmax {command}" in out and "--json" in out
+
+
 def test_bandit_command_is_registered(capsys):
     with pytest.raises(SystemExit) as exc:
         from softmax.cli import build_parser

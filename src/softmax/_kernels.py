@@ -155,15 +155,9 @@ def softmax_rows_(z: np.ndarray) -> np.ndarray:
 def log_softmax_rows_(z: np.ndarray) -> np.ndarray:
     """Overwrite ``z`` with its row-wise log-softmax; return the row logsumexp.
 
-    Parameters
-    ----------
-    z : ndarray of shape (n_rows, n_classes)
-        C-contiguous float32 or float64 array of finite values. Overwritten.
-
-    Returns
-    -------
-    lse : ndarray of shape (n_rows,), float64
-        ``log(sum(exp(z_original), axis=1))``; ``-inf`` for rows of length 0.
+    The contract of :func:`softmax_rows_`: ``z`` of shape (n_rows, n_classes),
+    C-contiguous float32 or float64, finite values, overwritten; ``lse`` of
+    shape (n_rows,), float64 (``-inf`` for rows of length 0).
     """
     return _rows_(z, log=True)
 

@@ -7,7 +7,7 @@ PyTorch tensor, a JAX array or a CuPy array to that library's fused kernel
 ``cupyx.scipy.special.softmax`` / ``logsumexp``) whenever the kernel can give
 the answer of the numerics policy: one axis, no mask, no weights, a positive
 temperature, a real dtype (16-bit floats accumulate in float32). Everything
-else takes the careful generic code of :mod:`softmax.functions`.
+else takes the careful generic code of :mod:`softmax._generic`.
 
 The kernels disagree with the policy only on *special rows*: a row holding a
 NaN, a ``+inf``, or nothing but ``-inf`` (and a finite row whose ``x / T``
@@ -34,7 +34,8 @@ overflows for ``T < 1``). How each library finds and repairs them:
   ``jax.scipy.special.logsumexp`` and ``cupyx``'s already give ``+inf``, NaN
   and ``-inf`` where the policy does. A temperature is applied as
   ``m + T * logsumexp((x - m) / T)`` with the row max ``m`` (finite rows; the
-  special ones keep their value), which cannot overflow (:func:`_scaled`).
+  special ones keep their value), which cannot overflow
+  (:func:`softmax._generic.scaled`).
 
 Set :data:`ENABLED` to False to send every array through the generic code
 (the tests compare both paths on every case of the numerics table).
@@ -42,12 +43,14 @@ Set :data:`ENABLED` to False to send every array through the generic code
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
 import numpy as np
 
 from softmax._array_api import compute_dtype, library_of, real_float_dtype
+from softmax._generic import generic_softmax, scaled
 
 __all__ = ["ENABLED", "for_array"]
 
@@ -102,8 +105,6 @@ def _fix_rows(backend: Any, xf: Any, res: Any, bad: Any, axis: int, t: float, lo
     flagged rows are gathered, recomputed and scattered back (out of place,
     so autograd sees an ordinary operation).
     """
-    from softmax.functions import _generic_softmax  # the generic code lives there
-
     xp = backend.xp
     mx = xp.moveaxis(xf, axis, -1)
     shape = tuple(mx.shape)
@@ -115,40 +116,25 @@ def _fix_rows(backend: Any, xf: Any, res: Any, bad: Any, axis: int, t: float, lo
     work = compute_dtype(xp, rows.dtype)
     if rows.dtype != work:
         rows = xp.astype(rows, work)
-    fixed = _generic_softmax(xp, rows, t, log)
+    fixed = generic_softmax(xp, rows, t, log)
     if fixed.dtype != res.dtype:
         fixed = xp.astype(fixed, res.dtype)
     r2 = backend.put_rows(r2, idx, fixed)
     return xp.moveaxis(xp.reshape(r2, shape), -1, axis)
 
 
-def _scaled(xp: Any, x: Any, m: Any, t: Any) -> Any:
-    """``(x - m) / T`` for a finite row max ``m`` (0 on special rows), never overflowing.
-
-    Shifting first makes the largest entry exactly 0, whatever XLA fuses: a
-    compiler that contracts ``x * (1/T) - max(x * (1/T))`` into a fused
-    multiply-add compares an exact product with a rounded one, which for
-    ``|x / T|`` beyond about 1e7 (float32) is off by more than 1 and beyond
-    about 1e30 overflows ``exp`` (XLA on the CPU does this). Where ``x - m``
-    itself overflows (opposite signs near the float range) the terms are
-    divided first: the true value is then below ``-max_float / T``.
-    """
-    d = x - m
-    return xp.where(xp.isinf(d) & xp.isfinite(x), x / t - m / t, d / t)
-
-
 def _tempered_lse(xp: Any, lse: Any, xf: Any, axis: int, t: Any, keepdims: bool) -> Any:
     """``T * logsumexp(x / T)`` as ``m + T * logsumexp((x - m) / T)``, ``lse`` a native logsumexp.
 
     ``m`` is the row max where it is finite (0 on special rows, which keep the
-    native answer: NaN, ``+inf`` or ``-inf``); see :func:`_scaled`. ``xp``
-    needs ``where``, ``isfinite``, ``isinf`` and ``zeros_like`` as NumPy has
-    them, and ``rowmax(x, axis)`` / ``squeeze(x, axis)`` (the spelling differs
-    between libraries).
+    native answer: NaN, ``+inf`` or ``-inf``); see
+    :func:`~softmax._generic.scaled`. ``xp`` needs ``where``, ``isfinite``,
+    ``isinf`` and ``zeros_like`` as NumPy has them, and ``rowmax(x, axis)`` /
+    ``squeeze(x, axis)`` (the spelling differs between libraries).
     """
     m = xp.rowmax(xf, axis)
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    out = lse(_scaled(xp, xf, m, t), axis, True) * t + m
+    out = lse(scaled(xp, xf, m, t), axis, True) * t + m
     return out if keepdims else xp.squeeze(out, axis)
 
 
@@ -169,42 +155,116 @@ def _numpy_like_ops(mod: Any) -> _Ops:
     )
 
 
+class _Backend(abc.ABC):
+    """One library's kernels: the checks every call makes before a kernel takes it."""
+
+    @abc.abstractmethod
+    def floating(self, x: Any) -> Any:
+        """``x`` as a float array the kernels take, or None (the generic code decides)."""
+
+    def accept(self, x: Any, axis: Any, t: float) -> tuple[int, Any] | None:
+        """``(axis, x as floats)`` when the kernels take the call, else None.
+
+        They decline ``T = 0`` (the hard max), an axis they do not take (a
+        tuple, one out of range: the generic code handles or explains it), an
+        empty axis and the dtypes :meth:`floating` refuses.
+        """
+        ax = _axis(x, axis)
+        if ax is None or t == 0.0:
+            return None
+        xf = self.floating(x)
+        return None if xf is None else (ax, xf)
+
+
+class _Eager(_Backend):
+    """PyTorch and CuPy: eager kernels, special rows repaired by the generic code.
+
+    A subclass gives ``compat`` (array-api-compat's namespace for the library,
+    which the generic code runs in), ``ops`` (:class:`_Ops`), :meth:`widen`,
+    :meth:`cast`, :meth:`_lse` (the library's logsumexp) and :meth:`_softmax`
+    (its softmax kernel and the check for special rows).
+    """
+
+    compat = ""
+    ops: _Ops
+
+    def __init__(self) -> None:
+        self._xp: Any = None
+
+    @property
+    def xp(self) -> Any:
+        """The array-api-compat namespace, imported on first use (special rows only)."""
+        if self._xp is None:
+            import importlib
+
+            from softmax._array_api import _compat
+
+            _compat()  # the install hint when array-api-compat is missing
+            self._xp = importlib.import_module(self.compat)
+        return self._xp
+
+    @abc.abstractmethod
+    def widen(self, xf: Any) -> Any:
+        """``xf`` in float32 when it is a 16-bit float (the kernels accumulate there)."""
+
+    @abc.abstractmethod
+    def cast(self, a: Any, dtype: Any) -> Any:
+        """``a`` as ``dtype`` (``a`` itself when it has that dtype)."""
+
+    @abc.abstractmethod
+    def _lse(self, z: Any, axis: int, keepdims: bool) -> Any:
+        """The library's own logsumexp of ``z`` along ``axis``."""
+
+    @abc.abstractmethod
+    def _softmax(self, xf: Any, z: Any, ax: int, t: float, log: bool) -> Any:
+        """The kernel on ``z = xf / T`` along ``ax``, special rows repaired (:func:`_fix_rows`)."""
+
+    def softmax(self, x: Any, axis: Any, t: float, log: bool) -> Any:
+        call = self.accept(x, axis, t)
+        if call is None:
+            return None
+        ax, xf = call
+        # 16-bit input: divide in float32 (x / T rounded to 8 bits would shift
+        # every probability by up to 0.4% per unit of |x / T|)
+        z = xf if t == 1.0 else self.widen(xf) / t
+        return self._softmax(xf, z, ax, t, log)
+
+    def logsumexp(self, x: Any, axis: Any, t: float, keepdims: bool) -> Any:
+        call = self.accept(x, axis, t)
+        if call is None:
+            return None
+        ax, xf = call
+        if t == 1.0:
+            return self._lse(xf, ax, keepdims)
+        out = _tempered_lse(self.ops, self._lse, self.widen(xf), ax, t, keepdims)
+        return self.cast(out, xf.dtype)
+
+
 # --------------------------------------------------------------------------
 # PyTorch
 # --------------------------------------------------------------------------
 
 
-class _Torch:
+class _Torch(_Eager):
     """``torch.softmax`` / ``log_softmax`` / ``logsumexp`` with the check above."""
 
+    compat = "array_api_compat.torch"
+
     def __init__(self) -> None:
+        super().__init__()
         import torch
 
         self.torch = torch
         self.floats = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
         self.narrow = {torch.float16, torch.bfloat16}
         self.numpy_floats = {torch.float16, torch.float32, torch.float64}
-        # array-api-compat only for the generic code (special rows)
         self.ops = _Ops(
             torch,
             lambda x, a: torch.amax(x, a, keepdim=True),
             lambda x, a: torch.squeeze(x, a),
         )
-        self._xp = None
-
-    @property
-    def xp(self) -> Any:
-        if self._xp is None:
-            from softmax._array_api import _compat
-
-            _compat()  # the install hint when array-api-compat is missing
-            import array_api_compat.torch as xp
-
-            self._xp = xp
-        return self._xp
 
     def floating(self, x: Any) -> Any:
-        """``x`` as a float tensor the kernels take, or None (the generic code decides)."""
         dt = x.dtype
         if dt in self.floats:
             return x
@@ -212,22 +272,20 @@ class _Torch:
             return None  # float8, complex: the generic code explains or refuses
         return x.to(real_float_dtype(self.xp, x))  # bool, integers
 
+    def widen(self, xf: Any) -> Any:
+        return xf.float() if xf.dtype in self.narrow else xf
+
+    def cast(self, a: Any, dtype: Any) -> Any:
+        return a.to(dtype)
+
+    def _lse(self, z: Any, axis: int, keepdims: bool) -> Any:
+        return self.torch.logsumexp(z, axis, keepdim=keepdims)
+
     def put_rows(self, r2: Any, idx: Any, rows: Any) -> Any:
         return r2.index_copy(0, idx, rows)
 
-    def softmax(self, x: Any, axis: Any, t: float, log: bool) -> Any:
-        ax = _axis(x, axis)
-        if ax is None or t == 0.0:
-            return None
-        xf = self.floating(x)
-        if xf is None:
-            return None
+    def _softmax(self, xf: Any, z: Any, ax: int, t: float, log: bool) -> Any:
         torch = self.torch
-        z = xf
-        if t != 1.0:
-            # 16-bit input: divide in float32 (x / T rounded to 8 bits would
-            # shift every probability by up to 0.4% per unit of |x / T|)
-            z = (xf.float() if xf.dtype in self.narrow else xf) / t
         res = torch.log_softmax(z, ax) if log else torch.softmax(z, ax)
         if res.dtype != xf.dtype:
             res = res.to(xf.dtype)
@@ -246,30 +304,13 @@ class _Torch:
         bad = torch.isnan(plain.select(ax, 0))
         return _fix_rows(self, xf, res, bad, ax, t, log)
 
-    def logsumexp(self, x: Any, axis: Any, t: float, keepdims: bool) -> Any:
-        ax = _axis(x, axis)
-        if ax is None or t == 0.0:
-            return None
-        xf = self.floating(x)
-        if xf is None:
-            return None
-        torch = self.torch
-
-        def lse(z: Any, a: int, keep: bool) -> Any:
-            return torch.logsumexp(z, a, keepdim=keep)
-
-        if t == 1.0:
-            return lse(xf, ax, keepdims)
-        z = xf.float() if xf.dtype in self.narrow else xf
-        return _tempered_lse(self.ops, lse, z, ax, t, keepdims).to(xf.dtype)
-
 
 # --------------------------------------------------------------------------
 # JAX
 # --------------------------------------------------------------------------
 
 
-class _Jax:
+class _Jax(_Backend):
     """``jax.nn.softmax`` / ``log_softmax`` / ``jax.scipy.special.logsumexp``, jitted
     together with the policy's answer for special rows (no host round trip)."""
 
@@ -312,25 +353,19 @@ class _Jax:
 
         return x.astype(real_float_dtype(array_namespace(x), x))
 
-    def softmax(self, x: Any, axis: Any, t: float, log: bool) -> Any:
-        ax = _axis(x, axis)
-        if ax is None or t == 0.0:
+    def _call(self, kind: str, x: Any, axis: Any, t: float, flag: bool) -> Any:
+        call = self.accept(x, axis, t)
+        if call is None:
             return None
-        xf = self.floating(x)
-        if xf is None:
-            return None
-        fn = self._jitted("softmax", ax, log, t)
+        ax, xf = call
+        fn = self._jitted(kind, ax, flag, t)
         return fn(xf) if t == 1.0 else fn(xf, t)
 
+    def softmax(self, x: Any, axis: Any, t: float, log: bool) -> Any:
+        return self._call("softmax", x, axis, t, log)
+
     def logsumexp(self, x: Any, axis: Any, t: float, keepdims: bool) -> Any:
-        ax = _axis(x, axis)
-        if ax is None or t == 0.0:
-            return None
-        xf = self.floating(x)
-        if xf is None:
-            return None
-        fn = self._jitted("logsumexp", ax, keepdims, t)
-        return fn(xf) if t == 1.0 else fn(xf, t)
+        return self._call("logsumexp", x, axis, t, keepdims)
 
 
 def _jax_softmax(x: Any, t: Any, *, axis: int, log: bool, mode: str) -> Any:
@@ -341,7 +376,8 @@ def _jax_softmax(x: Any, t: Any, *, axis: int, log: bool, mode: str) -> Any:
     fused kernel). Special rows come out all NaN; ``lax.cond`` on "any first
     entry is NaN" (a reduction over one entry per row) runs
     :func:`_jax_careful` instead, on the device. With a temperature the
-    kernel gets ``(x - max) / T`` (see :func:`_scaled`), not ``x / T``.
+    kernel gets ``(x - max) / T`` (see :func:`~softmax._generic.scaled`), not
+    ``x / T``.
     """
     import jax
     import jax.numpy as jnp
@@ -350,7 +386,7 @@ def _jax_softmax(x: Any, t: Any, *, axis: int, log: bool, mode: str) -> Any:
     dtype = x.dtype
     work = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
     xw = x.astype(work)
-    z = xw if mode == "plain" else _scaled(jnp, xw, _safe_max(xw, axis), t)
+    z = xw if mode == "plain" else scaled(jnp, xw, _safe_max(xw, axis), t)
     native = jax.nn.log_softmax(z, axis=axis) if log else jax.nn.softmax(z, axis=axis)
     special = jnp.any(jnp.isnan(lax.index_in_dim(native, 0, axis, keepdims=False)))
     out = lax.cond(
@@ -378,7 +414,7 @@ def _jax_careful(xw: Any, t: Any, *, axis: int, log: bool, mode: str) -> Any:
 
     m = jnp.max(xw, axis=axis, keepdims=True)  # NaN-propagating
     m_safe = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
-    z = xw - m_safe if mode == "plain" else _scaled(jnp, xw, m_safe, t)
+    z = xw - m_safe if mode == "plain" else scaled(jnp, xw, m_safe, t)
     y = jnp.where(m == jnp.inf, jnp.where(xw == jnp.inf, 0.0, -jnp.inf), z)
     e = jnp.exp(y)
     s = jnp.sum(e, axis=axis, keepdims=True)
@@ -412,27 +448,19 @@ def _jax_logsumexp(x: Any, t: Any, *, axis: int, keepdims: bool, mode: str) -> A
 # --------------------------------------------------------------------------
 
 
-class _Cupy:
+class _Cupy(_Eager):
     """``cupyx.scipy.special.softmax`` / ``logsumexp`` with the check above."""
 
+    compat = "array_api_compat.cupy"
+
     def __init__(self) -> None:
+        super().__init__()
         import cupy
         import cupyx.scipy.special as special
 
         self.cupy, self.special = cupy, special
         self.floats = {cupy.dtype(d) for d in (cupy.float16, cupy.float32, cupy.float64)}
-        self._xp = None
-
-    @property
-    def xp(self) -> Any:
-        if self._xp is None:
-            from softmax._array_api import _compat
-
-            _compat()
-            import array_api_compat.cupy as xp
-
-            self._xp = xp
-        return self._xp
+        self.ops = _numpy_like_ops(cupy)
 
     def floating(self, x: Any) -> Any:
         if x.dtype in self.floats:
@@ -441,23 +469,21 @@ class _Cupy:
             return x.astype(self.cupy.float64)
         return None
 
-    def put_rows(self, r2: Any, idx: Any, rows: Any) -> Any:
-        r2[idx] = rows  # r2 is (a view of) the fresh result, never the input
-        return r2
+    def widen(self, xf: Any) -> Any:
+        return xf.astype(self.cupy.float32) if xf.dtype == self.cupy.float16 else xf
+
+    def cast(self, a: Any, dtype: Any) -> Any:
+        return a if a.dtype == dtype else a.astype(dtype)
 
     def _lse(self, z: Any, axis: int, keepdims: bool) -> Any:
         return self.special.logsumexp(z, axis=axis, keepdims=keepdims)
 
-    def softmax(self, x: Any, axis: Any, t: float, log: bool) -> Any:
-        ax = _axis(x, axis)
-        if ax is None or t == 0.0:
-            return None
-        xf = self.floating(x)
-        if xf is None:
-            return None
+    def put_rows(self, r2: Any, idx: Any, rows: Any) -> Any:
+        r2[idx] = rows  # r2 is (a view of) the fresh result, never the input
+        return r2
+
+    def _softmax(self, xf: Any, z: Any, ax: int, t: float, log: bool) -> Any:
         cupy = self.cupy
-        narrow = xf.dtype == cupy.float16
-        z = xf if t == 1.0 else (xf.astype(cupy.float32) if narrow else xf) / t
         if log:
             lse = self._lse(z, ax, True)
             res = z - lse
@@ -467,8 +493,7 @@ class _Cupy:
             res = self.special.softmax(z, axis=ax)
             flag = float(res[(slice(None),) * ax + (0,)].sum())
             special = flag != flag
-        if res.dtype != xf.dtype:
-            res = res.astype(xf.dtype)
+        res = self.cast(res, xf.dtype)
         if not special:
             return res
         if log:
@@ -476,19 +501,6 @@ class _Cupy:
         else:
             bad = cupy.isnan(res[(slice(None),) * ax + (0,)])
         return _fix_rows(self, xf, res, bad, ax, t, log)
-
-    def logsumexp(self, x: Any, axis: Any, t: float, keepdims: bool) -> Any:
-        ax = _axis(x, axis)
-        if ax is None or t == 0.0:
-            return None
-        xf = self.floating(x)
-        if xf is None:
-            return None
-        if t == 1.0:
-            return self._lse(xf, ax, keepdims)
-        cupy = self.cupy
-        z = xf.astype(cupy.float32) if xf.dtype == cupy.float16 else xf
-        return _tempered_lse(_numpy_like_ops(cupy), self._lse, z, ax, t, keepdims).astype(xf.dtype)
 
 
 def _make_cupy() -> Any:

@@ -50,6 +50,7 @@ from softmax._array_api import (
     device_of,
     real_float_dtype,
 )
+from softmax._generic import astype, generic_logsumexp, generic_softmax
 
 __all__ = [
     "cross_entropy",
@@ -152,117 +153,6 @@ def _np_mask(where: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
     return _broadcast_to(np, w, shape, "where")
 
 
-# --------------------------------------------------------------------------
-# generic (any namespace) implementations along the last axis
-# --------------------------------------------------------------------------
-
-
-def _generic_softmax(xp: Any, x: Any, t: float, log: bool) -> Any:
-    """(log-)softmax of ``x`` along the last axis, handling every special value.
-
-    ``x`` is a real floating array that may hold NaN and +-inf (masked entries
-    already set to -inf). Used for non-NumPy arrays and for the few NumPy rows
-    the fast path flags.
-    """
-    dtype = x.dtype
-    inf = float("inf")
-    nan_row = xp.any(xp.isnan(x), axis=-1, keepdims=True)
-    if t == 0.0:
-        # Hard max: the mass is split over the entries equal to the row max
-        # (the +inf entries when there are any); a row of -inf gets none.
-        m = xp.max(x, axis=-1, keepdims=True)
-        top = (x == m) & (m > -inf)
-    else:
-        top = x == inf
-    count = xp.sum(_astype(xp, top, dtype), axis=-1, keepdims=True)
-    has_top = count > 0
-    safe_count = xp.where(has_top, count, xp.ones_like(count))
-    if t == 0.0:
-        # every row is decided by its top entries (or is all -inf)
-        if log:
-            res = xp.where(top, -xp.log(safe_count), xp.full_like(x, -inf))
-        else:
-            res = _astype(xp, top, dtype) / safe_count
-    else:
-        # The finite part of the computation sees NaN and +inf as -inf (their
-        # rows are decided by the masks above), so no operation below makes
-        # an inf or NaN that was not there: no RuntimeWarning in any library.
-        xc = xp.where(top | xp.isnan(x), xp.full_like(x, -inf), x)
-        m = xp.max(xc, axis=-1, keepdims=True)
-        m_safe = xp.where(m > -inf, m, xp.zeros_like(m))
-        # shift, then divide: x / T alone could overflow to +inf, and the
-        # row's largest entry becomes exactly 0 (see _native._scaled, also
-        # for where x - max overflows)
-        z = xc - m_safe if t == 1.0 else _native._scaled(xp, xc, m_safe, t)
-        e = xp.exp(z)
-        s = xp.sum(e, axis=-1, keepdims=True)
-        pos = s > 0
-        safe_s = xp.where(pos, s, xp.ones_like(s))
-        if log:
-            finite_part = xp.where(pos, z - xp.log(safe_s), xp.full_like(x, -inf))
-            top_part = xp.where(top, -xp.log(safe_count), xp.full_like(x, -inf))
-        else:
-            finite_part = e / safe_s
-            top_part = _astype(xp, top, dtype) / safe_count
-        res = xp.where(has_top, top_part, finite_part)
-    return xp.where(nan_row, xp.full_like(x, float("nan")), res)
-
-
-def _generic_logsumexp(xp: Any, x: Any, b: Any | None, t: float = 1.0) -> tuple[Any, Any]:
-    """``T * log(sum(b * exp(x / T)))`` and its sign along the last axis, keepdims.
-
-    Zero weights (and masked entries, set to -inf by the caller) are ignored,
-    as in :func:`scipy.special.logsumexp`. The sign is 0 where the sum is 0.
-    ``T = 0`` (no weights) is the limit, the row max: NaN for a NaN row.
-    """
-    dtype = x.dtype
-    inf = float("inf")
-    nan_row = xp.any(xp.isnan(x), axis=-1, keepdims=True)
-    if t == 0.0:
-        m = xp.max(xp.where(xp.isnan(x), xp.full_like(x, -inf), x), axis=-1, keepdims=True)
-        nan = xp.full_like(m, float("nan"))
-        sign = xp.where(m > -inf, xp.ones_like(m), xp.zeros_like(m))
-        return xp.where(nan_row, nan, m), xp.where(nan_row, nan, sign)
-    if b is not None:
-        nan_row = nan_row | xp.any(xp.isnan(b), axis=-1, keepdims=True)
-        zero = b == 0
-        x = xp.where(zero, xp.full_like(x, -inf), x)
-        b = xp.where(zero | xp.isnan(b), xp.zeros_like(b), b)
-    posinf = x == inf
-    # finite part: NaN and +inf entries count as -inf here (decided below)
-    xc = xp.where(posinf | xp.isnan(x), xp.full_like(x, -inf), x)
-    m = xp.max(xc, axis=-1, keepdims=True)
-    m_safe = xp.where(m > -inf, m, xp.zeros_like(m))
-    # as in _generic_softmax: no intermediate overflows where the result is finite
-    z = xc - m_safe if t == 1.0 else _native._scaled(xp, xc, m_safe, t)
-    e = xp.exp(z)
-    if b is not None:
-        e = e * b
-        top = xp.sum(xp.where(posinf, b, xp.zeros_like(b)), axis=-1, keepdims=True)
-    else:
-        top = xp.sum(_astype(xp, posinf, dtype), axis=-1, keepdims=True)
-    s = xp.sum(e, axis=-1, keepdims=True)
-    has_inf = xp.any(posinf, axis=-1, keepdims=True)
-    sign = xp.where(has_inf, xp.sign(top), xp.sign(s))
-    abs_s = xp.abs(s)
-    safe_s = xp.where(abs_s > 0, abs_s, xp.ones_like(abs_s))
-    log_s = xp.log(safe_s) if t == 1.0 else xp.log(safe_s) * t
-    out = xp.where(abs_s > 0, log_s + m_safe, xp.full_like(s, -inf))
-    # +inf terms dominate; +inf and -inf weights that cancel give NaN
-    out = xp.where(
-        has_inf, xp.where(top != 0, xp.full_like(s, inf), xp.full_like(s, float("nan"))), out
-    )
-    nan = xp.full_like(s, float("nan"))
-    out = xp.where(nan_row, nan, out)
-    sign = xp.where(nan_row | (has_inf & (top == 0)), nan, sign)
-    return out, sign
-
-
-def _astype(xp: Any, x: Any, dtype: Any) -> Any:
-    # np.astype is NumPy >= 2 only; the method works on every NumPy version
-    return x.astype(dtype) if xp is np else xp.astype(x, dtype)
-
-
 def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
     if xp is np:
         return np.dtype(dtype).kind in {"integral": "iu", "real floating": "f"}[kind]
@@ -305,7 +195,7 @@ def _np_softmax(x, axis, t, where, out, log):
                 lse = np.full(n, np.nan)  # every row takes the generic path
             else:
                 if t < 1.0 and k:
-                    # shift first: x / T alone could overflow (see _generic_softmax)
+                    # shift first: x / T alone could overflow (see _generic.scaled)
                     buf -= np.max(buf, axis=1, keepdims=True)
                 if t != 1.0:
                     buf /= t
@@ -314,7 +204,7 @@ def _np_softmax(x, axis, t, where, out, log):
             bad = np.flatnonzero(~np.isfinite(lse))
             if bad.size:
                 rows = _take_rows(moved, bad, work, mask, axis)
-                buf[bad] = _generic_softmax(np, rows, t, log)
+                buf[bad] = generic_softmax(np, rows, t, log)
     res = _moveaxis(np, buf.reshape(moved.shape), -1, axis)
     if out is not None:
         np.copyto(out, res, casting="same_kind")
@@ -401,6 +291,7 @@ def _np_small(x: Any, axis: Any, temperature: Any, log: bool) -> np.ndarray | No
 #: operation a few tens of nanoseconds (a (10,) softmax: 5.2 -> 2 us).
 _TINY = 32
 _exp, _log, _inf = math.exp, math.log, math.inf
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _py_small(x: np.ndarray, log: bool) -> np.ndarray | None:
@@ -415,6 +306,10 @@ def _py_small(x: np.ndarray, log: bool) -> np.ndarray | None:
     rows = x.tolist()
     if x.ndim == 1:
         rows = [rows]
+    # float32 log_softmax can fall below -max_float32 (x = [-2e31, 3.4e38]);
+    # the rounded answer is then -inf, and the cast must not warn about it
+    narrow = log and x.dtype.char == "f"
+    beyond = False
     out = []
     for r in rows:
         m = max(r)
@@ -425,11 +320,17 @@ def _py_small(x: np.ndarray, log: bool) -> np.ndarray | None:
             z = [v - m for v in r]
             ls = _log(sum([_exp(v) for v in z]))
             out.append([v - ls for v in z])
+            if narrow and m - min(r) > _F32_MAX:
+                beyond = True
         else:
             e = [_exp(v - m) for v in r]
             s = sum(e)
             out.append([v / s for v in e])
-    return np.array(out[0] if x.ndim == 1 else out, dtype=x.dtype)
+    res = out[0] if x.ndim == 1 else out
+    if not beyond:
+        return np.array(res, dtype=x.dtype)
+    with np.errstate(over="ignore"):  # costs a microsecond: only when needed
+        return np.array(res, dtype=x.dtype)
 
 
 # --------------------------------------------------------------------------
@@ -446,7 +347,7 @@ def _xp_prepare(xp: Any, x: Any, axis: Any, where: Any) -> tuple[Any, int, Any]:
     dtype = real_float_dtype(xp, x)
     axis = _normalize_axis(axis, x.ndim)
     work = compute_dtype(xp, dtype)
-    xf = _astype(xp, x, work) if x.dtype != work else x
+    xf = astype(xp, x, work) if x.dtype != work else x
     moved = _moveaxis(xp, xf, axis, -1)
     if where is not None:
         if where.dtype != xp.bool:
@@ -465,7 +366,7 @@ def _xp_softmax(xp, x, axis, t, where, out, log):
     # NumPy-backed namespaces (array_api_strict, ...) warn on overflow to
     # -inf in x - max, which is the correct limit here (exp gives 0)
     with np.errstate(all="ignore"):
-        res = _moveaxis(xp, _generic_softmax(xp, moved, t, log), -1, axis)
+        res = _moveaxis(xp, generic_softmax(xp, moved, t, log), -1, axis)
     return res if res.dtype == dtype else xp.astype(res, dtype)
 
 
@@ -535,6 +436,28 @@ def _softmax_folded(x, axis, temperature, where, out, log):
     return out
 
 
+def _softmax(x, axis, temperature, where, out, log):
+    """(log-)softmax of any input the small-input path declined.
+
+    A library's own kernel when it takes the call (:mod:`softmax._native`),
+    else several axes folded into one, the NumPy path or the generic code in
+    the array's namespace.
+    """
+    t = _check_temperature(temperature)
+    if where is None and out is None:
+        nat = _native.for_array(x)
+        if nat is not None:
+            res = nat.softmax(x, axis, t, log)
+            if res is not None:
+                return res
+    if _several_axes(axis):
+        return _softmax_folded(x, axis, t, where, out, log)
+    xp = array_namespace(x, where)
+    if xp is np:
+        return _np_softmax(x, axis, t, where, out, log)
+    return _xp_softmax(xp, x, axis, t, where, out, log)
+
+
 # --------------------------------------------------------------------------
 # public functions
 # --------------------------------------------------------------------------
@@ -586,21 +509,11 @@ def softmax(
     array([0. , 0.5, 0.5])
     """
     if where is None and out is None:
+        # the small-input path first, inline: it exists for the per-call overhead
         res = _np_small(x, axis, temperature, log=False)
         if res is not None:
             return res
-        nat = _native.for_array(x)
-        if nat is not None:
-            res = nat.softmax(x, axis, _check_temperature(temperature), False)
-            if res is not None:
-                return res
-    t = _check_temperature(temperature)
-    if _several_axes(axis):
-        return _softmax_folded(x, axis, t, where, out, log=False)
-    xp = array_namespace(x, where)
-    if xp is np:
-        return _np_softmax(x, axis, t, where, out, log=False)
-    return _xp_softmax(xp, x, axis, t, where, out, log=False)
+    return _softmax(x, axis, temperature, where, out, log=False)
 
 
 def log_softmax(
@@ -641,21 +554,11 @@ def log_softmax(
     array([-0.69314718, -0.69314718])
     """
     if where is None and out is None:
+        # the small-input path first, inline: it exists for the per-call overhead
         res = _np_small(x, axis, temperature, log=True)
         if res is not None:
             return res
-        nat = _native.for_array(x)
-        if nat is not None:
-            res = nat.softmax(x, axis, _check_temperature(temperature), True)
-            if res is not None:
-                return res
-    t = _check_temperature(temperature)
-    if _several_axes(axis):
-        return _softmax_folded(x, axis, t, where, out, log=True)
-    xp = array_namespace(x, where)
-    if xp is np:
-        return _np_softmax(x, axis, t, where, out, log=True)
-    return _xp_softmax(xp, x, axis, t, where, out, log=True)
+    return _softmax(x, axis, temperature, where, out, log=True)
 
 
 def logsumexp(
@@ -770,7 +673,7 @@ def logsumexp(
         sign = xp.zeros(shape, dtype=dtype, device=_device(x))
     else:
         with np.errstate(all="ignore"):  # see _xp_softmax
-            lse, sign = _generic_logsumexp(xp, moved, bm, t)
+            lse, sign = generic_logsumexp(xp, moved, bm, t)
         if lse.dtype != dtype:
             lse, sign = xp.astype(lse, dtype), xp.astype(sign, dtype)
     if not return_sign:
@@ -817,7 +720,7 @@ def _np_logsumexp(
             bad = np.flatnonzero(~np.isfinite(lse))
             if bad.size and k:
                 rows = _take_rows(moved, bad, work, mask, ax)
-                lse[bad] = _generic_logsumexp(np, rows, None, t)[0][:, 0]
+                lse[bad] = generic_logsumexp(np, rows, None, t)[0][:, 0]
             lse = lse.reshape(batch)
             sign = np.where(np.isnan(lse), np.nan, np.where(lse == -np.inf, 0.0, 1.0))
         else:
@@ -832,7 +735,7 @@ def _np_logsumexp(
             if k == 0:
                 lse, sign = np.full(batch, -np.inf, work), np.zeros(batch, work)
             else:
-                lse, sign = _generic_logsumexp(
+                lse, sign = generic_logsumexp(
                     np, _moveaxis(np, xf, ax, -1), _moveaxis(np, bb, ax, -1), t
                 )
                 lse, sign = lse[..., 0], sign[..., 0]
@@ -1075,7 +978,7 @@ def cross_entropy(
     tshape = tuple(target.shape)
     if tshape == tuple(logits.shape) and c > 0 and _isdtype(xp, target.dtype, "real floating"):
         # probability rows
-        p = _moveaxis(xp, _astype(xp, target, dtype), ax, -1)
+        p = _moveaxis(xp, astype(xp, target, dtype), ax, -1)
         tol = max(1e-6, 100 * float(xp.finfo(dtype).eps))
         if bool(xp.any(xp.isnan(p))) or bool(xp.any(p < 0)):
             raise ValueError("probability targets must be non-negative numbers (no NaN)")
@@ -1104,7 +1007,7 @@ def cross_entropy(
         elif _isdtype(xp, target.dtype, "real floating") and bool(
             xp.all(target == xp.round(target))
         ):
-            y = _astype(xp, target, xp.int64)  # integral floats: class indices
+            y = astype(xp, target, xp.int64)  # integral floats: class indices
         else:
             raise TypeError(
                 f"class-index targets must be integers, got dtype {target.dtype}; "
@@ -1118,7 +1021,7 @@ def cross_entropy(
             )
         if hasattr(xp, "take_along_axis"):
             # gather one entry per sample instead of masking all C of them
-            yi = y if _isdtype(xp, y.dtype, "integral") else _astype(xp, y, xp.int64)
+            yi = y if _isdtype(xp, y.dtype, "integral") else astype(xp, y, xp.int64)
             nll = -xp.take_along_axis(logp, yi[..., None], axis=-1)[..., 0]
             wy = None
             if cw is not None:

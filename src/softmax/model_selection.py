@@ -596,6 +596,24 @@ def _append_zero_rows(X: Any, n: int) -> Any:
     return np.vstack([X, np.zeros((n, X.shape[1]), dtype=X.dtype)])
 
 
+def _estimator_method(name: str) -> Callable[[SoftmaxRegressionCV, Any], np.ndarray]:
+    """``SoftmaxRegressionCV.<name>``: the refitted ``estimator_``'s, after this model's checks.
+
+    One piece of code for the four predicting methods; each keeps the
+    docstring of :class:`~softmax.SoftmaxRegression`'s method, which is what
+    it runs (``estimator_`` is a SoftmaxRegression).
+    """
+
+    def method(self: SoftmaxRegressionCV, X: Any) -> np.ndarray:
+        X = self._checked(X)  # first: NotFittedError before estimator_ is read
+        return getattr(self.estimator_, name)(X)
+
+    method.__name__ = name
+    method.__qualname__ = f"SoftmaxRegressionCV.{name}"
+    method.__doc__ = getattr(SoftmaxRegression, name).__doc__
+    return method
+
+
 class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
     """Softmax regression with ``C`` (and ``l1_ratio``) chosen by cross-validation.
 
@@ -919,61 +937,10 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return validate_data(self, X, reset=False, accept_sparse="csr", dtype=_FLOAT_DTYPES)
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Logits ``X @ coef_.T + intercept_`` (the log-odds with two classes).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for 2 classes
-        """
-        X = self._checked(X)  # first: NotFittedError before estimator_ is read
-        return self.estimator_.decision_function(X)
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, of shape (n_samples, n_classes); rows sum to 1.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-        """
-        X = self._checked(X)  # first: NotFittedError before estimator_ is read
-        return self.estimator_.predict_proba(X)
-
-    def predict_log_proba(self, X: Any) -> np.ndarray:
-        """Log class probabilities, of shape (n_samples, n_classes).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-        """
-        X = self._checked(X)  # first: NotFittedError before estimator_ is read
-        return self.estimator_.predict_log_proba(X)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each row.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, data frame} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        X = self._checked(X)  # first: NotFittedError before estimator_ is read
-        return self.estimator_.predict(X)
+    decision_function = _estimator_method("decision_function")
+    predict_proba = _estimator_method("predict_proba")
+    predict_log_proba = _estimator_method("predict_log_proba")
+    predict = _estimator_method("predict")
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """The ``scoring`` metric on ``(X, y)`` (greater is better), as in LogisticRegressionCV.

@@ -1,9 +1,14 @@
 """The ``softmax`` command line: a thin face over the public API.
 
-Each command lives in its own module with two functions::
+``_COMMANDS`` lists the commands with the line ``softmax --help`` shows for
+each; each command lives in its own module, ``softmax.cli.NAME``, which
+holds::
 
-    add_parser(subparsers) -> None   # registers the command and its options
-    run(args) -> int                 # does the work, returns the exit status
+    COMMAND: _args.Command          # the texts of `softmax NAME --help`
+    add_arguments(parser) -> None   # its own options
+    run(args) -> int                # the work; returns the exit status
+
+:func:`build_parser` registers each one and gives every command ``--json``.
 
 Building the parser imports nothing but the standard library, so
 ``softmax --help`` starts fast; NumPy, scikit-learn, pandas and matplotlib
@@ -24,19 +29,22 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from softmax.cli._args import Command, add_json_flag
+
 __all__ = ["build_parser", "error_document", "main"]
 
-# Command modules, in the order `softmax --help` lists them.
-_COMMANDS = (
-    "softmax.cli.fit",
-    "softmax.cli.evaluate",
-    "softmax.cli.predict",
-    "softmax.cli.info",
-    "softmax.cli.export",
-    "softmax.cli.demo",
-    "softmax.cli.apply",
-    "softmax.cli.bandit",  # written by the bandits part of the package
-)
+#: The commands, in the order ``softmax --help`` lists them, with the line it
+#: shows for each. The module ``softmax.cli.NAME`` holds the rest of a command.
+_COMMANDS = {
+    "fit": "train a softmax regression and save it to a model file",
+    "evaluate": "report accuracy, log loss, per-class scores, confusion matrix, calibration",
+    "predict": "write predicted labels or class probabilities as CSV or Parquet",
+    "info": "show what a model file holds (classes, features, parameters, training)",
+    "export": "export a model file to ONNX (needs softmax[onnx])",
+    "demo": "fit and evaluate on the MNIST digits shipped with softmax (no network)",
+    "apply": "print the softmax (or log-softmax) of a vector of numbers",
+    "bandit": "compare softmax, epsilon-greedy, UCB and gradient bandit policies",
+}
 
 EXIT_ERROR = 1  # the command failed (bad data, bad model file, ...)
 EXIT_USAGE = 2  # the command line itself was wrong (argparse's convention)
@@ -81,13 +89,15 @@ def build_parser() -> _Parser:
     )
     parser.add_argument("--version", action="version", version=f"softmax {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name in _COMMANDS:
-        module = importlib.import_module(name)
-        before = set(subparsers.choices)
-        module.add_parser(subparsers)
-        # Remember which module runs each command it registered.
-        for command in set(subparsers.choices) - before:
-            subparsers.choices[command].set_defaults(_run=module.run)
+    for name, line in _COMMANDS.items():
+        module = importlib.import_module(f"softmax.cli.{name}")
+        command: Command = module.COMMAND
+        sub = subparsers.add_parser(
+            name, help=line, description=command.description, epilog=command.epilog
+        )
+        module.add_arguments(sub)
+        add_json_flag(sub)
+        sub.set_defaults(_run=module.run)
     parser.commands = tuple(subparsers.choices)
     return parser
 

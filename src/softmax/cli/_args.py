@@ -4,10 +4,39 @@ parser is built, so it must not slow ``softmax --help`` down."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
-__all__ = ["FORMATS", "add_data_arguments", "add_json_flag"]
+__all__ = [
+    "FORMATS",
+    "Command",
+    "add_data_arguments",
+    "add_json_flag",
+    "add_model_argument",
+]
 
 FORMATS = ("csv", "parquet", "npz", "libsvm")
+
+
+@dataclass(frozen=True)
+class Command:
+    """The texts of ``softmax NAME --help``, around the command's options.
+
+    Each command module ``softmax.cli.NAME`` holds one as ``COMMAND``, beside
+    ``add_arguments(parser)`` (its own options) and ``run(args)``;
+    :func:`softmax.cli.build_parser` registers it with the line
+    ``softmax --help`` shows for it and gives it what every command has
+    (``--json``).
+
+    Parameters
+    ----------
+    description : str
+        The paragraph above the options.
+    epilog : str, optional
+        The line below them (an example).
+    """
+
+    description: str
+    epilog: str | None = None
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +46,11 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print one JSON document on stdout instead of text (for scripts)",
     )
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """MODEL, the model file evaluate, predict, info and export read."""
+    parser.add_argument("model", metavar="MODEL", help="a model file written by `softmax fit`")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, *, target_help: str) -> None:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+from softmax.cli._args import Command
+
+COMMAND = Command(
+    description="Print softmax(x / T) of the numbers given (separated by spaces "
+    "or commas), for quick checks.",
+    epilog='example: softmax apply "1 2 3 4 1 2 3"',
+)
 
 
-def add_parser(subparsers: Any) -> None:
-    from softmax.cli._args import add_json_flag
-
-    parser = subparsers.add_parser(
-        "apply",
-        help="print the softmax (or log-softmax) of a vector of numbers",
-        description="Print softmax(x / T) of the numbers given (separated by spaces "
-        "or commas), for quick checks.",
-        epilog='example: softmax apply "1 2 3 4 1 2 3"',
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "values", metavar="VALUES", nargs="+", help='numbers, e.g. "1 2 3" or 1,2,3 or 1 2 3'
     )
@@ -30,7 +28,6 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--digits", type=int, default=3, help="decimals printed (default 3; --json is exact)"
     )
-    add_json_flag(parser)
 
 
 def _parse(values: list[str]) -> list[float]:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+from softmax.cli._args import Command
+
+__all__ = ["COMMAND", "add_arguments", "run"]
 
 # CLI name -> (class name in softmax.bandits, {option dest: constructor argument})
 _POLICIES: dict[str, tuple[str, dict[str, str]]] = {
@@ -70,18 +72,18 @@ class _ParamAction(argparse.Action):
         params[self.dest] = values if self.nargs != 0 else "false"
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register ``bandit`` on the ``softmax`` command's subparsers."""
-    p = subparsers.add_parser(
-        "bandit",
-        help="compare softmax, epsilon-greedy, UCB and gradient bandit policies",
-        description="Run action-selection policies on Sutton & Barto's k-armed testbed "
-        "(arm means ~ N(true-mean, 1), rewards ~ N(arm mean, 1)) and print a comparison "
-        "table. Each --policy starts a policy; the options after it set its parameters; "
-        "comma lists (--temperature 0.05,0.1,0.2) expand into one policy per value.",
-        epilog="Example: softmax bandit --policy softmax --temperature 0.2 "
-        "--policy epsilon-greedy --epsilon 0.1 --plot out.png",
-    )
+COMMAND = Command(
+    description="Run action-selection policies on Sutton & Barto's k-armed testbed "
+    "(arm means ~ N(true-mean, 1), rewards ~ N(arm mean, 1)) and print a comparison "
+    "table. Each --policy starts a policy; the options after it set its parameters; "
+    "comma lists (--temperature 0.05,0.1,0.2) expand into one policy per value.",
+    epilog="Example: softmax bandit --policy softmax --temperature 0.2 "
+    "--policy epsilon-greedy --epsilon 0.1 --plot out.png",
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The policies, the testbed and the output options of ``softmax bandit``."""
     g = p.add_argument_group("policies (repeatable; options apply to the preceding --policy)")
     g.add_argument(
         "--policy",
@@ -147,7 +149,6 @@ def add_parser(subparsers: Any) -> None:
     )
     o.add_argument("--plot", metavar="PATH", help="save learning curves (.png, .svg, .pdf)")
     o.add_argument("--title", help="plot title")
-    o.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(policies=None)
 
 

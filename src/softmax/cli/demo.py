@@ -8,21 +8,20 @@ figures and the model file. No network.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+from softmax.cli._args import Command
 
 _N_SAMPLE = 10_000  # digits in the shipped sample
 
 
-def add_parser(subparsers: Any) -> None:
-    from softmax.cli._args import add_json_flag
+COMMAND = Command(
+    description="Fit a softmax regression on the first 8,000 of the 10,000 real "
+    "MNIST digits that ship with softmax, evaluate it on the last 2,000, print the "
+    "report and write figures and the model file to --out.",
+)
 
-    parser = subparsers.add_parser(
-        "demo",
-        help="fit and evaluate on the MNIST digits shipped with softmax (no network)",
-        description="Fit a softmax regression on the first 8,000 of the 10,000 real "
-        "MNIST digits that ship with softmax, evaluate it on the last 2,000, print the "
-        "report and write figures and the model file to --out.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         metavar="DIR",
@@ -53,7 +52,6 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_json_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,23 +5,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from softmax.cli._args import Command, add_data_arguments, add_model_argument
 
-def add_parser(subparsers: Any) -> None:
-    from softmax.cli._args import add_data_arguments, add_json_flag
+COMMAND = Command(
+    description="Evaluate a model file on labelled DATA: accuracy, log loss, "
+    "per-class precision/recall/F1, the confusion matrix and the expected "
+    "calibration error; --plots DIR also writes PNG figures.",
+    epilog="example: softmax evaluate model.safetensors test.csv --target species "
+    "--plots figures/",
+)
 
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="report accuracy, log loss, per-class scores, confusion matrix, calibration",
-        description="Evaluate a model file on labelled DATA: accuracy, log loss, "
-        "per-class precision/recall/F1, the confusion matrix and the expected "
-        "calibration error; --plots DIR also writes PNG figures.",
-        epilog="example: softmax evaluate model.safetensors test.csv --target species "
-        "--plots figures/",
-    )
-    parser.add_argument("model", metavar="MODEL", help="a model file written by `softmax fit`")
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_argument(parser)
     add_data_arguments(parser, target_help="the column holding the labels (CSV/Parquet)")
     add_plot_options(parser)
-    add_json_flag(parser)
 
 
 def add_plot_options(parser: argparse.ArgumentParser) -> None:

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+from softmax.cli._args import Command, add_model_argument
+
+COMMAND = Command(
+    description="Write the model as an ONNX graph: Gemm + Softmax for the "
+    "probabilities and ArgMax for the label index (input 'X', outputs 'label' "
+    "and 'probabilities').",
+    epilog="example: softmax export model.safetensors -o model.onnx",
+)
 
 
-def add_parser(subparsers: Any) -> None:
-    from softmax.cli._args import add_json_flag
-
-    parser = subparsers.add_parser(
-        "export",
-        help="export a model file to ONNX (needs softmax[onnx])",
-        description="Write the model as an ONNX graph: Gemm + Softmax for the "
-        "probabilities and ArgMax for the label index (input 'X', outputs 'label' "
-        "and 'probabilities').",
-        epilog="example: softmax export model.safetensors -o model.onnx",
-    )
-    parser.add_argument("model", metavar="MODEL", help="a model file written by `softmax fit`")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_argument(parser)
     parser.add_argument(
         "-o", "--output", metavar="OUT", required=True, help="ONNX file to write (.onnx)"
     )
     parser.add_argument(
         "--opset", type=int, default=None, help="ONNX opset to target (default: 17)"
     )
-    add_json_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from softmax.cli._args import Command, add_data_arguments
+
 # Files larger than this are streamed from disk block by block (when the
 # streaming backend is installed) instead of being read into memory at once.
 DEFAULT_MEMORY_BUDGET_MB = 1024.0
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """SoftmaxRegression's hyper-parameters as options (fit and demo share them)."""
+    """SoftmaxRegression's hyper-parameters as options (demo has its own, fewer)."""
     group = parser.add_argument_group("model options (see SoftmaxRegression)")
     group.add_argument(
         "--C",
@@ -49,16 +51,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_parser(subparsers: Any) -> None:
-    from softmax.cli._args import add_data_arguments, add_json_flag
+COMMAND = Command(
+    description="Train a softmax regression on DATA and save it as one "
+    "safetensors model file. A progress bar shows the objective while it fits.",
+    epilog="example: softmax fit train.csv --target species -o model.safetensors",
+)
 
-    parser = subparsers.add_parser(
-        "fit",
-        help="train a softmax regression and save it to a model file",
-        description="Train a softmax regression on DATA and save it as one "
-        "safetensors model file. A progress bar shows the objective while it fits.",
-        epilog="example: softmax fit train.csv --target species -o model.safetensors",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser, target_help="the column holding the labels (CSV/Parquet)")
     parser.add_argument(
         "-o",
@@ -95,7 +95,6 @@ def add_parser(subparsers: Any) -> None:
     from softmax.cli._summary import add_cov_type_option
 
     add_cov_type_option(stats)
-    add_json_flag(parser)
 
 
 def reference_label(text: str | None, y: Any) -> Any:

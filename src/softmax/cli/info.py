@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+from softmax.cli._args import Command, add_model_argument
+
+COMMAND = Command(
+    description="Show a model file's metadata and tensors. Reads only JSON and raw "
+    "numbers: safe on files from anywhere. With --summary DATA, also the table of "
+    "coefficients, standard errors and tests on the rows the model was fitted on.",
+)
 
 
-def add_parser(subparsers: Any) -> None:
-    from softmax.cli._args import add_json_flag
-
-    parser = subparsers.add_parser(
-        "info",
-        help="show what a model file holds (classes, features, parameters, training)",
-        description="Show a model file's metadata and tensors. Reads only JSON and raw "
-        "numbers: safe on files from anywhere.",
-    )
-    parser.add_argument("model", metavar="MODEL", help="a model file written by `softmax fit`")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_argument(parser)
     stats = parser.add_argument_group("statistics")
     stats.add_argument(
         "--summary",
@@ -30,7 +29,6 @@ def add_parser(subparsers: Any) -> None:
 
     stats.add_argument("--format", choices=FORMATS, help="file format of DATA")
     add_cov_type_option(stats)
-    add_json_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from softmax.cli._args import Command, add_data_arguments, add_model_argument
 
-def add_parser(subparsers: Any) -> None:
-    from softmax.cli._args import add_data_arguments, add_json_flag
+COMMAND = Command(
+    description="Predict DATA with a model file. Tabular DATA may keep other "
+    "columns (the label, ids): the model's own feature columns are picked by name.",
+    epilog="example: softmax predict model.safetensors new.csv -o predictions.csv --proba",
+)
 
-    parser = subparsers.add_parser(
-        "predict",
-        help="write predicted labels or class probabilities as CSV or Parquet",
-        description="Predict DATA with a model file. Tabular DATA may keep other "
-        "columns (the label, ids): the model's own feature columns are picked by name.",
-        epilog="example: softmax predict model.safetensors new.csv -o predictions.csv --proba",
-    )
-    parser.add_argument("model", metavar="MODEL", help="a model file written by `softmax fit`")
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_argument(parser)
     add_data_arguments(
         parser, target_help="a label column to leave out of the features (optional)"
     )
@@ -31,7 +30,6 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="write one probability column per class (proba_<class>) besides the label",
     )
-    add_json_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
