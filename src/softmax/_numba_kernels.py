@@ -436,7 +436,7 @@ def _rows_group(typingctx, xf, of, base, ms, ss, row, k, log, g, nt):
 
 @intrinsic
 def _lse_group(typingctx, ms, ss, row, lse, dst, g):
-    """lse[dst:dst + g] = ms[row:row + g] + log(ss[row:row + g]) (float64)."""
+    """lse[dst:dst + g] = ms[row:row + g] + log(ss[row:row + g]); ss[row:row + g] = log(ss[...])."""
     if not isinstance(g, types.IntegerLiteral):
         return None
     G = g.literal_value
@@ -449,25 +449,29 @@ def _lse_group(typingctx, ms, ss, row, lse, dst, g):
         dty = ir.VectorType(_F64, G)
         m = b.load(_vec_ptr(b, ma, args[2], dty), align=8)
         s = b.load(_vec_ptr(b, sa, args[2], dty), align=8)
-        b.store(b.fadd(m, _log64(b, s)), _vec_ptr(b, la, args[4], dty), align=8)
+        logs = _log64(b, s)
+        b.store(b.fadd(m, logs), _vec_ptr(b, la, args[4], dty), align=8)
+        # log s kept for log_softmax's (x - m) - log s: x - lse would round
+        # lse = m + log s at the scale of m, losing log s's digits when |m| is large
+        b.store(logs, _vec_ptr(b, sa, args[2], dty), align=8)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @intrinsic
-def _sub_group(typingctx, xf, of, base, lse, row, k, g, nt):
-    """of[base + i*k + j] = xf[base + i*k + j] - lse[row + i] for the g rows."""
+def _sub_group(typingctx, xf, of, base, ms, ls, row, k, g, nt):
+    """of[base + i*k + j] = (xf[base + i*k + j] - ms[row + i]) - ls[row + i] for the g rows."""
     lits = (k, g, nt)
     if not all(isinstance(a, (types.IntegerLiteral, types.BooleanLiteral)) for a in lits):
         return None
     K, G, NT = (a.literal_value for a in lits)
-    sig = types.void(xf, of, base, lse, row, k, g, nt)
+    sig = types.void(xf, of, base, ms, ls, row, k, g, nt)
 
     def codegen(context, builder, signature, args):
         b = builder
         xa, oa = _arr(b, context, signature, args, 0), _arr(b, context, signature, args, 1)
-        la = _arr(b, context, signature, args, 3)
+        ma, la = _arr(b, context, signature, args, 3), _arr(b, context, signature, args, 4)
         fty = context.get_data_type(signature.args[0].dtype)
         size = signature.args[0].dtype.bitwidth // 8
         is64 = isinstance(fty, ir.DoubleType)
@@ -475,21 +479,19 @@ def _sub_group(typingctx, xf, of, base, lse, row, k, g, nt):
         bty = ir.VectorType(fty, n)
         dty = ir.VectorType(_F64, G)
         flat = b.load(_vec_ptr(b, xa, args[2], bty), align=size)
-        lse_g = b.load(_vec_ptr(b, la, args[4], dty), align=8)
-        # each row's lse broadcast to its K entries (an in-register permute
-        # per vector): no transpose
-        spread = ir.Constant(ir.VectorType(_I32, n), [p // K for p in range(n)])
-        if is64:
-            res = b.fsub(flat, b.shuffle_vector(lse_g, lse_g, spread))
-        else:
-            # float32: lse as hi + lo (hi = lse rounded, lo = the rest):
-            # (x - hi) - lo is within about 1 ulp of x - lse rounded once
+        m_g = b.load(_vec_ptr(b, ma, args[5], dty), align=8)
+        l_g = b.load(_vec_ptr(b, la, args[5], dty), align=8)
+        if not is64:
+            # m is a float32 value (exact), log s is rounded once more
             vty = ir.VectorType(fty, G)
-            hi = b.fptrunc(lse_g, vty)
-            lo = b.fptrunc(b.fsub(lse_g, b.fpext(hi, dty)), vty)
-            res = b.fsub(
-                b.fsub(flat, b.shuffle_vector(hi, hi, spread)), b.shuffle_vector(lo, lo, spread)
-            )
+            m_g, l_g = b.fptrunc(m_g, vty), b.fptrunc(l_g, vty)
+        # each row's m and log s broadcast to its K entries (an in-register
+        # permute per vector): no transpose. (x - m) - log s: x - m is exact
+        # or rounded once (the condition of the subtraction), log s is small
+        spread = ir.Constant(ir.VectorType(_I32, n), [p // K for p in range(n)])
+        res = b.fsub(
+            b.fsub(flat, b.shuffle_vector(m_g, m_g, spread)), b.shuffle_vector(l_g, l_g, spread)
+        )
         _store(b, res, _vec_ptr(b, oa, args[2], bty), size, NT)
         return context.get_dummy_value()
 
@@ -549,7 +551,7 @@ def _vec_kernel(k: int, log: bool, g: int, nt: bool):
                     _lse_group(ms, ss, r, lse, c0 + r, G)
                 if LOG:
                     for r in range(0, rows, G):
-                        _sub_group(xf, of, (c0 + r) * K, lse, c0 + r, K, G, NT)
+                        _sub_group(xf, of, (c0 + r) * K, ms, ss, r, K, G, NT)
             if NT:
                 _store_fence()
 
@@ -731,31 +733,43 @@ def _exp_cap_sum_impl(x):
     return lambda x: _EXP_CAP64
 
 
-def _sub_shift(xr, orow, shift):  # pragma: no cover - replaced by the overload below
+def _sub_shift(xr, orow, c, logs):  # pragma: no cover - replaced by the overload below
     raise NotImplementedError
 
 
 @overload(_sub_shift, inline="always", jit_options={"fastmath": _FASTMATH})
-def _sub_shift_impl(xr, orow, shift):
-    # orow = xr - shift (shift: float64) in the row's dtype. float32: shift
-    # as hi + lo, within about 1 ulp of the float64 difference rounded once,
-    # without converting every entry to float64 and back; float64: one
-    # subtraction (lo would be 0).
+def _sub_shift_impl(xr, orow, c, logs):
+    # orow = (xr - c) - logs in the row's dtype, c an entry of the row (so
+    # x - c is exact or rounded once: the condition of the subtraction) and
+    # logs = log(sum exp(x - c)) (float64, small). Never x - (c + logs): that
+    # rounds c + logs at the scale of c, losing logs's digits when |c| is
+    # large. float32: logs as hi + lo, within about 1 ulp of the float64
+    # difference rounded once, without converting every entry to float64.
+    # _sub_exact (no fast-math flags): reassoc would fold it back to x - (c + logs).
     if xr.dtype == types.float32:
 
-        def impl(xr, orow, shift):
-            hi = np.float32(shift)
-            lo = np.float32(shift - hi)
+        def impl(xr, orow, c, logs):
+            cc = np.float32(c)
+            hi = np.float32(logs)
+            lo = np.float32(logs - hi)
             for j in range(xr.shape[0]):
-                orow[j] = _sub_exact(xr[j] - hi, lo)
+                orow[j] = _sub_exact(_sub_exact(xr[j] - cc, hi), lo)
 
         return impl
 
-    def impl64(xr, orow, shift):
+    def impl64(xr, orow, c, logs):
         for j in range(xr.shape[0]):
-            orow[j] = xr[j] - shift
+            orow[j] = _sub_exact(xr[j] - c, logs)
 
     return impl64
+
+
+@numba.njit(inline="always", cache=True)
+def _log_redo(k):
+    # A one-pass shift c below the row max m leaves log s >= m - c, and
+    # (x - c) - log s then loses about (m - c) eps to cancellation; redo with
+    # the true max when that could exceed the K eps the sum itself may cost.
+    return math.exp(min(0.5 * (k + 4), 280.0))
 
 
 def _row_expsum_shifted(xr, orow, store):  # pragma: no cover - replaced by the overload
@@ -832,7 +846,7 @@ def _rows_long(z, log, lse):
         # the one-pass shift is for log_softmax (which stores nothing) only
         if log:
             c, s = _row_expsum_shifted(zr, zr, False)
-            if not s < _exp_cap_sum(zr):
+            if not s < min(_exp_cap_sum(zr), _log_redo(k)):
                 c = _row_max(zr)
                 s = _row_expsum(zr, c, False)
         else:
@@ -841,21 +855,23 @@ def _rows_long(z, log, lse):
         logs = np.log(s)
         lse[i] = c + logs
         if log:
-            _sub_shift(zr, zr, c + logs)  # one subtraction: z - (c + log s)
+            _sub_shift(zr, zr, c, logs)
         else:
             inv = _as_dtype(zr, 1.0 / s)
             for j in range(k):
                 zr[j] = zr[j] * inv
 
 
-@numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
-def _sub_rows(z, v):
-    # z[i, :] -= v[i]
+# no fast-math: reassoc would turn (x - m) - ls into x - (m + ls)
+@numba.njit(cache=True, nogil=True)
+def _sub_rows(z, m, ls):
+    # z[i, :] = (z[i, :] - m[i]) - ls[i] (never z - (m + ls): see _sub_shift)
     n, k = z.shape
     for i in range(n):
-        vi = v[i]
+        mi = m[i]
+        li = ls[i]
         for j in range(k):
-            z[i, j] = z[i, j] - vi
+            z[i, j] = (z[i, j] - mi) - li
 
 
 def rows_(z: np.ndarray, log: bool) -> np.ndarray:
@@ -893,13 +909,13 @@ def _long_into(x, out, log, lse):
         # one pass: exp(x - c) into orow, its sum and the row max (see
         # _row_expsum_shifted); redone with the row max where c fell short
         c, s = _row_expsum_shifted(xr, orow, not log)
-        if not s < _exp_cap_sum(xr):
+        if not s < (min(_exp_cap_sum(xr), _log_redo(k)) if log else _exp_cap_sum(xr)):
             c = _row_max(xr)
             s = _row_expsum(xr, c, False) if log else _row_expsum_into(xr, orow, c)
-        shift = c + np.log(s)
-        lse[i] = shift
+        logs = np.log(s)
+        lse[i] = c + logs
         if log:
-            _sub_shift(xr, orow, shift)
+            _sub_shift(xr, orow, c, logs)
         else:
             inv = _as_dtype(xr, 1.0 / s)
             for j in range(k):
@@ -957,14 +973,16 @@ def _short_into(x, out, write, mx, sm, t, mb, sb):
                     of[np.uint64(base + i * k + j)] = tf[np.uint64(j * b + i)] * sb[i]
 
 
-@numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
-def _sub_into(x, out, v):
-    # out[i, :] = x[i, :] - v[i]
+# no fast-math: reassoc would turn (x - m) - ls into x - (m + ls)
+@numba.njit(cache=True, nogil=True)
+def _sub_into(x, out, m, ls):
+    # out[i, :] = (x[i, :] - m[i]) - ls[i] (never x - (m + ls): see _sub_shift)
     n, k = x.shape
     for i in range(n):
-        vi = v[i]
+        mi = m[i]
+        li = ls[i]
         for j in range(k):
-            out[i, j] = x[i, j] - vi
+            out[i, j] = (x[i, j] - mi) - li
 
 
 def rows_into_(x: np.ndarray, out: np.ndarray, log: bool) -> np.ndarray:
@@ -1003,9 +1021,10 @@ def _short(x: np.ndarray, out: np.ndarray, log: bool) -> np.ndarray:
         xc, oc = x[s0:s1], out[s0:s1]
         lc, sc = lse[s0:s1], sums[s0:s1]
         _short_into(xc, oc, False, lc, sc, t, mb, sb)
-        lc += np.log(sc, out=sc)
+        np.log(sc, out=sc)
         if x is out:
-            _sub_rows(oc, lc)
+            _sub_rows(oc, lc, sc)
         else:
-            _sub_into(xc, oc, lc)
+            _sub_into(xc, oc, lc, sc)
+        lc += sc
     return lse
