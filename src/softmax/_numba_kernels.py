@@ -733,37 +733,6 @@ def _exp_cap_sum_impl(x):
     return lambda x: _EXP_CAP64
 
 
-def _sub_shift(xr, orow, c, logs):  # pragma: no cover - replaced by the overload below
-    raise NotImplementedError
-
-
-@overload(_sub_shift, inline="always", jit_options={"fastmath": _FASTMATH})
-def _sub_shift_impl(xr, orow, c, logs):
-    # orow = (xr - c) - logs in the row's dtype, c an entry of the row (so
-    # x - c is exact or rounded once: the condition of the subtraction) and
-    # logs = log(sum exp(x - c)) (float64, small). Never x - (c + logs): that
-    # rounds c + logs at the scale of c, losing logs's digits when |c| is
-    # large. float32: logs as hi + lo, within about 1 ulp of the float64
-    # difference rounded once, without converting every entry to float64.
-    # _sub_exact (no fast-math flags): reassoc would fold it back to x - (c + logs).
-    if xr.dtype == types.float32:
-
-        def impl(xr, orow, c, logs):
-            cc = np.float32(c)
-            hi = np.float32(logs)
-            lo = np.float32(logs - hi)
-            for j in range(xr.shape[0]):
-                orow[j] = _sub_exact(_sub_exact(xr[j] - cc, hi), lo)
-
-        return impl
-
-    def impl64(xr, orow, c, logs):
-        for j in range(xr.shape[0]):
-            orow[j] = _sub_exact(xr[j] - c, logs)
-
-    return impl64
-
-
 @numba.njit(inline="always", cache=True)
 def _log_redo(k):
     # A one-pass shift c below the row max m leaves log s >= m - c, and
@@ -835,7 +804,7 @@ def _row_expsum_shifted_impl(xr, orow, store):
 
 
 @numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
-def _rows_long(z, log, lse):
+def _rows_long(z, log, lse, cs, ls):
     # One row at a time: the row stays in L1/L2 across its passes. In place
     # on purpose: with separate input and output arrays LLVM must assume they
     # may overlap and falls back to scalar code when they do.
@@ -855,7 +824,8 @@ def _rows_long(z, log, lse):
         logs = np.log(s)
         lse[i] = c + logs
         if log:
-            _sub_shift(zr, zr, c, logs)
+            cs[i] = c  # (z - c) - logs by _sub_rows, outside this fast-math code
+            ls[i] = logs
         else:
             inv = _as_dtype(zr, 1.0 / s)
             for j in range(k):
@@ -865,7 +835,7 @@ def _rows_long(z, log, lse):
 # no fast-math: reassoc would turn (x - m) - ls into x - (m + ls)
 @numba.njit(cache=True, nogil=True)
 def _sub_rows(z, m, ls):
-    # z[i, :] = (z[i, :] - m[i]) - ls[i] (never z - (m + ls): see _sub_shift)
+    # z[i, :] = (z[i, :] - m[i]) - ls[i] (never z - (m + ls), which rounds m + ls at the scale of m)
     n, k = z.shape
     for i in range(n):
         mi = m[i]
@@ -883,7 +853,11 @@ def rows_(z: np.ndarray, log: bool) -> np.ndarray:
     n, k = z.shape
     if k > _SHORT:
         lse = np.empty(n, dtype=np.float64)
-        _rows_long(z, log, lse)
+        cs = np.empty(n, dtype=np.float64)
+        ls = np.empty(n, dtype=np.float64)
+        _rows_long(z, log, lse, cs, ls)
+        if log:
+            _sub_rows(z, cs, ls)
         return lse
     if k <= _VEC_MAX_K:
         # no streaming stores in place: the callers (losses, estimators) read
@@ -901,7 +875,7 @@ def rows_(z: np.ndarray, log: bool) -> np.ndarray:
 
 
 @numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
-def _long_into(x, out, log, lse):
+def _long_into(x, out, log, lse, cs, ls):
     n, k = x.shape
     for i in range(n):
         xr = x[i]
@@ -915,7 +889,8 @@ def _long_into(x, out, log, lse):
         logs = np.log(s)
         lse[i] = c + logs
         if log:
-            _sub_shift(xr, orow, c, logs)
+            cs[i] = c  # (x - c) - logs by _sub_into, outside this fast-math code
+            ls[i] = logs
         else:
             inv = _as_dtype(xr, 1.0 / s)
             for j in range(k):
@@ -976,7 +951,7 @@ def _short_into(x, out, write, mx, sm, t, mb, sb):
 # no fast-math: reassoc would turn (x - m) - ls into x - (m + ls)
 @numba.njit(cache=True, nogil=True)
 def _sub_into(x, out, m, ls):
-    # out[i, :] = (x[i, :] - m[i]) - ls[i] (never x - (m + ls): see _sub_shift)
+    # out[i, :] = (x[i, :] - m[i]) - ls[i] (never x - (m + ls), which rounds m + ls at the scale of m)
     n, k = x.shape
     for i in range(n):
         mi = m[i]
@@ -994,7 +969,11 @@ def rows_into_(x: np.ndarray, out: np.ndarray, log: bool) -> np.ndarray:
     n, k = x.shape
     if k > _SHORT:
         lse = np.empty(n, dtype=np.float64)
-        _long_into(x, out, log, lse)
+        cs = np.empty(n, dtype=np.float64)
+        ls = np.empty(n, dtype=np.float64)
+        _long_into(x, out, log, lse, cs, ls)
+        if log:
+            _sub_into(x, out, cs, ls)
         return lse
     if k <= _VEC_MAX_K:
         return _vec_rows(x, out, log, stream=True)
