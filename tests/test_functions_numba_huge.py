@@ -38,7 +38,7 @@ from softmax import _kernels, functions
 mpmath.mp.dps = 50
 
 DTYPES = [np.float64, np.float32]
-KS = list(range(1, 18)) + [100, 1000, 5000]
+KS = [*range(1, 18), 100, 1000, 5000]
 
 
 def _rows(k, dtype, rng):
@@ -90,7 +90,7 @@ def _check(x, logp, p, lse, where):
     tiny = float(np.finfo(dtype).smallest_subnormal)
     k = x.shape[1]
     for i, row in enumerate(x):
-        y, lse_ref, L, d = _ref(row)
+        y, lse_ref, _, d = _ref(row)
         yr = np.array([float(v) for v in y])
         fin = np.isfinite(yr)
         if logp is not None:

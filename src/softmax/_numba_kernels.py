@@ -436,7 +436,7 @@ def _rows_group(typingctx, xf, of, base, ms, ss, row, k, log, g, nt):
 
 @intrinsic
 def _lse_group(typingctx, ms, ss, row, lse, dst, g):
-    """lse[dst:dst + g] = ms[row:row + g] + log(ss[row:row + g]); ss[row:row + g] = log(ss[...])."""
+    """lse[dst:dst + g] = ms[row:row + g] + log(ss[row:row + g]); ss[...] = that log."""
     if not isinstance(g, types.IntegerLiteral):
         return None
     G = g.literal_value
@@ -835,7 +835,7 @@ def _rows_long(z, log, lse, cs, ls):
 # no fast-math: reassoc would turn (x - m) - ls into x - (m + ls)
 @numba.njit(cache=True, nogil=True)
 def _sub_rows(z, m, ls):
-    # z[i, :] = (z[i, :] - m[i]) - ls[i] (never z - (m + ls), which rounds m + ls at the scale of m)
+    # z[i, :] = (z[i, :] - m[i]) - ls[i] (not z - (m + ls): rounds m + ls at m's scale)
     n, k = z.shape
     for i in range(n):
         mi = m[i]
@@ -951,7 +951,7 @@ def _short_into(x, out, write, mx, sm, t, mb, sb):
 # no fast-math: reassoc would turn (x - m) - ls into x - (m + ls)
 @numba.njit(cache=True, nogil=True)
 def _sub_into(x, out, m, ls):
-    # out[i, :] = (x[i, :] - m[i]) - ls[i] (never x - (m + ls), which rounds m + ls at the scale of m)
+    # out[i, :] = (x[i, :] - m[i]) - ls[i] (not x - (m + ls): rounds at m's scale)
     n, k = x.shape
     for i in range(n):
         mi = m[i]
