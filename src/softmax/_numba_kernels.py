@@ -49,6 +49,8 @@ _FASTMATH = {"reassoc", "nsz", "contract", "arcp"}
 # Rows up to this long are processed in transposed blocks (see _short_into):
 # an inner loop of length K would leave most SIMD lanes idle.
 _SHORT = 64
+#: bytes of long rows per chunk of the log path (stays in L2 between passes)
+_LONG_CHUNK = 1 << 20
 _BLOCK_ROWS = 256  # rows per transposed block of short rows (<= 128 KiB, in L2)
 #: Elements per chunk of short rows for the out-of-place log-softmax (L2-sized).
 _LOG_CHUNK = 1 << 16
@@ -855,9 +857,16 @@ def rows_(z: np.ndarray, log: bool) -> np.ndarray:
         lse = np.empty(n, dtype=np.float64)
         cs = np.empty(n, dtype=np.float64)
         ls = np.empty(n, dtype=np.float64)
-        _rows_long(z, log, lse, cs, ls)
-        if log:
-            _sub_rows(z, cs, ls)
+        if not log:
+            _rows_long(z, log, lse, cs, ls)
+            return lse
+        # chunks of rows that stay in L2 between the fast-math pass and the
+        # exact subtraction (a separate call: see _sub_rows)
+        step = max(1, _LONG_CHUNK // (k * z.itemsize))
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            _rows_long(z[a:b], log, lse[a:b], cs[a:b], ls[a:b])
+            _sub_rows(z[a:b], cs[a:b], ls[a:b])
         return lse
     if k <= _VEC_MAX_K:
         # no streaming stores in place: the callers (losses, estimators) read
@@ -971,9 +980,14 @@ def rows_into_(x: np.ndarray, out: np.ndarray, log: bool) -> np.ndarray:
         lse = np.empty(n, dtype=np.float64)
         cs = np.empty(n, dtype=np.float64)
         ls = np.empty(n, dtype=np.float64)
-        _long_into(x, out, log, lse, cs, ls)
-        if log:
-            _sub_into(x, out, cs, ls)
+        if not log:
+            _long_into(x, out, log, lse, cs, ls)
+            return lse
+        step = max(1, _LONG_CHUNK // (k * x.itemsize))
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            _long_into(x[a:b], out[a:b], log, lse[a:b], cs[a:b], ls[a:b])
+            _sub_into(x[a:b], out[a:b], cs[a:b], ls[a:b])
         return lse
     if k <= _VEC_MAX_K:
         return _vec_rows(x, out, log, stream=True)
