@@ -102,17 +102,6 @@ def _mul_exact(typingctx, a, b):
     return sig, codegen
 
 
-@intrinsic
-def _sub_exact(typingctx, a, b):
-    # a - b without fast-math flags: (x - hi) - lo must not become x - (hi + lo)
-    sig = a(a, a)
-
-    def codegen(context, builder, signature, args):
-        return builder.fsub(args[0], args[1])
-
-    return sig, codegen
-
-
 def _as_dtype(arr, v):  # pragma: no cover - replaced by the overload below
     raise NotImplementedError
 
