@@ -364,7 +364,10 @@ class LBFGS(QuasiNewton):
                 break
             d_b = None
             if mem.count:
+                # in the objective's subspace: a diagonal preconditioner and
+                # float32 history can leave it by rounding (Objective.restrict)
                 d_b = mem.direction(g_b)
+                obj.restrict(d_b.reshape(shape))
                 d = basis.back(d_b) if basis else d_b
                 gd = float(g @ d)
                 if not gd < 0:  # numerical breakdown: restart from steepest descent
@@ -377,6 +380,7 @@ class LBFGS(QuasiNewton):
                     gap = math.inf
                 else:  # the preconditioner has the Hessian's scale: a Newton-like step
                     d = -M(g)
+                    obj.restrict(d.reshape(shape))
                     gd = float(g @ d)
                     # trusted only when tiny (e.g. a warm start at the solution)
                     gap = -0.5 * gd * 100.0
