@@ -22,6 +22,9 @@ Datasets (``n_train`` rows are fitted, ``n_test`` rows give held-out accuracy):
     the UCI covertype data: 10 integer features on their raw scales (0-7,000),
     4 + 40 one-hot indicators (wilderness area, soil type), see
     :func:`make_covertype_like`.
+``probe1000``
+    50,000 x 256, 1,000 classes: a linear probe on embeddings, see
+    :func:`make_probe`.
 ``sparse``
     100,000 x 50,000 CSR, about 1% non-zeros, 20 classes: tf-idf like rows
     (Zipf word frequencies, log counts times idf, unit L2 norm).
@@ -45,7 +48,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "make_covertype_like"]
+__all__ = ["DATASETS", "Dataset", "load_dataset", "make_covertype_like", "make_probe"]
 
 #: where the shared MNIST sample lives on the team's machine (benchmarks only)
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist10k.npz"
@@ -58,6 +61,7 @@ DATASETS: dict[str, tuple[int, int, int, int]] = {
     "wide100c": (50_000, 10_000, 500, 100),
     "sparse": (100_000, 10_000, 50_000, 20),
     "covertype": (200_000, 20_000, 54, 7),
+    "probe1000": (50_000, 10_000, 256, 1000),
 }
 
 #: class frequencies of the covertype-like set (those of UCI covertype, rounded)
@@ -243,6 +247,34 @@ def make_covertype_like(n_samples: int, *, seed: int) -> tuple[np.ndarray, np.nd
     return X, y
 
 
+def make_probe(
+    n_samples: int, n_features: int, n_classes: int, *, seed: int, separation: float = 1.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding-like rows for a linear probe: many balanced classes, a decaying spectrum.
+
+    Class centroids ``c_k ~ N(0, I)``; a row of class ``k`` is
+    ``(separation * c_k + N(0, I)) S R / sqrt(n_features)`` with ``S`` the
+    singular values ``j^-1/2`` (normalised to unit mean square) and ``R`` a
+    random rotation, so the features are correlated and their variances
+    decay, as in a network's embeddings; labels uniform over the classes.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float32
+    y : ndarray of shape (n_samples,), int64
+    """
+    rng = np.random.default_rng(seed)
+    p = n_features
+    centroids = rng.standard_normal((n_classes, p))
+    s = np.arange(1, p + 1) ** -0.5
+    s /= math.sqrt(np.mean(s**2))
+    R, _ = np.linalg.qr(rng.standard_normal((p, p)))
+    mix = (s[:, None] * R) / math.sqrt(p)
+    y = rng.integers(0, n_classes, n_samples)
+    Z = separation * centroids[y] + rng.standard_normal((n_samples, p))
+    return (Z @ mix).astype(np.float32), y
+
+
 def make_sparse_text(
     n_samples: int,
     n_features: int,
@@ -347,6 +379,11 @@ def load_dataset(name: str, *, scale: float = 1.0, seed: int = 0) -> Dataset:
         X, y = make_covertype_like(n, seed=seed + 5)
         parts = _split_dense(X, y, n_train)
         desc = f"covertype-like {n_train:,} x {p}, {K} imbalanced classes, raw feature scales"
+        return Dataset(name, *parts, n_classes=K, C=1.0, description=desc)
+    if name == "probe1000":
+        X, y = make_probe(n, p, K, seed=seed + 6)
+        parts = _split_dense(X, y, n_train)
+        desc = f"linear probe on embeddings {n_train:,} x {p}, {K} classes"
         return Dataset(name, *parts, n_classes=K, C=1.0, description=desc)
     seeds = {"dense784": 1, "tall100": 2, "wide100c": 3}
     X, y = make_multinomial(n, p, K, seed=seed + seeds[name])
