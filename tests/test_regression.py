@@ -336,7 +336,7 @@ def test_float32_fit_in_float32(iris):
 @pytest.mark.parametrize("sparse", [False, True])
 def test_float64_model_on_float32_rows_computes_in_float32(sparse):
     # Issue 15: a float64 model on float32 rows casts the (K, p) model, not the
-    # (n, p) rows: the outputs are float32, equal to the float64 computation
+    # (n, p) rows: the outputs (float64, as the model) equal the float64 computation
     # (scipy.special on up-cast rows) to float32 accuracy, and no float64 copy
     # of X is made (tracemalloc's peak stays far below X's float64 size).
     rng = np.random.default_rng(3)
@@ -353,9 +353,9 @@ def test_float64_model_on_float32_rows_computes_in_float32(sparse):
     proba = clf.predict_proba(rows)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert proba.dtype == np.float32
+    assert proba.dtype == np.float64
     np.testing.assert_allclose(proba, expected, rtol=2e-5, atol=1e-6)
-    # the (n, K) float32 result, not a float64 (n, p) copy of X
+    # (n, K) results, not a float64 (n, p) copy of X
     assert peak < 0.25 * X32.astype(np.float64).nbytes, peak
     np.testing.assert_allclose(
         clf.predict_log_proba(rows), scipy.special.log_softmax(z64, axis=1), rtol=2e-5, atol=1e-5

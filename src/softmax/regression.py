@@ -720,13 +720,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 dtype=_FLOAT_DTYPES,
                 ensure_all_finite=False,
             )
-        # Compute in X's dtype: casting the (K, p) model costs nothing, where
-        # NumPy's own promotion of float32 rows against a float64 model would
-        # copy the (n, p) rows to float64 and run a GEMM at half the rate.
-        dtype = X.dtype
-        coef = self.coef_.astype(dtype, copy=False)
-        intercept = self.intercept_.astype(dtype, copy=False)
-        logits = self._linear(X, coef, intercept)
+        # The product in X's dtype: casting the (K, p) model costs nothing,
+        # where NumPy's own promotion of float32 rows against a float64 model
+        # would copy the (n, p) rows to float64 and run a GEMM at half the
+        # rate. The (n, K) logits then take the promoted dtype (a float64
+        # model gives float64 outputs, as before, with float32-accurate logits).
+        out_dtype = np.result_type(X.dtype, self.coef_.dtype)
+        coef = self.coef_.astype(X.dtype, copy=False)
+        logits = self._linear(X, coef, self.intercept_.astype(out_dtype, copy=False))
         # The sum is NaN/inf whenever any entry is; a finite-but-huge total
         # only sends us down the exact (slow) path, which re-checks entrywise.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -748,7 +749,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _linear(X: Any, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
-        logits = np.ascontiguousarray(X @ coef.T)
+        # the product in the dtype of X and coef; the logits in intercept's
+        logits = np.ascontiguousarray(X @ coef.T, dtype=intercept.dtype)
         # Test intercept_ itself, not the fit_intercept parameter, which may
         # have been changed by set_params since the fit.
         if intercept.any():
@@ -786,9 +788,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Column ``k`` is ``P(y = classes_[k] | x)``; rows sum to 1. In X's
-            dtype: a float64 model on float32 rows computes in float32 (the
-            model is cast, the rows are not copied).
+            Column ``k`` is ``P(y = classes_[k] | x)``; rows sum to 1. float32
+            when both X and the model are float32. A float64 model on float32
+            rows computes ``X @ coef_.T`` in float32 (the model is cast, the
+            rows are not copied) and the rest in float64.
         """
         if is_dask_collection(X):
             return _predict_dask(self, X, "predict_proba")
