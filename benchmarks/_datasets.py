@@ -17,6 +17,14 @@ Datasets (``n_train`` rows are fitted, ``n_test`` rows give held-out accuracy):
     1,000,000 x 100, 10 classes, synthetic multinomial logit.
 ``wide100c``
     50,000 x 500, 100 classes, synthetic multinomial logit.
+``covertype``
+    200,000 x 54, 7 imbalanced classes (49/36/6/4/3/1.5/0.5 %), shaped like
+    the UCI covertype data: 10 integer features on their raw scales (0-7,000),
+    4 + 40 one-hot indicators (wilderness area, soil type), see
+    :func:`make_covertype_like`.
+``probe1000``
+    50,000 x 256, 1,000 classes: a linear probe on embeddings, see
+    :func:`make_probe`.
 ``sparse``
     100,000 x 50,000 CSR, about 1% non-zeros, 20 classes: tf-idf like rows
     (Zipf word frequencies, log counts times idf, unit L2 norm).
@@ -40,7 +48,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["DATASETS", "Dataset", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "load_dataset", "make_covertype_like", "make_probe"]
 
 #: where the shared MNIST sample lives on the team's machine (benchmarks only)
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist10k.npz"
@@ -52,7 +60,26 @@ DATASETS: dict[str, tuple[int, int, int, int]] = {
     "tall100": (1_000_000, 100_000, 100, 10),
     "wide100c": (50_000, 10_000, 500, 100),
     "sparse": (100_000, 10_000, 50_000, 20),
+    "covertype": (200_000, 20_000, 54, 7),
+    "probe1000": (50_000, 10_000, 256, 1000),
 }
+
+#: class frequencies of the covertype-like set (those of UCI covertype, rounded)
+COVERTYPE_FREQ = (0.49, 0.36, 0.06, 0.04, 0.03, 0.015, 0.005)
+#: (low, high) ranges of its 10 integer features, as in UCI covertype:
+#: elevation, aspect, slope, 4 distances, 3 hillshades
+COVERTYPE_RANGES = (
+    (1800, 3900),
+    (0, 360),
+    (0, 66),
+    (0, 1400),
+    (-170, 600),
+    (0, 7100),
+    (0, 255),
+    (0, 255),
+    (0, 255),
+    (0, 7200),
+)
 
 
 @dataclass
@@ -184,6 +211,70 @@ def make_multinomial(
     return X, y
 
 
+def make_covertype_like(n_samples: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows shaped like UCI covertype: raw integer scales, one-hot blocks, rare classes.
+
+    Labels are drawn first with :data:`COVERTYPE_FREQ`; then each of the 10
+    integer features is normal around a class mean (spread over a third of
+    its range in :data:`COVERTYPE_RANGES`), with a within-class spread of a
+    sixth of the range, clipped and rounded; the wilderness area (4) and soil
+    type (40) indicators are one-hot draws from class-dependent categorical
+    distributions. The classes overlap (no separation), the columns' scales
+    differ by four decades (indicators 0/1 against distances in the
+    thousands), as in the real set.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, 54), float32 (integers, exact)
+    y : ndarray of shape (n_samples,), int64
+    """
+    rng = np.random.default_rng(seed)
+    K = len(COVERTYPE_FREQ)
+    y = rng.choice(K, size=n_samples, p=np.asarray(COVERTYPE_FREQ) / sum(COVERTYPE_FREQ))
+    lo, hi = np.asarray(COVERTYPE_RANGES, dtype=np.float64).T
+    width = hi - lo
+    centre = lo + width * (0.5 + rng.uniform(-1 / 6, 1 / 6, (K, lo.size)))
+    X = np.empty((n_samples, 54), dtype=np.float32)
+    cont = centre[y] + rng.standard_normal((n_samples, lo.size)) * (width / 6)
+    X[:, :10] = np.rint(np.clip(cont, lo, hi))
+    X[:, 10:] = 0.0
+    rows = np.arange(n_samples)
+    for start, size, conc in ((10, 4, 1.0), (14, 40, 0.3)):
+        probs = rng.dirichlet(np.full(size, conc), K)  # (K, size)
+        cdf = np.cumsum(probs, axis=1)[y]
+        pick = (rng.random((n_samples, 1)) > cdf).sum(axis=1)
+        X[rows, start + np.minimum(pick, size - 1)] = 1.0
+    return X, y
+
+
+def make_probe(
+    n_samples: int, n_features: int, n_classes: int, *, seed: int, separation: float = 1.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding-like rows for a linear probe: many balanced classes, a decaying spectrum.
+
+    Class centroids ``c_k ~ N(0, I)``; a row of class ``k`` is
+    ``(separation * c_k + N(0, I)) S R / sqrt(n_features)`` with ``S`` the
+    singular values ``j^-1/2`` (normalised to unit mean square) and ``R`` a
+    random rotation, so the features are correlated and their variances
+    decay, as in a network's embeddings; labels uniform over the classes.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float32
+    y : ndarray of shape (n_samples,), int64
+    """
+    rng = np.random.default_rng(seed)
+    p = n_features
+    centroids = rng.standard_normal((n_classes, p))
+    s = np.arange(1, p + 1) ** -0.5
+    s /= math.sqrt(np.mean(s**2))
+    R, _ = np.linalg.qr(rng.standard_normal((p, p)))
+    mix = (s[:, None] * R) / math.sqrt(p)
+    y = rng.integers(0, n_classes, n_samples)
+    Z = separation * centroids[y] + rng.standard_normal((n_samples, p))
+    return (Z @ mix).astype(np.float32), y
+
+
 def make_sparse_text(
     n_samples: int,
     n_features: int,
@@ -284,6 +375,16 @@ def load_dataset(name: str, *, scale: float = 1.0, seed: int = 0) -> Dataset:
             C=1.0,
             description=desc,
         )
+    if name == "covertype":
+        X, y = make_covertype_like(n, seed=seed + 5)
+        parts = _split_dense(X, y, n_train)
+        desc = f"covertype-like {n_train:,} x {p}, {K} imbalanced classes, raw feature scales"
+        return Dataset(name, *parts, n_classes=K, C=1.0, description=desc)
+    if name == "probe1000":
+        X, y = make_probe(n, p, K, seed=seed + 6)
+        parts = _split_dense(X, y, n_train)
+        desc = f"linear probe on embeddings {n_train:,} x {p}, {K} classes"
+        return Dataset(name, *parts, n_classes=K, C=1.0, description=desc)
     seeds = {"dense784": 1, "tall100": 2, "wide100c": 3}
     X, y = make_multinomial(n, p, K, seed=seed + seeds[name])
     parts = _split_dense(X, y, n_train)

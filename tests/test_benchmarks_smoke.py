@@ -78,3 +78,26 @@ def test_recorder_reads_sklearn_parameters_right(tiny):
 
     sk = LogisticRegression(C=tiny.C, tol=1e-12, max_iter=10_000).fit(tiny.X64, tiny.y)
     assert out["accuracy"] == sk.score(tiny.X_test32, tiny.y_test)
+
+
+def test_covertype_like_rows_have_the_stated_shape_and_frequencies():
+    """The covertype-like set (issue 15): 54 columns, 10 integer features on their
+    raw ranges, two one-hot blocks, class frequencies near 49/36/6/4/3/1.5/0.5 %."""
+    X, y = _datasets.make_covertype_like(40_000, seed=0)
+    assert X.shape == (40_000, 54) and X.dtype == np.float32
+    freq = np.bincount(y, minlength=7) / y.size
+    np.testing.assert_allclose(freq, _datasets.COVERTYPE_FREQ, atol=0.005)
+    lo, hi = np.asarray(_datasets.COVERTYPE_RANGES).T
+    assert np.all(X[:, :10] >= lo) and np.all(X[:, :10] <= hi)
+    np.testing.assert_array_equal(X[:, :10], np.rint(X[:, :10]))
+    np.testing.assert_array_equal(X[:, 10:14].sum(axis=1), 1.0)
+    np.testing.assert_array_equal(X[:, 14:].sum(axis=1), 1.0)
+    assert X[:, :10].max() / X[:, 10:].max() > 1_000  # raw scales, four decades apart
+
+
+def test_probe_rows_have_the_stated_classes_and_spectrum():
+    X, y = _datasets.make_probe(5_000, 64, 100, seed=0)
+    assert X.shape == (5_000, 64) and X.dtype == np.float32
+    assert np.unique(y).size == 100
+    sv = np.linalg.svd(X - X.mean(axis=0), compute_uv=False)
+    assert sv[0] > 3 * sv[-1]  # a decaying spectrum, not isotropic rows

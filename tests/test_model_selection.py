@@ -127,7 +127,9 @@ def test_path_warm_starts_save_iterations(digits):
     Cs = np.logspace(-2, 2, 7)
     path = regularization_path(X, y, Cs, solver="lbfgs", tol=1e-8)
     cold = [SoftmaxRegression(C=C, solver="lbfgs", tol=1e-8).fit(X, y).n_iter_ for C in Cs]
-    assert path.n_iter.sum() < 0.8 * sum(cold)
+    # 211 against 252 here; the cold fits' count fell from 285 when the
+    # solvers began to keep the class sums at zero (issue 15), the path's did not
+    assert path.n_iter.sum() < 0.9 * sum(cold)
 
 
 def test_l1_path_starts_empty_at_min_c(digits):

@@ -570,6 +570,32 @@ def test_auto_preconditioner_switches_to_the_kronecker_basis_and_reaches_the_opt
     assert (f_ours - ref.objective) / ref.objective <= 1e-6
 
 
+def test_auto_preconditioner_is_diagonal_for_many_classes(monkeypatch):
+    """Above KRONECKER_MAX_CLASSES "auto" keeps the diagonal preconditioner (issue 15)
+    and still reaches the optimum of newton-cholesky; at the limit it is Kronecker."""
+    import softmax.solvers._preconditioners as pre
+    import softmax.solvers.lbfgs as lbfgs
+
+    monkeypatch.setattr(lbfgs, "KRONECKER_WORK", 10_000)
+    monkeypatch.setattr(lbfgs, "KRONECKER_MAX_CLASSES", 6)
+    rng = np.random.default_rng(11)
+    n_rows, p = 700, 12
+    X = rng.normal(size=(n_rows, p)) * np.exp(rng.uniform(-1, 1, size=p))
+    y7 = np.argmax(X @ rng.normal(size=(p, 7)) * 0.5 + rng.gumbel(size=(n_rows, 7)), axis=1)
+    assert lbfgs.use_kronecker(data_of(X, np.minimum(y7, 5)))  # 6 classes: at the limit
+    data = data_of(X, y7)
+    assert not lbfgs.use_kronecker(data)
+    built = []
+    real = pre.kronecker
+    monkeypatch.setattr(lbfgs, "kronecker", lambda *a, **k: built.append(1) or real(*a, **k))
+    res = solve(data, solver="lbfgs", C=1.0, tol=1e-10)
+    assert res.converged, res.message
+    assert not built  # the Kronecker factor was never built
+    ref = solve(data_of(X, y7), solver="newton-cholesky", C=1.0, tol=1e-12)
+    f_ours = objective(res.coef, X, y7, None, 1.0, 0.0)
+    assert (f_ours - ref.objective) / ref.objective <= 1e-8
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_feature_covariance_matches_numpy(dtype, weighted):

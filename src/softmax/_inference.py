@@ -744,13 +744,22 @@ class InferenceResults:
         V = self.cov_params()
         diff = R @ self.params.ravel() - value
         RVR = R @ V @ R.T
+        singular = ValueError(
+            "R @ cov_params() @ R.T is singular: the restrictions are linearly "
+            "dependent; drop the redundant rows of R."
+        )
+        # judged on the correlation matrix: rounding can leave an exactly
+        # singular RVR with a tiny positive Cholesky pivot
+        scale = np.sqrt(np.clip(np.diag(RVR), 0.0, None))
+        if not np.all(scale > 0):
+            raise singular
+        eig = np.linalg.eigvalsh(RVR / np.outer(scale, scale))
+        if eig[0] <= 1e-10 * eig[-1]:
+            raise singular
         try:
             c = linalg.cho_factor(RVR)
         except linalg.LinAlgError as exc:
-            raise ValueError(
-                "R @ cov_params() @ R.T is singular: the restrictions are linearly "
-                "dependent; drop the redundant rows of R."
-            ) from exc
+            raise singular from exc
         statistic = float(diff @ linalg.cho_solve(c, diff))
         df = len(R)
         return ChiSquareTest(statistic, df, float(stats.chi2.sf(statistic, df)), description)

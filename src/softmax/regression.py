@@ -720,9 +720,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 dtype=_FLOAT_DTYPES,
                 ensure_all_finite=False,
             )
-        coef, intercept = self.coef_, self.intercept_
-        dtype = np.result_type(X.dtype, coef.dtype)
-        logits = self._linear(X, coef.astype(dtype, copy=False), intercept.astype(dtype))
+        # The product in X's dtype: casting the (K, p) model costs nothing,
+        # where NumPy's own promotion of float32 rows against a float64 model
+        # would copy the (n, p) rows to float64 and run a GEMM at half the
+        # rate. The (n, K) logits then take the promoted dtype (a float64
+        # model gives float64 outputs, as before, with float32-accurate logits).
+        out_dtype = np.result_type(X.dtype, self.coef_.dtype)
+        coef = self.coef_.astype(X.dtype, copy=False)
+        logits = self._linear(X, coef, self.intercept_.astype(out_dtype, copy=False))
         # The sum is NaN/inf whenever any entry is; a finite-but-huge total
         # only sends us down the exact (slow) path, which re-checks entrywise.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -730,7 +735,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if suspicious and not np.isfinite(logits).all():
             check_finite_input(X)  # raises when X itself holds NaN or inf
             # X is finite but the logits overflowed: retry in float64, else fail.
-            logits = self._linear(X, coef.astype(np.float64), intercept.astype(np.float64))
+            # from the model itself: ``coef`` may have been rounded to float32
+            logits = self._linear(
+                X, self.coef_.astype(np.float64), self.intercept_.astype(np.float64)
+            )
             if not np.isfinite(logits).all():
                 raise ValueError(
                     "The logits X @ coef_.T + intercept_ overflow for some rows of X; "
@@ -741,7 +749,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _linear(X: Any, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
-        logits = np.ascontiguousarray(X @ coef.T)
+        # the product in the dtype of X and coef; the logits in intercept's
+        logits = np.ascontiguousarray(X @ coef.T, dtype=intercept.dtype)
         # Test intercept_ itself, not the fit_intercept parameter, which may
         # have been changed by set_params since the fit.
         if intercept.any():
@@ -780,7 +789,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         -------
         proba : ndarray of shape (n_samples, n_classes)
             Column ``k`` is ``P(y = classes_[k] | x)``; rows sum to 1. float32
-            when both X and the model are float32.
+            when both X and the model are float32. A float64 model on float32
+            rows computes ``X @ coef_.T`` in float32 (the model is cast, the
+            rows are not copied) and the rest in float64.
         """
         if is_dask_collection(X):
             return _predict_dask(self, X, "predict_proba")

@@ -47,6 +47,7 @@ __all__ = [
     "f_noise_level",
     "gap_not_reached",
     "initial_coef",
+    "sum_zero_subspace",
 ]
 
 Callback = Callable[[int, float], None]
@@ -118,22 +119,40 @@ class Objective:
         self.shape = data.coef_shape
         #: the row of ``coef`` fixed at zero (the reference class), or None
         self.fixed_row: int | None = problem.reference
+        #: whether the solvers move in the class-sum-zero subspace (see restrict)
+        self.sum_zero: bool = sum_zero_subspace(problem)
         #: the feature factor of the Kronecker preconditioner, once per objective
         #: (the rows are fixed): see softmax.solvers._preconditioners
         self.feature_factor: Any = None
 
     # -- the reference class: the solvers see only the free rows ------------------
     def restrict(self, V: np.ndarray) -> np.ndarray:
-        """Zero the fixed row of ``V`` (shape of ``coef``) in place and return it.
+        """Project ``V`` (shape of ``coef``) in place onto the solvers' subspace; return it.
+
+        With a reference class, zero its fixed row. Otherwise, where
+        :func:`sum_zero_subspace` holds, subtract the mean over the classes
+        from every column, so that the columns sum to zero over the classes.
 
         Applied to every gradient, Hessian product and Hessian this objective
-        returns, so that a solver's steps never move the fixed row: its
-        directions are combinations of restricted gradients, and every
-        preconditioner keeps a zero row zero (see
-        :mod:`softmax.solvers._preconditioners`).
+        returns (and by L-BFGS to its directions), so that a solver's steps
+        never leave the subspace: its directions are combinations of
+        restricted gradients, and every preconditioner keeps a zero row zero
+        (see :mod:`softmax.solvers._preconditioners`).
+
+        Why the class sums: softmax ignores a vector added to every class row,
+        so the exact gradient's class sums are zero at any point whose
+        weights sum to zero. In float32 they are not: each row adds ``(sum_k
+        p_ik - 1) x_i``, rounding of order ``1e-7 |x_i|``, and on features of
+        raw scale (thousands) these sums are no longer small. The Kronecker
+        preconditioner has no data curvature along that direction (only the
+        penalty's, ``1 / (C n)``), so it scales the noise up by ``C n`` and
+        the weights drift along a direction that only costs penalty: the line
+        search then stalls above a relative gap of 1e-6.
         """
         if self.fixed_row is not None:
             V[self.fixed_row] = 0.0
+        elif self.sum_zero and V.shape[0] > 1:
+            V -= V.mean(axis=0)
         return V
 
     # -- smooth part: data term plus the L2 part of the penalty ----------------
@@ -162,7 +181,8 @@ class Objective:
         fixed = self.fixed_row
 
         def hessp(V: np.ndarray) -> np.ndarray:
-            if fixed is not None and np.any(V[fixed]):  # P H P: the free rows only
+            if (fixed is not None and np.any(V[fixed])) or self.sum_zero:
+                # P H P: the free rows, or the class-sum-zero subspace, only
                 V = self.restrict(np.array(V, dtype=np.float64))
             out = hp(V)
             out *= s
@@ -348,11 +368,27 @@ def f_noise_level(data: RowData) -> float:
     return 1e-6 if np.dtype(data.dtype) == np.float32 else 1e-13
 
 
+def sum_zero_subspace(problem: Problem) -> bool:
+    """Whether an optimum of ``problem`` has coefficients summing to zero over the classes.
+
+    True without a reference class and with no L1 part: the data term is
+    flat along a vector added to every class row, and the L2 penalty (when
+    there is one) is smallest, along that direction, where the rows sum to
+    zero; the unpenalised intercepts are flat along it. The solvers then
+    start there (:func:`initial_coef`) and stay there
+    (:meth:`Objective.restrict`). An L1 part is not smallest at the mean, and
+    a reference row pins the representative.
+    """
+    return problem.reference is None and problem.l1_ratio == 0.0
+
+
 def initial_coef(problem: Problem, coef0: np.ndarray | None) -> np.ndarray:
     """A float64 C-contiguous copy of ``coef0`` checked against the problem, or zeros.
 
     With a reference class the reference row is subtracted from every row
-    (the same probabilities, the reference row at zero).
+    (the same probabilities, the reference row at zero). Where
+    :func:`sum_zero_subspace` holds, the class mean is subtracted from every
+    column (the same probabilities, a penalty no larger).
     """
     shape = problem.coef_shape
     if coef0 is None:
@@ -368,6 +404,8 @@ def initial_coef(problem: Problem, coef0: np.ndarray | None) -> np.ndarray:
     if problem.reference is not None:
         # the same probabilities with the reference row at zero
         coef -= coef[problem.reference]
+    elif sum_zero_subspace(problem) and coef.shape[0] > 1:
+        coef -= coef.mean(axis=0)
     return coef
 
 

@@ -140,10 +140,12 @@ class NewtonCG(Solver):
                 # curvature at the current point after the first iteration
                 # (one pass; far fewer CG steps)
                 M = (diagonal(obj, x.reshape(shape)) or M) if it > 0 else diagonal(obj)
-            d, _ = pcg(hessp, -g, M, eta, self.max_cg_iter)
+            # a diagonal preconditioner may leave the objective's subspace: P M P
+            PM = None if M is None else (lambda r: obj.restrict(M(r).reshape(shape)).ravel())
+            d, _ = pcg(hessp, -g, PM, eta, self.max_cg_iter)
             dec = -float(g @ d)
             if not dec > 0:
-                d = -g if M is None else -M(g)
+                d = -g if M is None else -PM(g)
                 dec = -float(g @ d)
             # a loose CG solve underestimates the decrement: trust it once CG is
             # tight, or when it is far below tol (e.g. a warm start at the solution)

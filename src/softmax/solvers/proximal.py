@@ -108,6 +108,7 @@ class Proximal(QuasiNewton):
                 converged, message = True, "the minimum-norm subgradient is exactly zero"
                 break
             d = mem.direction(pg) if mem.count else -(pg if M is None else M(pg))
+            obj.restrict(d.reshape(shape))  # the diagonal M may leave the subspace
             d[mask & (d * pg >= 0)] = 0.0  # keep only descent components
             dg = float(pg @ d)
             if not dg < 0:
