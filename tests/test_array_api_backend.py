@@ -65,7 +65,7 @@ def test_gradient_matches_finite_differences():
 
 
 def test_bfloat16_accumulates_in_float32():
-    X, y, _, coef = _problem(np.float32, False)
+    X, y, _, _coef = _problem(np.float32, False)
     data = ArrayAPIData(
         torch.asarray(X).to(torch.bfloat16),
         torch.asarray(y),
@@ -74,6 +74,10 @@ def test_bfloat16_accumulates_in_float32():
         fit_intercept=True,
     )
     assert data.dtype == np.float32 and data.X.dtype == torch.float32
+    # the reference: the same bfloat16-rounded rows in float64 NumPy
+    X16 = torch.asarray(X).to(torch.bfloat16).to(torch.float64).numpy()
+    ref = InMemoryData(X16, y, None, np.arange(3), fit_intercept=True)
+    np.testing.assert_allclose(data.loss(_coef), ref.loss(_coef), rtol=1e-5)
 
 
 def test_refuses_bad_input():

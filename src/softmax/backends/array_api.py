@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from softmax._array_api import array_namespace, device_of
-from softmax.backends._base import Capability, RowData
+from softmax.backends._base import RowData
 
 __all__ = ["ArrayAPIData"]
 
@@ -143,10 +143,7 @@ class ArrayAPIData(RowData):
         if self.weights is not None:
             R = R * self.weights[:, None]
         gW = xp.permute_dims(R, (1, 0)) @ self.X
-        if self.fit_intercept:
-            g = xp.concat([gW, xp.sum(R, axis=0)[:, None]], axis=1)
-        else:
-            g = gW
+        g = xp.concat([gW, xp.sum(R, axis=0)[:, None]], axis=1) if self.fit_intercept else gW
         return loss, _to_numpy(xp, g)
 
     def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
