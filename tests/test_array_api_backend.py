@@ -90,3 +90,33 @@ def test_refuses_bad_input():
         ArrayAPIData(
             torch.asarray(y[:, None]), torch.asarray(y), None, np.arange(3), fit_intercept=True
         )
+
+
+def _sklearn_objective(X, y, w, C):
+    """C * sum_i s_i CE_i + ||W||^2 / 2 at scikit-learn's multinomial optimum."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
+    P = np.clip(clf.predict_proba(X), 1e-300, None)
+    s = np.ones(len(y)) if w is None else w
+    ce = -np.log(P[np.arange(len(y)), y])
+    return C * np.sum(s * ce) + 0.5 * np.sum(clf.coef_**2)
+
+
+@pytest.mark.parametrize("lib", ["torch", "strict", "strict-device1"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lbfgs_through_registry_reaches_numpy_and_sklearn_objective(lib, weighted):
+    from softmax.solvers import Problem, solve
+
+    X, y, w, _ = _problem(np.float64, weighted, seed=2)
+    C = 3.0
+    ref = solve(
+        Problem(InMemoryData(X, y, w, np.arange(3), fit_intercept=True), C=C),
+        solver="lbfgs",
+        tol=1e-10,
+    )
+    data = ArrayAPIData(*_wrap(lib, X, y, w), np.arange(3), fit_intercept=True)
+    res = solve(Problem(data, C=C), solver="lbfgs", tol=1e-10)
+    assert res.converged
+    assert res.objective == pytest.approx(ref.objective, rel=1e-6)
+    assert res.objective == pytest.approx(_sklearn_objective(X, y, w, C), rel=1e-6)
