@@ -54,6 +54,19 @@ from softmax.backends import external_backend, is_dask_collection
 
 __all__ = ["SoftmaxRegression"]
 
+
+def _fitted_on_device(est: Any) -> bool:
+    """Whether ``coef_`` lives in a non-NumPy namespace (a fit under array_api_dispatch)."""
+    coef = getattr(est, "coef_", None)
+    return coef is not None and not isinstance(coef, np.ndarray)
+
+
+def _device_predict(est: Any, X: Any, method: str) -> Any:
+    from softmax._dispatch import device_predict
+
+    return device_predict(est, X, method)
+
+
 # float64 first: integer and object input is converted to float64, float32
 # input is kept (and fitted) in float32.
 _FLOAT_DTYPES = (np.float64, np.float32)
@@ -303,8 +316,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             solver that cannot do the penalty.
         """
         params = self._check_params()
-        backend = external_backend(X)
-        if backend is not None:
+        from softmax import _dispatch
+
+        device_xp = _dispatch.device_namespace(X)
+        backend = None if device_xp is not None else external_backend(X)
+        if device_xp is not None:
+            data = _dispatch.device_rows(self, device_xp, X, y, sample_weight, params)
+            X_checked, feature_names = None, None
+        elif backend is not None:
             data, feature_names = self._external_data(backend, X, y, sample_weight, params)
             X_checked = None
         else:
@@ -341,6 +360,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         # Only now, with a result in hand, replace the fitted state.
         self._set_coef(result.coef, int(data.n_features), data.dtype, reference)
+        if device_xp is not None:
+            _dispatch.publish(self, data)
         self.classes_ = np.asarray(data.classes)
         self.n_features_in_ = int(data.n_features)
         if feature_names is not None:
@@ -607,6 +628,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 )
             if len(wanted) < 2:
                 raise ValueError(f"classes must hold at least 2 classes; got {wanted.tolist()}.")
+        from softmax._dispatch import device_namespace
+
+        if device_namespace(X) is not None or _fitted_on_device(self):
+            raise ValueError(
+                "partial_fit does not run on device arrays under array_api_dispatch; "
+                "use fit (L-BFGS on the device), or pass NumPy arrays outside "
+                "sklearn.config_context(array_api_dispatch=True)."
+            )
         if self.class_weight == "balanced":
             raise ValueError(
                 "class_weight='balanced' needs the class counts of all the data, which "
@@ -773,6 +802,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_collection(X):
             return _predict_dask(self, X, "decision_function")
+        if _fitted_on_device(self):
+            return _device_predict(self, X, "decision_function")
         logits = self._logits(X)
         if logits.shape[1] == 2:
             return logits[:, 1] - logits[:, 0]
@@ -795,6 +826,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_collection(X):
             return _predict_dask(self, X, "predict_proba")
+        if _fitted_on_device(self):
+            return _device_predict(self, X, "predict_proba")
         logits = self._logits(X)
         softmax_rows_(logits)  # in place: no second (n, K) array
         return logits
@@ -814,6 +847,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_collection(X):
             return _predict_dask(self, X, "predict_log_proba")
+        if _fitted_on_device(self):
+            return _device_predict(self, X, "predict_log_proba")
         logits = self._logits(X)
         log_softmax_rows_(logits)
         return logits
@@ -832,6 +867,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_collection(X):
             return _predict_dask(self, X, "predict")
+        if _fitted_on_device(self):
+            return _device_predict(self, X, "predict")
         # argmax of the logits equals argmax of the probabilities: no softmax.
         logits = self._logits(X)  # checks that the model is fitted
         return self.classes_[np.argmax(logits, axis=1)]

@@ -1,0 +1,122 @@
+"""ArrayAPIData: loss and gradient on torch / array_api_strict rows vs InMemoryData."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from softmax.backends.array_api import ArrayAPIData
+from softmax.backends.memory import InMemoryData
+
+torch = pytest.importorskip("torch")
+strict = pytest.importorskip("array_api_strict")
+
+
+def _problem(dtype, weighted, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((60, 5)).astype(dtype)
+    y = rng.integers(0, 3, 60)
+    w = rng.uniform(0.5, 2.0, 60) if weighted else None
+    coef = rng.standard_normal((3, 6))
+    return X, y, w, coef
+
+
+def _wrap(lib, X, y, w):
+    if lib == "torch":
+        return torch.asarray(X), torch.asarray(y), None if w is None else torch.asarray(w)
+    dev = strict.Device("device1") if lib == "strict-device1" else None
+    kw = {} if dev is None else {"device": dev}
+    return (
+        strict.asarray(X, **kw),
+        strict.asarray(y, **kw),
+        None if w is None else strict.asarray(w, **kw),
+    )
+
+
+@pytest.mark.parametrize("lib", ["torch", "strict", "strict-device1"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_loss_gradient_matches_in_memory(lib, weighted, dtype):
+    X, y, w, coef = _problem(dtype, weighted)
+    ref = InMemoryData(X, y, w, np.arange(3), fit_intercept=True)
+    data = ArrayAPIData(*_wrap(lib, X, y, w), np.arange(3), fit_intercept=True)
+    loss_ref, g_ref = ref.loss_gradient(coef)
+    loss, g = data.loss_gradient(coef)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(loss, loss_ref, rtol=rtol)
+    np.testing.assert_allclose(g, g_ref, rtol=rtol, atol=rtol * np.abs(g_ref).max())
+    assert data.loss(coef) == pytest.approx(loss, rel=rtol)
+    assert data.n_passes == 2
+    assert data.weight_sum == pytest.approx(ref.weight_sum)
+
+
+def test_gradient_matches_finite_differences():
+    X, y, w, coef = _problem(np.float64, True, seed=1)
+    data = ArrayAPIData(*_wrap("torch", X, y, w), np.arange(3), fit_intercept=False)
+    coef = coef[:, :5]
+    _, g = data.loss_gradient(coef)
+    eps = 1e-6
+    fd = np.zeros_like(coef)
+    for idx in np.ndindex(coef.shape):
+        e = np.zeros_like(coef)
+        e[idx] = eps
+        fd[idx] = (data.loss(coef + e) - data.loss(coef - e)) / (2 * eps)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-7)
+
+
+def test_bfloat16_accumulates_in_float32():
+    X, y, _, _coef = _problem(np.float32, False)
+    data = ArrayAPIData(
+        torch.asarray(X).to(torch.bfloat16),
+        torch.asarray(y),
+        None,
+        np.arange(3),
+        fit_intercept=True,
+    )
+    assert data.dtype == np.float32 and data.X.dtype == torch.float32
+    # the reference: the same bfloat16-rounded rows in float64 NumPy
+    X16 = torch.asarray(X).to(torch.bfloat16).to(torch.float64).numpy()
+    ref = InMemoryData(X16, y, None, np.arange(3), fit_intercept=True)
+    np.testing.assert_allclose(data.loss(_coef), ref.loss(_coef), rtol=1e-5)
+
+
+def test_refuses_bad_input():
+    X, y, _, _ = _problem(np.float64, False)
+    with pytest.raises(ValueError, match="y_codes has shape"):
+        ArrayAPIData(
+            torch.asarray(X), torch.asarray(y[:-1]), None, np.arange(3), fit_intercept=True
+        )
+    with pytest.raises(TypeError, match="real floating"):
+        ArrayAPIData(
+            torch.asarray(y[:, None]), torch.asarray(y), None, np.arange(3), fit_intercept=True
+        )
+
+
+def _sklearn_objective(X, y, w, C):
+    """C * sum_i s_i CE_i + ||W||^2 / 2 at scikit-learn's multinomial optimum."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
+    P = np.clip(clf.predict_proba(X), 1e-300, None)
+    s = np.ones(len(y)) if w is None else w
+    ce = -np.log(P[np.arange(len(y)), y])
+    return C * np.sum(s * ce) + 0.5 * np.sum(clf.coef_**2)
+
+
+@pytest.mark.parametrize("lib", ["torch", "strict", "strict-device1"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lbfgs_through_registry_reaches_numpy_and_sklearn_objective(lib, weighted):
+    from softmax.solvers import Problem, solve
+
+    X, y, w, _ = _problem(np.float64, weighted, seed=2)
+    C = 3.0
+    ref = solve(
+        Problem(InMemoryData(X, y, w, np.arange(3), fit_intercept=True), C=C),
+        solver="lbfgs",
+        tol=1e-10,
+    )
+    data = ArrayAPIData(*_wrap(lib, X, y, w), np.arange(3), fit_intercept=True)
+    res = solve(Problem(data, C=C), solver="lbfgs", tol=1e-10)
+    assert res.converged
+    assert res.objective == pytest.approx(ref.objective, rel=1e-6)
+    assert res.objective == pytest.approx(_sklearn_objective(X, y, w, C), rel=1e-6)

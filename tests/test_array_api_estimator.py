@@ -1,0 +1,118 @@
+"""SoftmaxRegression under scikit-learn's array_api_dispatch (torch CPU, array_api_strict)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.linear_model import LogisticRegression
+
+from softmax import SoftmaxRegression
+
+torch = pytest.importorskip("torch")
+strict = pytest.importorskip("array_api_strict")
+
+LIBS = ["torch", "strict", "strict-device1"]
+
+
+def _data(dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((80, 4)).astype(dtype)
+    y = rng.integers(0, 3, 80)
+    w = rng.uniform(0.5, 2.0, 80)
+    return X, y, w
+
+
+def _wrap(lib, *arrays):
+    if lib == "torch":
+        return [torch.asarray(a) for a in arrays]
+    kw = {"device": strict.Device("device1")} if lib == "strict-device1" else {}
+    return [strict.asarray(a, **kw) for a in arrays]
+
+
+def _host(a):
+    if isinstance(a, np.ndarray):
+        return a
+    if isinstance(a, torch.Tensor):
+        return a.numpy()
+    return np.asarray(a.to_device(strict.Device("CPU_DEVICE")))
+
+
+def _objective(X, y, w, C, coef, intercept):
+    Z = X @ coef.T + intercept
+    Z = Z - Z.max(axis=1, keepdims=True)
+    logp = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+    return C * np.sum(w * -logp[np.arange(len(y)), y]) + 0.5 * np.sum(coef**2)
+
+
+@pytest.mark.parametrize("lib", LIBS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_dispatch_fit_matches_numpy_and_sklearn(lib, weighted):
+    X, y, w = _data()
+    w = w if weighted else np.ones(len(y))
+    C = 2.0
+    ref = SoftmaxRegression(C=C, tol=1e-10).fit(X, y, sample_weight=w)
+    skl = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
+    Xd, yd, wd = _wrap(lib, X, y, w)
+    with sklearn.config_context(array_api_dispatch=True):
+        est = SoftmaxRegression(C=C, tol=1e-10).fit(Xd, yd, sample_weight=wd)
+        proba = est.predict_proba(Xd)
+        pred = est.predict(Xd)
+        dec = est.decision_function(Xd)
+    assert type(est.coef_) is type(Xd) is type(proba) is type(pred)
+    assert est.coef_.device == Xd.device and proba.device == Xd.device
+    coef, intercept = _host(est.coef_), _host(est.intercept_)
+    f = _objective(X, y, w, C, coef, intercept)
+    assert f == pytest.approx(_objective(X, y, w, C, ref.coef_, ref.intercept_), rel=1e-6)
+    assert f == pytest.approx(_objective(X, y, w, C, skl.coef_, skl.intercept_), rel=1e-6)
+    np.testing.assert_allclose(_host(proba), skl.predict_proba(X), atol=1e-5)
+    np.testing.assert_array_equal(_host(pred), ref.predict(X))
+    assert tuple(dec.shape) == (80, 3)
+
+
+def test_dispatch_float32_keeps_float32():
+    X, y, _ = _data(np.float32)
+    ref = SoftmaxRegression(tol=1e-10).fit(X.astype(np.float64), y)
+    Xd, yd = _wrap("torch", X, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        est = SoftmaxRegression(tol=1e-10).fit(Xd, yd)
+        proba = est.predict_proba(Xd)
+    assert est.coef_.dtype == torch.float32 and proba.dtype == torch.float32
+    w = np.ones(len(y))
+    f32 = _objective(X.astype(np.float64), y, w, 1.0, _host(est.coef_).astype(np.float64),
+                     _host(est.intercept_).astype(np.float64))  # fmt: skip
+    assert f32 == pytest.approx(_objective(X, y, w, 1.0, ref.coef_, ref.intercept_), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"solver": "newton-cg"}, "solver='newton-cg'"),
+        ({"l1_ratio": 0.5}, "l1_ratio=0.5"),
+        ({"reference_class": 0}, "reference_class"),
+    ],
+)
+def test_dispatch_refuses_unsupported(params, match):
+    X, y, _ = _data()
+    Xd, yd = _wrap("strict-device1", X, y)
+    with sklearn.config_context(array_api_dispatch=True), pytest.raises(ValueError, match=match):
+        SoftmaxRegression(**params).fit(Xd, yd)
+
+
+def test_dispatch_refuses_partial_fit_and_other_namespace():
+    X, y, _ = _data()
+    Xd, yd = _wrap("torch", X, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        with pytest.raises(ValueError, match="partial_fit"):
+            SoftmaxRegression().partial_fit(Xd, yd, classes=np.arange(3))
+        est = SoftmaxRegression().fit(Xd, yd)
+        with pytest.raises(TypeError, match="same library"):
+            est.predict(X)
+
+
+def test_without_dispatch_cpu_torch_fits_like_numpy():
+    X, y, _ = _data()
+    est = SoftmaxRegression(tol=1e-10).fit(*_wrap("torch", X, y))
+    ref = SoftmaxRegression(tol=1e-10).fit(X, y)
+    assert isinstance(est.coef_, np.ndarray)
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-6, atol=1e-8)
