@@ -643,3 +643,30 @@ def test_block_cache_gives_the_same_fit(files, tmp_path, kind):
     np.testing.assert_array_equal(unweighted.loss_gradient(coef)[1], ref.loss_gradient(coef)[1])
     # other classes (an encoding change) rebuild it
     assert not build_row_data(src, classes=np.arange(11))._cache.complete
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"fingerprint": FP, "weighted": false}',
+        '{"fingerprint": FP, "blocks": [[1, 2]], "weighted": false}',
+    ],
+    ids=["invalid-json", "not-an-object", "no-blocks", "short-block-entry"],
+)
+def test_damaged_block_cache_index_is_rebuilt_not_trusted(files, tmp_path, damage):
+    cache = tmp_path / "cache"
+    src = make_source(files, "csv", block_rows=400, cache=cache)
+    build_row_data(src).loss_gradient(np.zeros((10, 65)))  # one full pass writes the cache
+    index = cache / "index.json"
+    fingerprint = json.loads(index.read_text())["fingerprint"]
+    text = damage.replace("FP", json.dumps(fingerprint))
+    index.write_text(text)
+    with pytest.warns(RuntimeWarning, match="block cache index .* is damaged"):
+        data = build_row_data(src)
+    assert not data._cache.complete
+    coef = np.random.default_rng(1).normal(size=data.coef_shape)
+    ref = build_row_data(make_source(files, "csv", block_rows=400))
+    np.testing.assert_array_equal(data.loss_gradient(coef)[1], ref.loss_gradient(coef)[1])
+    assert data._cache.complete  # rebuilt by that pass
