@@ -392,7 +392,7 @@ def test_overwritten_checkpoint_values_are_recomputed_not_believed(
     """Records whose values were rewritten (a forged gradient, keeping or dropping
     the digest) are recomputed with a warning naming each file; the resumed fit
     ends where an uninterrupted fit and scikit-learn's optimum are."""
-    from softmax._persist import CheckpointWarning
+    from softmax.streaming import CheckpointWarning
 
     ck = tmp_path / "ck"
     kw = {"solver": "lbfgs", "tol": 1e-10, "max_iter": 500}
@@ -437,7 +437,7 @@ def test_overwritten_checkpoint_values_are_recomputed_not_believed(
 def test_unreadable_checkpoint_record_is_recomputed(files, digits, tmp_path, damage):
     """A record cut short by a crash (or replaced by junk) is recomputed with a
     warning naming it, not raised (zipfile.BadZipFile / EOFError) nor used."""
-    from softmax._persist import CheckpointWarning
+    from softmax.streaming import CheckpointWarning
 
     ck = tmp_path / "ck"
     kw = {"solver": "lbfgs", "tol": 1e-10, "max_iter": 500}
@@ -464,7 +464,7 @@ def test_unreadable_checkpoint_record_is_recomputed(files, digits, tmp_path, dam
 def test_tampered_sgd_state_is_not_resumed(files, tmp_path):
     """The stochastic solver's saved state is checked the same way: altered
     coefficients make the fit start over (same seed: the same model)."""
-    from softmax._persist import CheckpointWarning
+    from softmax.streaming import CheckpointWarning
 
     ck = tmp_path / "ck-sgd"
     kw = {"solver": "sgd", "max_iter": 4, "random_state": 0}

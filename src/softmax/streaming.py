@@ -51,9 +51,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from softmax._persist import Checkpoint, progress_bar
+from softmax._persist import Checkpoint, CheckpointWarning, progress_bar
 
-__all__ = ["Block", "Checkpoint", "FileSource"]
+__all__ = ["Block", "Checkpoint", "CheckpointWarning", "FileSource"]
 
 #: Default block size in bytes of float rows, when ``block_rows`` is not given:
 #: large enough that per-block overhead (Python, parsing, BLAS start-up) is
