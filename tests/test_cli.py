@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -728,17 +730,53 @@ def test_broken_pipe_exits_quietly(files, tmp_path):
     assert proc.stderr.strip() == "status=0", proc.stderr
 
 
+def _wait_until(ready, proc, what, timeout=120.0):
+    """Poll ``ready()`` until it holds; fail if ``proc`` ends first or time runs out.
+
+    The readiness signals are things the command does (a file it writes), so
+    the tests never guess how long imports and loading take.
+    """
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            pytest.fail(f"the command ended (status {proc.returncode}) before {what}: {err}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout:.0f} s")
+        time.sleep(0.005)
+
+
+# Runs the command line as `python -m softmax` does, after making the first
+# callback of a fit (the solver has started) touch the file named by
+# SOFTMAX_TEST_READY: a readiness signal for a fit that writes no files.
+_READY_WRAPPER = """
+import os, pathlib, sys
+from softmax.cli import main
+from softmax.regression import SoftmaxRegression
+
+_fit = SoftmaxRegression.fit
+
+def fit(self, *args, callback=None, **kwargs):
+    def ready(*info):
+        pathlib.Path(os.environ["SOFTMAX_TEST_READY"]).touch()
+        if callback is not None:
+            return callback(*info)
+    return _fit(self, *args, callback=ready, **kwargs)
+
+SoftmaxRegression.fit = fit
+sys.exit(main())
+"""
+
+
 @pytest.mark.parametrize("json_flag", [False, True], ids=["text", "json"])
 def test_sigint_stops_a_fit_with_exit_130_and_one_line(tmp_path, json_flag):
     """Ctrl-C during a long fit: exit status 130, one line on stderr, no model file."""
-    import signal
-    import time
-
     model = tmp_path / "m.safetensors"
+    ready = tmp_path / "solver-started"
     argv = [
         sys.executable,
-        "-m",
-        "softmax",
+        "-c",
+        _READY_WRAPPER,
         "fit",
         "mnist-sample",
         "--solver",
@@ -755,21 +793,131 @@ def test_sigint_stops_a_fit_with_exit_130_and_one_line(tmp_path, json_flag):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+        env=dict(os.environ, PYTHONWARNINGS="ignore", SOFTMAX_TEST_READY=str(ready)),
     )
-    time.sleep(3.0)  # imports done, data loaded: the solver is running
-    assert proc.poll() is None, proc.communicate()
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert time.monotonic() - sent < 10
+    try:
+        _wait_until(ready.exists, proc, "the solver's first callback")
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        latency = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130
+    assert latency < 1.0, f"exit {latency:.2f} s after SIGINT"
     assert err.strip().splitlines() == ["softmax fit: interrupted"], err
     assert not model.exists()
     if json_flag:
         assert json.loads(out) == {"error": "interrupted", "command": "fit", "exit_status": 130}
     else:
         assert out == ""
+
+
+@pytest.fixture(scope="module")
+def slow_csv(tmp_path_factory):
+    """A CSV whose checkpointed fit takes about 70 passes (features on scales 1e-2..1e2)."""
+    rng = np.random.default_rng(0)
+    n, p, k = 1000, 8, 3
+    scales = np.geomspace(0.01, 100.0, p)
+    X = rng.normal(size=(n, p)) * scales
+    W = rng.normal(size=(k, p)) / scales
+    y = np.argmax(2.0 * X @ W.T + rng.gumbel(size=(n, k)), axis=1)
+    path = tmp_path_factory.mktemp("slow") / "train.csv"
+    pd.DataFrame(X, columns=[f"f{j}" for j in range(p)]).assign(label=y).to_csv(path, index=False)
+    return path
+
+
+_SLOW_FIT = {"solver": "newton-cg", "C": 1e4, "tol": 1e-12, "max_iter": 1000}
+
+
+def _records(ck):
+    """The names of the evaluation records a checkpoint holds (not temporaries)."""
+    folder = ck / "evals"
+    if not folder.is_dir():
+        return set()
+    return {p.name for p in folder.iterdir() if p.suffix == ".npz" and not p.name.startswith(".")}
+
+
+def test_sigint_stops_a_checkpointed_fit_20_of_20_and_it_resumes(slow_csv, tmp_path):
+    """The issue's criterion, with the signal sent for real: 20 times in a row a
+    checkpointed streaming fit gets SIGINT while it reads the file; each time it
+    ends within a second with status 130, the next run resumes where it stopped,
+    and the last (left alone) writes the model an uninterrupted fit gives."""
+    from sklearn.linear_model import LogisticRegression
+
+    from softmax.streaming import FileSource
+
+    ck, model = tmp_path / "ck", tmp_path / "m.safetensors"
+    argv = [
+        sys.executable,
+        "-m",
+        "softmax",
+        "fit",
+        str(slow_csv),
+        "--target",
+        "label",
+        "--solver",
+        _SLOW_FIT["solver"],
+        "--C",
+        str(_SLOW_FIT["C"]),
+        "--tol",
+        str(_SLOW_FIT["tol"]),
+        "--max-iter",
+        str(_SLOW_FIT["max_iter"]),
+        "--block-rows",
+        "25",
+        "--quiet",
+        "--checkpoint",
+        str(ck),
+        "-o",
+        str(model),
+    ]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    latencies = []
+    for run in range(20):
+        before = _records(ck)
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        try:
+            # ready: past the records it replays, the fit reads the file again
+            n_before = len(before)
+            _wait_until(lambda n=n_before: len(_records(ck)) > n, proc, "a new checkpoint record")
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+            latencies.append(time.monotonic() - sent)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 130, f"run {run}: status {proc.returncode}, stderr {err!r}"
+        assert err.strip().splitlines() == ["softmax fit: interrupted"], err
+        assert not model.exists()
+        assert not list(ck.rglob("*.tmp"))
+        assert _records(ck) > before  # each run left more of the fit behind
+    assert max(latencies) < 1.0, [round(t, 3) for t in latencies]
+
+    logged = {name: (ck / "evals" / name).stat().st_mtime_ns for name in _records(ck)}
+    done = subprocess.run([*argv, "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["converged"] is True
+    # the logged evaluations were replayed, not computed again
+    assert {n: (ck / "evals" / n).stat().st_mtime_ns for n in logged} == logged
+    resumed = load_model(model)
+    uninterrupted = SoftmaxRegression(**_SLOW_FIT).fit(
+        FileSource(slow_csv, target="label", block_rows=25)
+    )
+    np.testing.assert_array_equal(resumed.coef_, uninterrupted.coef_)
+    np.testing.assert_array_equal(resumed.intercept_, uninterrupted.intercept_)
+    # and an independent solver's optimum of the same objective
+    frame = pd.read_csv(slow_csv)
+    X, y = frame.drop(columns="label").to_numpy(), frame["label"].to_numpy()
+    sk = LogisticRegression(C=_SLOW_FIT["C"], solver="newton-cholesky", tol=1e-12).fit(X, y)
+    proba = scipy.special.softmax(X @ resumed.coef_.T + resumed.intercept_, axis=1)
+    np.testing.assert_allclose(proba, sk.predict_proba(X), atol=1e-8)
 
 
 # -- the --json documents, every key checked against an independent computation --------

@@ -355,6 +355,192 @@ def test_sgd_fit_resumes_from_checkpoint(files, tmp_path):
     assert resumed.n_iter_ == full.n_iter_ == 6
 
 
+# -- a checkpoint is input like any other file: damaged records are recomputed -----------
+
+
+class _Stop(Exception):
+    pass
+
+
+def _interrupted_lbfgs(files, ck, kw, at=15):
+    """Run a checkpointed fit that stops at iteration ``at``; the log stays in ``ck``."""
+
+    def interrupt(iteration, objective):
+        if iteration == at:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        SoftmaxRegression(**kw).fit(
+            make_source(files, "npz", block_rows=400, checkpoint=ck), callback=interrupt
+        )
+    return sorted((ck / "evals").glob("*.npz"))
+
+
+def _sklearn_optimum(digits):
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    X, y = digits
+    with threadpool_limits(1):
+        return LogisticRegression(C=1.0, tol=1e-10, max_iter=5000).fit(X, y)
+
+
+@pytest.mark.parametrize("keep_digest", [True, False], ids=["stale-digest", "no-digest"])
+def test_overwritten_checkpoint_values_are_recomputed_not_believed(
+    files, digits, tmp_path, keep_digest
+):
+    """Records whose values were rewritten (a forged gradient, keeping or dropping
+    the digest) are recomputed with a warning naming each file; the resumed fit
+    ends where an uninterrupted fit and scikit-learn's optimum are."""
+    from softmax.streaming import CheckpointWarning
+
+    ck = tmp_path / "ck"
+    kw = {"solver": "lbfgs", "tol": 1e-10, "max_iter": 500}
+    full = SoftmaxRegression(**kw).fit(make_source(files, "npz", block_rows=400))
+    records = _interrupted_lbfgs(files, ck, kw)
+    tampered = []
+    for f in records[1::3]:  # every third record, from the second on
+        with np.load(f) as z:
+            arrays = {k: z[k] for k in z.files}
+        if "grad" not in arrays:
+            continue
+        arrays["grad"] = arrays["grad"] * 3.0 + 1.0
+        if "loss" in arrays:
+            arrays["loss"] = arrays["loss"] * 0.5
+        if not keep_digest:
+            del arrays["_sha256"]
+        np.savez(f, **arrays)
+        tampered.append(f)
+    assert len(tampered) >= 3
+    with pytest.warns(CheckpointWarning) as caught:
+        resumed = SoftmaxRegression(**kw).fit(
+            make_source(files, "npz", block_rows=400, checkpoint=ck)
+        )
+    messages = [str(w.message) for w in caught if issubclass(w.category, CheckpointWarning)]
+    for f in tampered:
+        assert any(str(f) in m for m in messages), (f, messages)
+    # the same model, bit for bit, as a fit never interrupted ...
+    np.testing.assert_array_equal(resumed.coef_, full.coef_)
+    np.testing.assert_array_equal(resumed.intercept_, full.intercept_)
+    assert resumed.n_iter_ == full.n_iter_
+    # ... and scikit-learn's optimum of the same objective
+    X, _ = digits
+    sk = _sklearn_optimum(digits)
+    np.testing.assert_allclose(resumed.coef_, sk.coef_, atol=1e-3)
+    from scipy.special import softmax as scipy_softmax
+
+    proba = scipy_softmax(X @ resumed.coef_.T + resumed.intercept_, axis=1)
+    np.testing.assert_allclose(proba, sk.predict_proba(X), atol=1e-4)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not-a-zip"])
+def test_unreadable_checkpoint_record_is_recomputed(files, digits, tmp_path, damage):
+    """A record cut short by a crash (or replaced by junk) is recomputed with a
+    warning naming it, not raised (zipfile.BadZipFile / EOFError) nor used."""
+    from softmax.streaming import CheckpointWarning
+
+    ck = tmp_path / "ck"
+    kw = {"solver": "lbfgs", "tol": 1e-10, "max_iter": 500}
+    full = SoftmaxRegression(**kw).fit(make_source(files, "npz", block_rows=400))
+    records = _interrupted_lbfgs(files, ck, kw)
+    victim = records[len(records) // 2]
+    payload = victim.read_bytes()
+    victim.write_bytes(
+        {"truncated": payload[: len(payload) // 2], "empty": b"", "not-a-zip": b"junk" * 100}[
+            damage
+        ]
+    )
+    with pytest.warns(CheckpointWarning, match=str(victim)):
+        resumed = SoftmaxRegression(**kw).fit(
+            make_source(files, "npz", block_rows=400, checkpoint=ck)
+        )
+    np.testing.assert_array_equal(resumed.coef_, full.coef_)
+    np.testing.assert_allclose(resumed.coef_, _sklearn_optimum(digits).coef_, atol=1e-3)
+    with np.load(victim) as z:  # written again, whole
+        assert "_sha256" in z.files
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_tampered_sgd_state_is_not_resumed(files, tmp_path):
+    """The stochastic solver's saved state is checked the same way: altered
+    coefficients make the fit start over (same seed: the same model)."""
+    from softmax.streaming import CheckpointWarning
+
+    ck = tmp_path / "ck-sgd"
+    kw = {"solver": "sgd", "max_iter": 4, "random_state": 0}
+    full = SoftmaxRegression(**kw).fit(make_source(files, "npz", block_rows=300))
+
+    def interrupt(epoch, objective):
+        if epoch == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        SoftmaxRegression(**kw).fit(
+            make_source(files, "npz", block_rows=300, checkpoint=ck), callback=interrupt
+        )
+    state = ck / "sgd_state.npz"
+    with np.load(state) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["coef"] = arrays["coef"] + 1.2
+    np.savez(state, **arrays)
+    with pytest.warns(CheckpointWarning, match=str(state)):
+        resumed = SoftmaxRegression(**kw).fit(
+            make_source(files, "npz", block_rows=300, checkpoint=ck)
+        )
+    np.testing.assert_array_equal(resumed.coef_, full.coef_)
+
+
+def _bound_checkpoint(files, ck):
+    build_row_data(make_source(files, "npz", block_rows=400, checkpoint=ck))
+    return ck / "meta.json"
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda meta: "{not json", None),
+        (lambda meta: json.dumps([1, 2, 3]), None),
+        (
+            lambda meta: json.dumps({k: v for k, v in meta.items() if k != "block_rows"}),
+            "block_rows",
+        ),
+        (lambda meta: json.dumps({**meta, "block_rows": "400"}), "block_rows"),
+        (lambda meta: json.dumps({**meta, "files": {"a": 1}}), "files"),
+        (lambda meta: json.dumps({**meta, "fit_intercept": 1}), "fit_intercept"),
+    ],
+    ids=[
+        "invalid-json",
+        "not-an-object",
+        "missing-field",
+        "string-for-int",
+        "object-for-list",
+        "int-for-bool",
+    ],
+)
+def test_corrupt_checkpoint_meta_is_a_value_error_naming_file_and_field(
+    files, tmp_path, edit, field
+):
+    ck = tmp_path / "ck"
+    meta_file = _bound_checkpoint(files, ck)
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(edit(meta))
+    with pytest.raises(ValueError) as info:
+        _bound_checkpoint(files, ck)
+    message = str(info.value)
+    assert str(meta_file) in message
+    if field is not None:
+        assert repr(field) in message
+    assert not isinstance(info.value, (json.JSONDecodeError, KeyError))
+
+
+def test_checkpoint_of_another_fit_names_the_file_and_fields(files, tmp_path):
+    ck = tmp_path / "ck"
+    meta_file = _bound_checkpoint(files, ck)
+    with pytest.raises(ValueError, match="another fit or file") as info:
+        build_row_data(make_source(files, "npz", block_rows=300, checkpoint=ck))
+    assert str(meta_file) in str(info.value) and "block_rows" in str(info.value)
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_progress_bar_reports_rows(files, capsys):
     pytest.importorskip("tqdm")
@@ -457,3 +643,30 @@ def test_block_cache_gives_the_same_fit(files, tmp_path, kind):
     np.testing.assert_array_equal(unweighted.loss_gradient(coef)[1], ref.loss_gradient(coef)[1])
     # other classes (an encoding change) rebuild it
     assert not build_row_data(src, classes=np.arange(11))._cache.complete
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"fingerprint": FP, "weighted": false}',
+        '{"fingerprint": FP, "blocks": [[1, 2]], "weighted": false}',
+    ],
+    ids=["invalid-json", "not-an-object", "no-blocks", "short-block-entry"],
+)
+def test_damaged_block_cache_index_is_rebuilt_not_trusted(files, tmp_path, damage):
+    cache = tmp_path / "cache"
+    src = make_source(files, "csv", block_rows=400, cache=cache)
+    build_row_data(src).loss_gradient(np.zeros((10, 65)))  # one full pass writes the cache
+    index = cache / "index.json"
+    fingerprint = json.loads(index.read_text())["fingerprint"]
+    text = damage.replace("FP", json.dumps(fingerprint))
+    index.write_text(text)
+    with pytest.warns(RuntimeWarning, match="block cache index .* is damaged"):
+        data = build_row_data(src)
+    assert not data._cache.complete
+    coef = np.random.default_rng(1).normal(size=data.coef_shape)
+    ref = build_row_data(make_source(files, "csv", block_rows=400))
+    np.testing.assert_array_equal(data.loss_gradient(coef)[1], ref.loss_gradient(coef)[1])
+    assert data._cache.complete  # rebuilt by that pass

@@ -7,7 +7,8 @@ stream backend and the stochastic solver share:
   file or the new one, never a part;
 - :class:`Checkpoint`: a directory of atomically written ``.npz`` records
   that lets an interrupted fit resume (the exact solvers' evaluation log,
-  the stochastic solver's state);
+  the stochastic solver's state), each carrying a SHA-256 digest of its
+  values, so that a damaged or altered record is recomputed, never believed;
 - :func:`progress_bar`: a tqdm bar counting rows, or a silent stand-in.
 
 Every file the package writes (model files, ONNX files, figures, checkpoint
@@ -17,7 +18,8 @@ temporary name, are flushed and fsync'ed, and the file is then renamed over
 the target. A crash, an exception or ``SIGINT`` mid-write leaves the target
 as it was. With ``O_TMPFILE`` even ``SIGKILL`` leaves nothing behind while the
 bytes are written; the only window is the link-and-rename at the end, and a
-later write to the same target removes what such a kill left there.
+later write to the same target (or opening a :class:`Checkpoint` on its
+folder) removes what such a kill left there.
 
 The new file gets the permissions any new file of the process would get
 (``0o666`` less the umask), as ``open(path, "w")`` gives, not the ``0o600``
@@ -27,9 +29,11 @@ of :func:`tempfile.mkstemp`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,6 +42,7 @@ import numpy as np
 
 __all__ = [
     "Checkpoint",
+    "CheckpointWarning",
     "NoBar",
     "atomic_savez",
     "atomic_write",
@@ -80,14 +85,26 @@ def _remove_stale(target: Path) -> None:
     Their names carry the writer's process id; a file whose writer is gone is
     garbage (a live writer's file is left alone).
     """
-    prefix = _tmp_prefix(target)
+    _remove_stale_in(target.parent, _tmp_prefix(target))
+
+
+def _remove_stale_in(folder: Path, prefix: str = ".") -> None:
+    """Remove the temporaries in ``folder`` whose names start with ``prefix``
+    and whose writer process is gone."""
     with contextlib.suppress(OSError):
-        for entry in os.scandir(target.parent):
+        for entry in os.scandir(folder):
             name = entry.name
             if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
                 continue
-            pid_part = name[len(prefix) : -len(_TMP_SUFFIX)].split(".", 1)[0]
-            if pid_part.isdigit() and not _pid_alive(int(pid_part)):
+            # .<target>.<pid>.<8 hex>.tmp: the pid is the second-to-last field
+            parts = name[: -len(_TMP_SUFFIX)].rsplit(".", 2)
+            if (
+                len(parts) == 3
+                and parts[1].isdigit()
+                and parts[2] != ""
+                and all(c in "0123456789abcdef" for c in parts[2])
+                and not _pid_alive(int(parts[1]))
+            ):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
 
@@ -120,6 +137,7 @@ def _can_link_unnamed(folder: Path, mode: int) -> bool:
         fd = _open_unnamed(folder, mode)
         ok = False
         if fd is not None:
+            _remove_stale(folder / ".probe")
             probe = _tmp_name(folder / ".probe")
             try:
                 os.link(f"/proc/self/fd/{fd}", probe)
@@ -216,6 +234,23 @@ def atomic_savez(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> Non
 # --------------------------------------------------------------------------- checkpoints
 
 
+class CheckpointWarning(UserWarning):
+    """A checkpoint record was damaged or altered and is recomputed instead of used."""
+
+
+_DIGEST = "_sha256"  # the member of every record holding the digest of the others
+
+
+def _values_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of a record's members: names, dtypes, shapes and bytes, by name."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 class Checkpoint:
     """A directory of atomically written ``.npz`` files that let a fit resume.
 
@@ -234,9 +269,22 @@ class Checkpoint:
       ``checkpoint_interval`` seconds.
 
     Every file is written by :func:`atomic_write`, so a crash leaves the
-    previous record intact. Files are read with ``allow_pickle=False``.
+    previous record intact, and opening a checkpoint removes the temporary
+    files of writers that were killed. Files are read with
+    ``allow_pickle=False``.
+
+    A record is input like any other file and is never believed blindly:
+    each carries a SHA-256 digest of its stored values (besides the digest
+    of the question it answers), checked when it is read. A record that
+    cannot be read (truncated, not a ``.npz``) or whose values do not match
+    their digest is deleted with a :class:`CheckpointWarning` naming the
+    file, and the fit recomputes it: a damaged checkpoint costs time, never
+    a wrong model.
+
     ``meta.json`` records what the checkpoint was made for; a checkpoint made
-    for other data or another fit raises instead of silently mixing the two.
+    for other data or another fit, or a ``meta.json`` that is not what this
+    package writes, raises a ValueError naming the file and the field instead
+    of silently mixing the two.
 
     Parameters
     ----------
@@ -248,6 +296,8 @@ class Checkpoint:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "evals").mkdir(exist_ok=True)
+        for folder in (self.path, self.path / "evals"):
+            _remove_stale_in(folder)
 
     @classmethod
     def open(cls, spec: Checkpoint | str | os.PathLike[str] | None) -> Checkpoint | None:
@@ -259,38 +309,111 @@ class Checkpoint:
     def bind(self, meta: dict[str, Any]) -> None:
         """Check (or record) what this checkpoint is for.
 
+        Parameters
+        ----------
+        meta : dict
+            JSON-able description of the data and the fit.
+
         Raises
         ------
         ValueError
-            If the directory holds a checkpoint of another source or fit.
+            If the directory holds a checkpoint of another source or fit, or
+            its ``meta.json`` is not valid JSON, is not an object, or lacks a
+            field or has one of another type (the message names the file and
+            the field).
         """
         f = self.path / "meta.json"
         meta = json.loads(json.dumps(meta))  # normalise tuples etc. for comparison
         if f.exists():
-            old = json.loads(f.read_text())
+            old = _read_meta(f)
+            advice = f"delete {self.path} or choose another checkpoint path"
+            missing = sorted(set(meta) - set(old))
+            if missing:
+                raise ValueError(f"checkpoint file {f} has no field {missing[0]!r}; {advice}")
+            for key in sorted(meta):
+                new_value, old_value = meta[key], old[key]
+                if None not in (new_value, old_value) and type(new_value) is not type(old_value):
+                    raise ValueError(
+                        f"checkpoint file {f}: field {key!r} is a JSON "
+                        f"{_json_type(old_value)}, where this fit records a "
+                        f"{_json_type(new_value)} (the file is damaged or was made for "
+                        f"another fit); {advice}"
+                    )
             if old != meta:
                 diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
                 raise ValueError(
-                    f"checkpoint {self.path} was made for another fit or file (differs in "
-                    f"{diff}); delete the directory or choose another checkpoint path"
+                    f"checkpoint {self.path} was made for another fit or file ({f} differs "
+                    f"in field{'s' if len(diff) > 1 else ''} {diff}); {advice}"
                 )
             return
         atomic_write_bytes(f, json.dumps(meta, indent=1, sort_keys=True).encode())
 
     def save(self, name: str, **arrays: Any) -> None:
-        """Write ``name.npz`` atomically."""
-        atomic_savez(self.path / f"{name}.npz", arrays)
+        """Write ``name.npz`` atomically, with the SHA-256 digest of its values.
+
+        Parameters
+        ----------
+        name : str
+            Record name, relative to the checkpoint directory, without ``.npz``.
+        **arrays : array-like
+            The record's members (no object arrays: records are read without
+            pickle).
+        """
+        if _DIGEST in arrays:
+            raise ValueError(f"{_DIGEST!r} is reserved for the record's digest")
+        values = {k: np.asarray(v) for k, v in arrays.items()}
+        values[_DIGEST] = np.str_(_values_digest(values))
+        atomic_savez(self.path / f"{name}.npz", values)
 
     def load(self, name: str) -> dict[str, np.ndarray] | None:
-        """Arrays of ``name.npz``, or None if it does not exist."""
+        """Arrays of ``name.npz``; None if it does not exist or cannot be trusted.
+
+        A record that cannot be read, or whose values do not match their
+        digest, is deleted with a :class:`CheckpointWarning` naming it, and
+        None is returned: the caller recomputes what it held.
+
+        Parameters
+        ----------
+        name : str
+            Record name, as given to :meth:`save`.
+
+        Returns
+        -------
+        dict of str to ndarray, or None
+            The members, without the digest.
+        """
         f = self.path / f"{name}.npz"
         if not f.exists():
             return None
-        with np.load(f, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            # our own handle, closed even when np.load fails half-way
+            with open(f, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:
+            # Damage shows as many exceptions: truncated (zipfile.BadZipFile,
+            # EOFError), not an npz (ValueError), a flipped bit in the zip
+            # headers (NotImplementedError for a "compression method",
+            # RuntimeError for "encrypted"), a huge declared shape
+            # (MemoryError). Whatever it is, the record is recomputed.
+            return self._discard(f, f"cannot be read ({type(exc).__name__}: {exc})")
+        stored = arrays.pop(_DIGEST, None)
+        if stored is None or stored.shape != () or stored.dtype.kind != "U":
+            return self._discard(f, "has no digest of its values")
+        if str(stored) != _values_digest(arrays):
+            return self._discard(f, "holds values that do not match their SHA-256 digest")
+        return arrays
+
+    def _discard(self, f: Path, why: str) -> None:
+        warnings.warn(
+            f"checkpoint record {f} {why}: recomputing it instead",
+            CheckpointWarning,
+            stacklevel=4,
+        )
+        with contextlib.suppress(OSError):
+            os.unlink(f)
 
     def eval_record(self, index: int) -> dict[str, np.ndarray] | None:
-        """The ``index``-th logged evaluation, or None."""
+        """The ``index``-th logged evaluation, or None (missing or not trusted)."""
         return self.load(f"evals/{index:08d}")
 
     def save_eval(self, index: int, **arrays: Any) -> None:
@@ -304,6 +427,34 @@ class Checkpoint:
             if name.endswith(".npz") and name[:-4].isdigit() and int(name[:-4]) >= start:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(folder / name)
+
+
+def _json_type(value: Any) -> str:
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def _read_meta(f: Path) -> dict[str, Any]:
+    """The fields of a checkpoint's ``meta.json`` (ValueError naming the file if damaged)."""
+    try:
+        meta = json.loads(f.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"checkpoint file {f} is not valid JSON ({exc}); delete its folder or choose "
+            "another checkpoint path"
+        ) from None
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"checkpoint file {f} holds a JSON {_json_type(meta)}, not an object of fields; "
+            "delete its folder or choose another checkpoint path"
+        )
+    return meta
 
 
 # --------------------------------------------------------------------------- progress

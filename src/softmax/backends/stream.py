@@ -584,12 +584,24 @@ class _BlockCache:
         self.complete = False
         index = self.path / "index.json"
         if index.exists():
-            meta = json.loads(index.read_text())
-            if meta.get("fingerprint") == self.fingerprint:
-                for u, pos, start, n in meta["blocks"]:
-                    self.blocks.setdefault(int(u), []).append((int(pos), int(start), int(n)))
-                self.weighted = bool(meta["weighted"])
-                self.complete = True
+            try:
+                meta = json.loads(index.read_bytes())
+                if meta.get("fingerprint") == self.fingerprint:
+                    for u, pos, start, n in meta["blocks"]:
+                        self.blocks.setdefault(int(u), []).append((int(pos), int(start), int(n)))
+                    self.weighted = bool(meta["weighted"])
+                    self.complete = True
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A damaged index is rebuilt by the next full pass, never trusted.
+                import warnings
+
+                self.blocks, self.weighted, self.complete = {}, False, False
+                warnings.warn(
+                    f"block cache index {index} is damaged ({type(exc).__name__}: {exc}); "
+                    "rebuilding the cache",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
     def writer(self) -> _CacheWriter:
         return _CacheWriter(self)

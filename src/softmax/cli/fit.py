@@ -84,6 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="stream files larger than this many megabytes (default 1024)",
     )
+    stream.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="keep the fit's progress in folder DIR (implies --stream): a fit stopped by "
+        "Ctrl-C or a crash, run again with the same DIR, resumes where it stopped and ends "
+        "with the model an uninterrupted fit gives",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     stats = parser.add_argument_group("statistics")
     stats.add_argument(
@@ -147,7 +154,7 @@ def _should_stream(args: argparse.Namespace) -> bool:
 
     from softmax.cli._common import CLIError
 
-    if args.stream:
+    if args.stream or args.checkpoint is not None:
         return True
     if not os.path.isfile(args.data) or args.memory_budget is None:
         return False
@@ -170,7 +177,8 @@ def _stream_source(args: argparse.Namespace) -> Any:
     from softmax.cli._common import CLIError
 
     if not os.path.isfile(args.data):
-        raise CLIError(f"--stream needs a data file; no such file: {args.data}")
+        option = "--checkpoint" if args.checkpoint is not None else "--stream"
+        raise CLIError(f"{option} needs a data file; no such file: {args.data}")
     try:
         from softmax.streaming import FileSource
     except ImportError as exc:
@@ -181,7 +189,9 @@ def _stream_source(args: argparse.Namespace) -> Any:
         ) from None
     if args.block_rows < 1:
         raise CLIError("--block-rows must be at least 1")
-    return FileSource(args.data, target=args.target, block_rows=args.block_rows)
+    return FileSource(
+        args.data, target=args.target, block_rows=args.block_rows, checkpoint=args.checkpoint
+    )
 
 
 def run(args: argparse.Namespace) -> int:
