@@ -274,6 +274,44 @@ def test_fit_stream_matches_in_memory(files, capsys, tmp_path):
     np.testing.assert_allclose(streamed.coef_, in_memory.coef_, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_file_over_the_memory_budget_is_streamed_and_says_so(files, capsys, tmp_path, json_flag):
+    """Over --memory-budget: a streamed fit, one line saying so, the same report."""
+    from sklearn.metrics import accuracy_score
+
+    model_path = tmp_path / "b.safetensors"
+    argv = ["fit", files["train"], "--target", "species", "-o", model_path, "--block-rows", "32"]
+    status, out, err = run_cli(capsys, *argv, "--memory-budget", "0.001", *json_flag)
+    assert status == 0, err
+    notes = [line for line in err.splitlines() if "--memory-budget" in line]
+    assert len(notes) == 1 and "streaming" in notes[0] and "train.csv" in notes[0]
+    streamed, in_memory = load_model(model_path), load_model(files["model"])
+    assert streamed.objective_ == pytest.approx(in_memory.objective_, rel=1e-6)
+    np.testing.assert_allclose(streamed.coef_, in_memory.coef_, rtol=1e-4, atol=1e-5)
+    # the report keeps the rows and the training accuracy, computed here by scikit-learn
+    train = files["train_frame"]
+    expected = accuracy_score(train["species"], in_memory.predict(train.drop(columns="species")))
+    if json_flag:
+        doc = json.loads(out)
+        assert doc["streamed"] is True and doc["n_samples"] == len(train)
+        assert doc["train_accuracy"] == pytest.approx(expected, abs=1e-12)
+    else:
+        assert f"{len(train)} rows" in out
+        assert f"training accuracy {expected:.4f}" in out
+    # under the budget: read into memory, nothing said
+    status, out, err = run_cli(capsys, *argv, "--memory-budget", "1", "--json")
+    assert status == 0 and json.loads(out)["streamed"] is False and "--memory-budget" not in err
+
+
+def test_unstreamable_file_over_the_memory_budget_is_refused(files, capsys, tmp_path):
+    status, _, err = run_cli(
+        capsys, "fit", files["svm"], "-o", tmp_path / "m.safetensors", "--memory-budget", "0.001"
+    )
+    line = assert_one_line_error(status, err)
+    assert "--memory-budget" in line and "CSV, Parquet and NPZ" in line
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 # -- bad input: one line on stderr, non-zero status, no traceback --------------------
 
 
