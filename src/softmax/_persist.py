@@ -324,7 +324,9 @@ class NoBar:
         pass
 
 
-def progress_bar(enabled: bool, total: int | None, desc: str, *, required: bool = True) -> Any:
+def progress_bar(
+    enabled: bool, total: int | None, desc: str, *, required: bool = True, unit: str = "rows"
+) -> Any:
     """A tqdm bar counting rows (rows/s shown by tqdm), or a :class:`NoBar`.
 
     Parameters
@@ -338,6 +340,8 @@ def progress_bar(enabled: bool, total: int | None, desc: str, *, required: bool 
     required : bool, default True
         Without tqdm: raise an ImportError naming the extra (True), or fall
         back to a :class:`NoBar` (False: progress is a nicety there).
+    unit : str, default "rows"
+        What the bar counts; ``"B"`` counts bytes (shown in KiB, MiB, ...).
     """
     if not enabled:
         return NoBar()
@@ -347,4 +351,7 @@ def progress_bar(enabled: bool, total: int | None, desc: str, *, required: bool 
         if not required:
             return NoBar()
         raise ImportError("progress bars need tqdm: pip install 'softmax[stream]'") from exc
-    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, leave=False)
+    divisor = 1024 if unit == "B" else 1000
+    return tqdm(
+        total=total, desc=desc, unit=unit, unit_scale=True, unit_divisor=divisor, leave=False
+    )

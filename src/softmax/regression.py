@@ -283,7 +283,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         y: Any = None,
         sample_weight: Any = None,
         *,
-        callback: Callable[[int, float], None] | None = None,
+        callback: Callable[..., None] | None = None,
     ) -> SoftmaxRegression:
         """Fit the model: minimise the penalised weighted cross-entropy.
 
@@ -300,7 +300,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative row weights (not all zero); None weighs rows 1.
         callback : callable, default=None
-            ``callback(iteration, objective)``, called once per solver iteration.
+            ``callback(iteration, objective)``, called once per solver
+            iteration. A callback that takes a ``gap`` keyword is called as
+            ``callback(iteration, objective, gap=gap)``: the solver's estimate
+            of the relative objective gap, which the fit stops on when it
+            falls below ``tol`` (None from solvers that make none, e.g. "sgd").
 
         Returns
         -------

@@ -182,6 +182,13 @@ def _should_stream(args: argparse.Namespace) -> bool:
     return True
 
 
+def _terminal_with_tqdm() -> bool:
+    import importlib.util
+    import sys
+
+    return sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
+
+
 def _streamed_accuracy(estimator: Any, source: Any) -> float:
     """Training accuracy over the blocks of ``source`` (one more pass; unweighted)."""
     import numpy as np
@@ -231,17 +238,20 @@ def run(args: argparse.Namespace) -> int:
 
     output = check_output_path(args.output, suffixes=(".safetensors",))
     streaming = _should_stream(args)
+    show = not (args.quiet or args.json)
     if streaming:
         X, y, source, n_samples = _stream_source(args), None, args.data, None
+        # a bar of rows for each pass over the file (the first counts them)
+        X.progress = show and _terminal_with_tqdm()
     else:
-        data = load_data(args.data, target=args.target, fmt=args.format)
+        data = load_data(args.data, target=args.target, fmt=args.format, progress=show)
         X, y, source, n_samples = data.features_for_model(), data.y, data.source, data.n_samples
     estimator = estimator_from_args(args, y)
 
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with FitProgress(args.max_iter, enabled=not (args.quiet or args.json)) as progress:
+        with FitProgress(args.max_iter, tol=args.tol, enabled=show) as progress:
             estimator.fit(X, y, callback=progress)
     seconds = time.perf_counter() - start
     save_model(estimator, output)
