@@ -762,6 +762,81 @@ def test_install_hints_carry_the_declared_version_bounds():
     assert install_hint("not-a-dependency") == 'pip install "not-a-dependency"'
 
 
+def _declared_extras():
+    """pyproject.toml's extras: name -> requirement strings."""
+    import tomllib
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["optional-dependencies"]
+
+
+def test_every_install_hint_in_the_code_is_a_quoted_declared_requirement():
+    """Hints name packages softmax declares, quoted: they work for a clone too.
+
+    ``pip install "softmax[plot]"`` would fetch whatever the index calls
+    softmax for a package installed from a clone, so every hint in the code
+    goes through ``install_hint`` (quoted packages with their bounds).
+    """
+    import shlex
+
+    from packaging.requirements import Requirement
+
+    from softmax._optional import install_hint
+
+    declared = {}
+    for requirements in _declared_extras().values():
+        for line in requirements:
+            requirement = Requirement(line)
+            if requirement.name != "softmax":
+                declared[requirement.name] = requirement
+    src = os.path.join(os.path.dirname(__file__), "..", "src", "softmax")
+    packages = set()
+    for folder, _, names in os.walk(src):
+        for name in names:
+            if not name.endswith(".py"):
+                continue
+            text = open(os.path.join(folder, name), encoding="utf-8").read()
+            if name != "_optional.py":  # the one place that writes the command
+                assert "pip install" not in text, os.path.join(folder, name)
+            # calls with literal package names (the others: _BACKEND_PACKAGES, below)
+            for call in re.findall(r"install_hint\(((?:\s*[\"'][^\"']+[\"'],?)+)\s*\)", text):
+                packages.update(re.findall(r"[\"']([A-Za-z0-9_.-]+)[\"']", call))
+    from softmax.regression import _BACKEND_PACKAGES
+
+    packages.update(p for group in _BACKEND_PACKAGES.values() for p in group)
+    assert {"matplotlib", "pandas", "pyarrow", "tqdm", "dask", "onnx"} <= packages
+    for package in sorted(packages):
+        assert package in declared, f"install_hint({package!r}) names an undeclared package"
+        words = shlex.split(install_hint(package))  # quoted: the shell keeps it whole
+        assert words[:2] == ["pip", "install"] and len(words) == 3, words
+        requirement = Requirement(words[2])
+        assert requirement.name == package
+        assert requirement.extras == declared[package].extras
+        assert requirement.specifier == declared[package].specifier
+
+
+def test_install_commands_in_the_docs_are_quoted_and_name_real_extras():
+    extras = set(_declared_extras())
+    root = os.path.join(os.path.dirname(__file__), "..")
+    pages = ["README.md"] + [
+        os.path.join("docs", n) for n in os.listdir(os.path.join(root, "docs"))
+    ]
+    seen = 0
+    for page in pages:
+        if not page.endswith(".md"):
+            continue
+        text = open(os.path.join(root, page), encoding="utf-8").read()
+        for match in re.finditer(r"(\S?)(softmax|\.)\[([a-z0-9,-]+)\]", text):
+            if match[2] == "softmax" and match[1] and match[1] in "`(":
+                continue  # the package name in prose (softmax[0]), not a command
+            seen += 1
+            # quoted, so that zsh does not glob the brackets
+            assert match[1] and match[1] in "\"'", f"{page}: unquoted {match[0]!r}"
+            assert set(match[3].split(",")) <= extras, f"{page}: {match[0]!r}"
+    assert seen >= 5
+
+
 def test_builtin_digits_are_scaled_and_elastic_net_converges(capsys, tmp_path):
     from sklearn.datasets import load_digits
 

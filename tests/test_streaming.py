@@ -263,7 +263,7 @@ def test_bad_arguments(files, tmp_path):
 
 def test_missing_pyarrow_is_a_clear_import_error(files, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
-    with pytest.raises(ImportError, match=r"softmax\[stream\]"):
+    with pytest.raises(ImportError, match=r'needs pyarrow: pip install "pyarrow[<>=]'):
         FileSource(files / "digits.csv", target="label")
     # NPY/NPZ need no pyarrow
     assert make_source(files, "npz").n_samples == 1797

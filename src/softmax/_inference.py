@@ -327,8 +327,10 @@ def _long_frame(classes, terms, values, bse, z, p, ci, value_name: str) -> Any:
     try:
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - pandas is in the cli/test extras
+        from softmax._optional import install_hint
+
         raise ImportError(
-            "to_frame() needs pandas; install it with `pip install pandas`."
+            f"to_frame() needs pandas; install it with: {install_hint('pandas')}"
         ) from exc
     K, T = values.shape
     return pd.DataFrame(

@@ -350,7 +350,9 @@ def progress_bar(
     except ModuleNotFoundError as exc:  # pragma: no cover - tqdm is installed in CI
         if not required:
             return NoBar()
-        raise ImportError("progress bars need tqdm: pip install 'softmax[stream]'") from exc
+        from softmax._optional import install_hint
+
+        raise ImportError(f"progress bars need tqdm: {install_hint('tqdm')}") from exc
     divisor = 1024 if unit == "B" else 1000
     return tqdm(
         total=total, desc=desc, unit=unit, unit_scale=True, unit_divisor=divisor, leave=False

@@ -72,7 +72,11 @@ def _device_predict(est: Any, X: Any, method: str) -> Any:
 _FLOAT_DTYPES = (np.float64, np.float32)
 
 # Installation hint per external backend module, for a clear ImportError.
-_BACKEND_EXTRAS = {"softmax.backends.dask": "dask", "softmax.backends.stream": "stream"}
+# The packages each out-of-core backend imports (its extra's), for the install hint.
+_BACKEND_PACKAGES = {
+    "softmax.backends.dask": ("dask", "distributed"),
+    "softmax.backends.stream": ("pyarrow", "tqdm"),
+}
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
@@ -485,10 +489,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         try:
             module = importlib.import_module(backend)
         except ImportError as exc:
-            extra = _BACKEND_EXTRAS.get(backend, backend.rsplit(".", 1)[-1])
+            from softmax._optional import install_hint
+
+            packages = _BACKEND_PACKAGES.get(backend, (backend.rsplit(".", 1)[-1],))
             raise ImportError(
                 f"Fitting on {type(X).__name__} needs the {backend} backend, which could "
-                f"not be imported ({exc}); install it with `pip install softmax[{extra}]`."
+                f"not be imported ({exc}); install it with: {install_hint(*packages)}"
             ) from exc
         data = module.build_row_data(
             X,
@@ -941,9 +947,11 @@ def _predict_dask(estimator: SoftmaxRegression, X: Any, method: str, **kwargs: A
     try:
         from softmax.backends.dask import predict_dask
     except ImportError as exc:
+        from softmax._optional import install_hint
+
         raise ImportError(
             f"Predicting on a Dask collection needs the Dask backend ({exc}); install it "
-            "with `pip install softmax[dask]`."
+            f"with: {install_hint(*_BACKEND_PACKAGES['softmax.backends.dask'])}"
         ) from exc
     return predict_dask(estimator, X, method, **kwargs)
 

@@ -69,8 +69,10 @@ def _require_pyarrow(what: str) -> Any:
     try:
         import pyarrow
     except ModuleNotFoundError as exc:  # pragma: no cover - pyarrow is installed in CI
+        from softmax._optional import install_hint
+
         raise ImportError(
-            f"reading {what} files needs pyarrow: pip install 'softmax[stream]'"
+            f"reading {what} files needs pyarrow: {install_hint('pyarrow')}"
         ) from exc
     return pyarrow
 
