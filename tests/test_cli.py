@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -796,7 +797,7 @@ def test_every_install_hint_in_the_code_is_a_quoted_declared_requirement():
         for name in names:
             if not name.endswith(".py"):
                 continue
-            text = open(os.path.join(folder, name), encoding="utf-8").read()
+            text = Path(folder, name).read_text(encoding="utf-8")
             if name != "_optional.py":  # the one place that writes the command
                 assert "pip install" not in text, os.path.join(folder, name)
             # calls with literal package names (the others: _BACKEND_PACKAGES, below)
@@ -826,7 +827,7 @@ def test_install_commands_in_the_docs_are_quoted_and_name_real_extras():
     for page in pages:
         if not page.endswith(".md"):
             continue
-        text = open(os.path.join(root, page), encoding="utf-8").read()
+        text = Path(root, page).read_text(encoding="utf-8")
         for match in re.finditer(r"(\S?)(softmax|\.)\[([a-z0-9,-]+)\]", text):
             if match[2] == "softmax" and match[1] and match[1] in "`(":
                 continue  # the package name in prose (softmax[0]), not a command
