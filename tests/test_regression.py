@@ -778,7 +778,7 @@ def _overlapping(seed=3, n=400, p=4, k=3):
 
 
 @pytest.mark.parametrize("scale", [1e300, 2.0**700, 1e120])
-@pytest.mark.parametrize("solver", ["auto", "lbfgs", "newton-cg"])
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "newton-cg", "proximal"])
 def test_huge_rows_fit_as_the_unpenalised_problem_they_are(scale, solver):
     """``C L(w) + |w|^2 / 2`` on ``X * s`` is, with ``v = s w``, ``C L(v) + |v|^2 / (2 s^2)``
     on ``X``: at ``s = 1e120`` and beyond the penalty is below the rounding of
@@ -790,7 +790,9 @@ def test_huge_rows_fit_as_the_unpenalised_problem_they_are(scale, solver):
     sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow, no ConvergenceWarning
-        clf = SoftmaxRegression(solver=solver, tol=1e-10).fit(big, y)
+        # proximal: an elastic net, whose penalty rounds away as the L2's does
+        l1_ratio = 0.5 if solver == "proximal" else 0.0
+        clf = SoftmaxRegression(solver=solver, tol=1e-10, l1_ratio=l1_ratio).fit(big, y)
     np.testing.assert_array_equal(big, kept)  # the caller's rows are not touched
     assert clf.converged_ and clf.n_iter_ > 0
     # unpenalised, adding one vector to every class's weights changes nothing:
@@ -889,3 +891,18 @@ def test_row_scale_maps_the_objective_exactly(l1_ratio):
     np.testing.assert_array_equal(scale.coef(coef, 4), np.column_stack([W, b]))
     np.testing.assert_array_equal(scale.coef0(np.column_stack([W, b]), 4), coef)
     assert RowScale(600).penalty(1.0, 0.0)[:2] == (np.inf, 0.0)  # 4**-600 underflows
+
+
+@pytest.mark.parametrize("dtype, top", [(np.float32, 3e38), (np.float64, 1.7e308)])
+def test_rows_at_the_dtype_limit_fit(dtype, top):
+    """Up to the largest finite value of the dtype, in that dtype: scikit-learn's
+    unpenalised fit on the unscaled rows, to the dtype's precision."""
+    X, y = _overlapping(seed=4)
+    big = (X * (top / np.abs(X).max())).astype(dtype)
+    sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = SoftmaxRegression().fit(big, y)
+    assert clf.converged_ and clf.coef_.dtype == dtype
+    atol = 1e-5 if dtype == np.float32 else 1e-6
+    np.testing.assert_allclose(clf.predict_proba(big), sk.predict_proba(X), atol=atol)

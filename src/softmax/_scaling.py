@@ -35,9 +35,10 @@ import numpy as np
 
 __all__ = ["SCALE_ABOVE", "RowScale", "row_scale"]
 
-#: Rows whose largest ``|x|`` exceeds this are fitted on a rescaled copy:
-#: ``n * max|x|**2`` stays far inside float64 for any ``n`` up to ``2**400``.
-SCALE_ABOVE = 2.0**300
+#: Rows whose largest ``|x|`` exceeds this (by dtype) are fitted on a rescaled
+#: copy: ``n * max|x|**2`` then stays inside the dtype's range for any ``n``
+#: up to ``2**400`` (float64, max ``2**1024``) or ``2**48`` (float32, ``2**128``).
+SCALE_ABOVE = {np.dtype(np.float64): 2.0**300, np.dtype(np.float32): 2.0**40}
 
 
 class RowScale:
@@ -145,13 +146,13 @@ def row_scale(X: Any) -> RowScale | None:
     -------
     RowScale or None
         The power of two that brings ``max |X|`` into ``[0.5, 1)``, when
-        ``max |X| > SCALE_ABOVE``.
+        ``max |X|`` exceeds ``SCALE_ABOVE`` of its dtype.
     """
     values = X.data if hasattr(X, "tocsr") else X
-    if values.size == 0 or values.dtype != np.float64:
-        # float32 rows stop at 3.4e38: their float64 products cannot overflow
+    limit = SCALE_ABOVE.get(values.dtype)
+    if values.size == 0 or limit is None:
         return None
     largest = float(np.max(np.abs(values)))
-    if not largest > SCALE_ABOVE:
+    if not largest > limit:
         return None
     return RowScale(math.frexp(largest)[1])
