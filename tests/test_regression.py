@@ -906,3 +906,25 @@ def test_rows_at_the_dtype_limit_fit(dtype, top):
     assert clf.converged_ and clf.coef_.dtype == dtype
     atol = 1e-5 if dtype == np.float32 else 1e-6
     np.testing.assert_allclose(clf.predict_proba(big), sk.predict_proba(X), atol=atol)
+
+
+def test_callbacks_get_the_gap_only_when_they_take_it(iris):
+    """``callback(i, F)`` as before; a ``gap`` keyword (or ``**kwargs``) also gets the
+    solver's relative-gap estimate, which ends below ``tol`` for a converged Newton fit
+    (the decrement of its last step, the step then taken too)."""
+    X, y = iris
+    plain, named, kwargs = [], [], []
+    SoftmaxRegression(solver="lbfgs").fit(X, y, callback=lambda i, F: plain.append((i, F)))
+    clf = SoftmaxRegression(solver="lbfgs").fit(
+        X, y, callback=lambda i, F, gap=None: named.append((i, F, gap))
+    )
+    SoftmaxRegression(solver="lbfgs").fit(X, y, callback=lambda i, F, **kw: kwargs.append(kw))
+    assert [(i, F) for i, F, _ in named] == plain and len(plain) == clf.n_iter_
+    assert [kw["gap"] for kw in kwargs] == [g for _, _, g in named]
+    gaps = np.array([g for _, _, g in named])
+    assert np.all(gaps >= 0) and np.isfinite(gaps[-1])
+    seen = []
+    newton = SoftmaxRegression(solver="newton-cg", tol=1e-8).fit(
+        X, y, callback=lambda i, F, gap: seen.append(gap)
+    )
+    assert newton.converged_ and seen[-1] <= 1e-8 < seen[0]
