@@ -928,3 +928,20 @@ def test_callbacks_get_the_gap_only_when_they_take_it(iris):
         X, y, callback=lambda i, F, gap: seen.append(gap)
     )
     assert newton.converged_ and seen[-1] <= 1e-8 < seen[0]
+
+
+def test_partial_fit_refuses_rows_too_large_with_advice():
+    """Batches of 1e300 are refused before anything changes; the advice works."""
+    X, y = _overlapping(seed=6)
+    clf = SoftmaxRegression(random_state=0)
+    with pytest.raises(
+        ValueError, match=r"partial_fit: the rows reach .*2\*\*(\d+) \(exact\)"
+    ) as e:
+        clf.partial_fit(X * 1e300, y, classes=[0, 1, 2])
+    assert not hasattr(clf, "classes_") and not hasattr(clf, "coef_")
+    exponent = int(str(e.value).split("2**")[1].split()[0])
+    divided = np.ldexp(X * 1e300, -exponent)
+    for _ in range(5):
+        clf.partial_fit(divided, y, classes=[0, 1, 2])
+    sk = LogisticRegression().fit(divided, y)
+    assert clf.score(divided, y) >= sk.score(divided, y) - 0.03

@@ -48,10 +48,13 @@ class RowScale:
     ----------
     exponent : int
         ``e > 0``.
+    largest : float, optional
+        The ``max |X|`` it was chosen for (for messages).
     """
 
-    def __init__(self, exponent: int) -> None:
+    def __init__(self, exponent: int, largest: float | None = None) -> None:
         self.exponent = int(exponent)
+        self.largest = largest
 
     def rows(self, X: Any) -> Any:
         """A rescaled copy of ``X`` (ndarray or CSR; the caller's is never changed).
@@ -155,4 +158,4 @@ def row_scale(X: Any) -> RowScale | None:
     largest = float(np.max(np.abs(values)))
     if not largest > limit:
         return None
-    return RowScale(math.frexp(largest)[1])
+    return RowScale(math.frexp(largest)[1], largest)

@@ -687,6 +687,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             order="C",
             multi_output=False,
         )
+        from softmax._scaling import row_scale
+
+        scale = row_scale(X)
+        if scale is not None:
+            # fit rescales its rows once; batches are rescaled by nobody, as a
+            # later batch could need another power of two than the first
+            raise ValueError(
+                f"partial_fit: the rows reach {scale.largest:.3g}, beyond what the products "
+                f"of a step can hold in {X.dtype}. Divide every batch by the same power of "
+                f"two first, e.g. 2**{scale.exponent} (exact), or use fit, which rescales "
+                "the rows itself."
+            )
         classes_ = wanted if first else self.classes_
         reference = self._reference_code(classes_)
         codes = encode_with_classes(y, classes_)
