@@ -183,6 +183,7 @@ def _should_stream(args: argparse.Namespace) -> bool:
 
 
 def _terminal_with_tqdm() -> bool:
+    """Whether a FileSource's row bars can be drawn (they need tqdm, and a terminal)."""
     import importlib.util
     import sys
 
