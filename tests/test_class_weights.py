@@ -42,7 +42,7 @@ def class_totals(rows, n_classes):
 def memory_rows(X, y, sw, class_weight):
     """The in-memory rows exactly as the estimator's fit builds them."""
     est = SoftmaxRegression(class_weight=class_weight)
-    data, _ = est._in_memory_data(X, y, sw, est._check_params())
+    data, _, _ = est._in_memory_data(X, y, sw, est._check_params())
     return data
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -276,6 +277,44 @@ def test_fit_stream_matches_in_memory(files, capsys, tmp_path):
     np.testing.assert_allclose(streamed.coef_, in_memory.coef_, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_file_over_the_memory_budget_is_streamed_and_says_so(files, capsys, tmp_path, json_flag):
+    """Over --memory-budget: a streamed fit, one line saying so, the same report."""
+    from sklearn.metrics import accuracy_score
+
+    model_path = tmp_path / "b.safetensors"
+    argv = ["fit", files["train"], "--target", "species", "-o", model_path, "--block-rows", "32"]
+    status, out, err = run_cli(capsys, *argv, "--memory-budget", "0.001", *json_flag)
+    assert status == 0, err
+    notes = [line for line in err.splitlines() if "--memory-budget" in line]
+    assert len(notes) == 1 and "streaming" in notes[0] and "train.csv" in notes[0]
+    streamed, in_memory = load_model(model_path), load_model(files["model"])
+    assert streamed.objective_ == pytest.approx(in_memory.objective_, rel=1e-6)
+    np.testing.assert_allclose(streamed.coef_, in_memory.coef_, rtol=1e-4, atol=1e-5)
+    # the report keeps the rows and the training accuracy, computed here by scikit-learn
+    train = files["train_frame"]
+    expected = accuracy_score(train["species"], in_memory.predict(train.drop(columns="species")))
+    if json_flag:
+        doc = json.loads(out)
+        assert doc["streamed"] is True and doc["n_samples"] == len(train)
+        assert doc["train_accuracy"] == pytest.approx(expected, abs=1e-12)
+    else:
+        assert f"{len(train)} rows" in out
+        assert f"training accuracy {expected:.4f}" in out
+    # under the budget: read into memory, nothing said
+    status, out, err = run_cli(capsys, *argv, "--memory-budget", "1", "--json")
+    assert status == 0 and json.loads(out)["streamed"] is False and "--memory-budget" not in err
+
+
+def test_unstreamable_file_over_the_memory_budget_is_refused(files, capsys, tmp_path):
+    status, _, err = run_cli(
+        capsys, "fit", files["svm"], "-o", tmp_path / "m.safetensors", "--memory-budget", "0.001"
+    )
+    line = assert_one_line_error(status, err)
+    assert "--memory-budget" in line and "CSV, Parquet and NPZ" in line
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 # -- bad input: one line on stderr, non-zero status, no traceback --------------------
 
 
@@ -512,25 +551,129 @@ def test_bandit_command_is_registered(capsys):
     assert "bandit" in capsys.readouterr().out
 
 
-def test_progress_bar_shows_objective_on_a_terminal(monkeypatch):
-    import io
+class _Terminal:
+    """A stderr that says it is a terminal (tqdm draws only there) and keeps the text."""
 
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return self.buffer.write(text)
+
+    def flush(self):
+        pass
+
+    def getvalue(self):
+        return self.buffer.getvalue()
+
+
+def test_progress_bar_shows_objective_and_gap_on_a_terminal(monkeypatch):
     from softmax.cli._common import FitProgress
 
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    screen = Terminal()
+    pytest.importorskip("tqdm")
+    screen = _Terminal()
     monkeypatch.setattr(sys, "stderr", screen)
     X, y = load_iris(return_X_y=True)
-    with FitProgress(1000) as progress:
-        SoftmaxRegression(solver="lbfgs").fit(X, y, callback=progress)
-    assert progress.iterations > 1
+    with FitProgress(1000, tol=1e-8) as progress:
+        clf = SoftmaxRegression(solver="lbfgs", tol=1e-8).fit(X, y, callback=progress)
+        assert progress._bar.total is None  # no total: no ETA from max_iter
+    assert progress.iterations == clf.n_iter_ > 1
     assert "fitting" in screen.getvalue()
-    # The objective it last saw is the fitted model's objective.
-    reference = SoftmaxRegression(solver="lbfgs").fit(X, y)
-    assert progress.last_objective == pytest.approx(reference.objective_, rel=1e-6)
+    # The objective it last saw is the fitted model's, which scikit-learn's
+    # lbfgs (same penalty: C * sum of losses + |W|^2 / 2) reaches too.
+    from sklearn.linear_model import LogisticRegression
+
+    sk = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(X, y)
+    logp = sk.predict_log_proba(X)[np.arange(len(y)), y]
+    sk_objective = -logp.sum() + 0.5 * np.sum(sk.coef_**2)
+    assert progress.last_objective == pytest.approx(sk_objective, rel=1e-6)
+    # the gap it shows is the solver's estimate at the iterate the last step
+    # left from: within a few steps of tol (the fit then stopped below it)
+    assert clf.converged_ and 0 <= progress.last_gap < 1e-6
+
+
+def test_fit_command_progress_has_no_total_and_shows_the_gap(files, monkeypatch, tmp_path):
+    """The bar of `softmax fit` on a terminal: iterations and gap to tol, never an ETA."""
+    pytest.importorskip("tqdm")
+    from softmax.cli._common import FitProgress
+
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.setattr(FitProgress, "refresh_seconds", 0.0)  # draw every iteration
+    model_path = tmp_path / "p.safetensors"
+    argv = ["fit", files["train"], "--target", "species", "-o", model_path]
+    assert main([str(a) for a in [*argv, "--solver", "lbfgs", "--tol", "1e-9"]]) == 0
+    text = screen.getvalue()
+    assert "fitting (max_iter 1000)" in text and "(tol 1e-09)" in text
+    gaps = [float(g) for g in re.findall(r"gap=([0-9.e+-]+)", text)]
+    assert gaps and gaps[-1] < 1e-6 < gaps[0]
+    # tqdm draws "n/total" and "elapsed<remaining" only when it has a total
+    assert "/1000" not in text and not re.search(r"\d\d:\d\d<", text)
+    n_iter = load_model(model_path).n_iter_
+    assert f"{n_iter}it" in text
+
+
+def test_large_csv_shows_a_bar_of_bytes_while_it_loads(files, monkeypatch, tmp_path):
+    """Loading: a bar whose total is the file's size (reached), reading the same rows."""
+    import softmax._persist
+    import softmax.backends.stream
+    import softmax.cli._common as common
+    import softmax.streaming
+
+    pytest.importorskip("tqdm")
+    bars, real = [], softmax._persist.progress_bar
+
+    def recorded(*args, **kwargs):
+        bars.append(real(*args, **kwargs))
+        return bars[-1]
+
+    for module in (softmax._persist, softmax.streaming, softmax.backends.stream):
+        monkeypatch.setattr(module, "progress_bar", recorded)
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.setattr(common, "LOAD_PROGRESS_BYTES", 0)  # iris is "large" here
+    model_path = tmp_path / "l.safetensors"
+    argv = ["fit", files["train"], "--target", "species", "-o", model_path]
+    assert main([str(a) for a in argv]) == 0
+    size = os.path.getsize(files["train"])
+    [bar] = bars
+    assert bar.total == size and bar.n == size and bar.unit == "B"
+    assert f"reading train.csv:   0%|          | 0.00/{size / 1024:.2f}k" in screen.getvalue()
+    # the rows read through the bar are the rows pandas reads on its own
+    np.testing.assert_array_equal(load_model(model_path).coef_, load_model(files["model"]).coef_)
+    # a streamed fit shows the rows of each pass, the first counting them
+    bars.clear()
+    assert main([str(a) for a in [*argv, "--stream", "--block-rows", "40"]]) == 0
+    n = len(files["train_frame"])
+    first, *passes = bars
+    assert first.desc == "first pass" and first.total is None and first.n == n
+    assert passes and all(p.total == p.n == n and p.unit == "rows" for p in passes)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_progress_callback_gets_no_gap_from_sgd():
+    from softmax.cli._common import FitProgress
+
+    X, y = load_iris(return_X_y=True)
+    seen = []
+
+    def callback(iteration, objective, gap):
+        seen.append(gap)
+
+    SoftmaxRegression(solver="sgd", max_iter=3, random_state=0).fit(X / 8, y, callback=callback)
+    assert seen == [None, None, None]
+    with FitProgress(10, tol=1e-4, enabled=False) as progress:
+        progress(1, 2.0)
+    assert progress.postfix() == "objective=2"
+    progress(2, 1.5, gap=3e-3)
+    assert progress.postfix() == "objective=1.5, gap=3.0e-03 (tol 1e-04)"
+    progress(3, 1.4, gap=float("inf"))  # no estimate yet
+    assert progress.postfix() == "objective=1.4, gap=? (tol 1e-04)"
 
 
 def test_no_progress_bar_when_not_a_terminal(capsys):
@@ -620,6 +763,81 @@ def test_install_hints_carry_the_declared_version_bounds():
         requirement = _hint_is_a_quoted_requirement(install_hint(package), package)
         assert str(requirement.specifier) == declared[package]
     assert install_hint("not-a-dependency") == 'pip install "not-a-dependency"'
+
+
+def _declared_extras():
+    """pyproject.toml's extras: name -> requirement strings."""
+    import tomllib
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["optional-dependencies"]
+
+
+def test_every_install_hint_in_the_code_is_a_quoted_declared_requirement():
+    """Hints name packages softmax declares, quoted: they work for a clone too.
+
+    ``pip install "softmax[plot]"`` would fetch whatever the index calls
+    softmax for a package installed from a clone, so every hint in the code
+    goes through ``install_hint`` (quoted packages with their bounds).
+    """
+    import shlex
+
+    from packaging.requirements import Requirement
+
+    from softmax._optional import install_hint
+
+    declared = {}
+    for requirements in _declared_extras().values():
+        for line in requirements:
+            requirement = Requirement(line)
+            if requirement.name != "softmax":
+                declared[requirement.name] = requirement
+    src = os.path.join(os.path.dirname(__file__), "..", "src", "softmax")
+    packages = set()
+    for folder, _, names in os.walk(src):
+        for name in names:
+            if not name.endswith(".py"):
+                continue
+            text = Path(folder, name).read_text(encoding="utf-8")
+            if name != "_optional.py":  # the one place that writes the command
+                assert "pip install" not in text, os.path.join(folder, name)
+            # calls with literal package names (the others: _BACKEND_PACKAGES, below)
+            for call in re.findall(r"install_hint\(((?:\s*[\"'][^\"']+[\"'],?)+)\s*\)", text):
+                packages.update(re.findall(r"[\"']([A-Za-z0-9_.-]+)[\"']", call))
+    from softmax.regression import _BACKEND_PACKAGES
+
+    packages.update(p for group in _BACKEND_PACKAGES.values() for p in group)
+    assert {"matplotlib", "pandas", "pyarrow", "tqdm", "dask", "onnx"} <= packages
+    for package in sorted(packages):
+        assert package in declared, f"install_hint({package!r}) names an undeclared package"
+        words = shlex.split(install_hint(package))  # quoted: the shell keeps it whole
+        assert words[:2] == ["pip", "install"] and len(words) == 3, words
+        requirement = Requirement(words[2])
+        assert requirement.name == package
+        assert requirement.extras == declared[package].extras
+        assert requirement.specifier == declared[package].specifier
+
+
+def test_install_commands_in_the_docs_are_quoted_and_name_real_extras():
+    extras = set(_declared_extras())
+    root = os.path.join(os.path.dirname(__file__), "..")
+    pages = ["README.md"] + [
+        os.path.join("docs", n) for n in os.listdir(os.path.join(root, "docs"))
+    ]
+    seen = 0
+    for page in pages:
+        if not page.endswith(".md"):
+            continue
+        text = Path(root, page).read_text(encoding="utf-8")
+        for match in re.finditer(r"(\S?)(softmax|\.)\[([a-z0-9,-]+)\]", text):
+            if match[2] == "softmax" and match[1] and match[1] in "`(":
+                continue  # the package name in prose (softmax[0]), not a command
+            seen += 1
+            # quoted, so that zsh does not glob the brackets
+            assert match[1] and match[1] in "\"'", f"{page}: unquoted {match[0]!r}"
+            assert set(match[3].split(",")) <= extras, f"{page}: {match[0]!r}"
+    assert seen >= 5
 
 
 def test_builtin_digits_are_scaled_and_elastic_net_converges(capsys, tmp_path):

@@ -654,3 +654,24 @@ def test_file_stream_rows_give_the_in_memory_results(anes, tmp_path):
     want = inference(clf_int, X, y.astype(int), cov_type="HC0")
     np.testing.assert_allclose(got.bse, want.bse, rtol=1e-10)
     assert got.llf == pytest.approx(want.llf, rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_rows_too_large_for_the_information_say_how_to_get_standard_errors():
+    """A fit on rows of 1e300 works (rescaled); the information X^T W X overflows,
+    and the error says what to do. Doing it gives statsmodels' standard errors."""
+    import re
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400, 3))
+    y = np.argmax(X @ rng.standard_normal((3, 3)) + rng.gumbel(size=(400, 3)), axis=1)
+    big = X * 1e300
+    clf = SoftmaxRegression(C=np.inf).fit(big, y)
+    with pytest.raises(ValueError, match=r"overflows float64.*divide X by 2\*\*\d+") as err:
+        inference(clf, big, y)
+    e = int(re.search(r"2\*\*(\d+) \(exact", str(err.value))[1])
+    divided = np.ldexp(big, -e)
+    res = inference(SoftmaxRegression(C=np.inf, tol=1e-10).fit(divided, y), divided, y)
+    bse = res.bse[:, :3] * 2.0**-e  # the weights' standard errors on `big`
+    ref = sm.MNLogit(y, sm.add_constant(X, prepend=False)).fit(disp=0)
+    np.testing.assert_allclose(bse * 1e300, sm_array(ref.bse)[:, :3], rtol=1e-5)

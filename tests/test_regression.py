@@ -516,7 +516,8 @@ def test_external_backend_dispatch(monkeypatch, iris):
     assert clf.n_features_in_ == 4
 
     monkeypatch.setitem(sys.modules, "softmax.backends.stream", None)  # import fails
-    with pytest.raises(ImportError, match=r"pip install softmax\[stream\]"):
+    # the packages of the stream extra, by name (what works for a clone too)
+    with pytest.raises(ImportError, match=r'pip install "pyarrow[^"]*" "tqdm[^"]*"'):
         SoftmaxRegression().fit(source)
 
 
@@ -763,3 +764,184 @@ def test_float32_reaches_1e6_on_covertype_like_raw_scales(monkeypatch):
     # at the L2 optimum the weights of every feature sum to zero over the classes
     col_sums = np.abs(ours32.coef_.astype(np.float64).sum(axis=0))
     assert col_sums.max() <= 1e-4 * np.abs(ours32.coef_).max()
+
+
+# -- rows too large for float64 products (issue 19: fit(X * 1e300) gave zeros) ----------
+
+
+def _overlapping(seed=3, n=400, p=4, k=3):
+    """Classes that overlap: the unpenalised (maximum-likelihood) optimum exists."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p))
+    y = np.argmax(X @ rng.standard_normal((p, k)) + rng.gumbel(size=(n, k)), axis=1)
+    return X, y
+
+
+@pytest.mark.parametrize("scale", [1e300, 2.0**700, 1e120])
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "newton-cg", "proximal"])
+def test_huge_rows_fit_as_the_unpenalised_problem_they_are(scale, solver):
+    """``C L(w) + |w|^2 / 2`` on ``X * s`` is, with ``v = s w``, ``C L(v) + |v|^2 / (2 s^2)``
+    on ``X``: at ``s = 1e120`` and beyond the penalty is below the rounding of
+    the data term, so the fit is scikit-learn's unpenalised fit on ``X``
+    (``C = inf``), with its coefficients divided by ``s``."""
+    X, y = _overlapping()
+    big = X * scale
+    kept = big.copy()
+    sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow, no ConvergenceWarning
+        # proximal: an elastic net, whose penalty rounds away as the L2's does
+        l1_ratio = 0.5 if solver == "proximal" else 0.0
+        clf = SoftmaxRegression(solver=solver, tol=1e-10, l1_ratio=l1_ratio).fit(big, y)
+    np.testing.assert_array_equal(big, kept)  # the caller's rows are not touched
+    assert clf.converged_ and clf.n_iter_ > 0
+    # unpenalised, adding one vector to every class's weights changes nothing:
+    # compare the representatives that sum to zero over the classes
+    ours, ref = clf.coef_ * scale, sk.coef_
+    np.testing.assert_allclose(ours - ours.mean(0), ref - ref.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(clf.intercept_, sk.intercept_ - sk.intercept_.mean(), atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(big), sk.predict_proba(X), atol=1e-6)
+    # the objective reported is C times the data term (the penalty rounds away)
+    nll = -np.sum(np.log(sk.predict_proba(X)[np.arange(len(y)), y]))
+    assert clf.objective_ == pytest.approx(nll, rel=1e-9)
+
+
+def test_huge_rows_with_a_matching_penalty_fit_the_penalised_problem():
+    """On ``X * 2**310`` with ``C = 2**-620``, the objective is ``2**-620`` times
+    ``L(v) + |v|^2 / 2`` on ``X``: scikit-learn's C = 1 fit on ``X`` (and the
+    penalty is really applied: the coefficients differ from C = inf)."""
+    X, y = _overlapping(seed=5)
+    s, C = 2.0**310, 2.0**-620
+    sk = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(X, y)
+    seen = []
+    clf = SoftmaxRegression(C=C, tol=1e-10).fit(X * s, y, callback=lambda i, F: seen.append(F))
+    assert clf.converged_
+    np.testing.assert_allclose(clf.coef_ * s, sk.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(clf.intercept_, sk.intercept_, atol=1e-7)
+    unpenalised = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(X, y)
+    assert np.abs(unpenalised.coef_ - sk.coef_).max() > 1e-2
+    logp = np.log(sk.predict_proba(X)[np.arange(len(y)), y])
+    F_X = -logp.sum() + 0.5 * np.sum(sk.coef_**2)
+    assert clf.objective_ == pytest.approx(C * F_X, rel=1e-9)
+    # the callback sees the objective of the problem asked, not the rescaled one
+    assert seen[-1] == pytest.approx(clf.objective_, rel=1e-12)
+    # the same model through sparse rows
+    from scipy import sparse
+
+    sp = SoftmaxRegression(C=C, tol=1e-10).fit(sparse.csr_matrix(X * s), y)
+    np.testing.assert_allclose(sp.coef_ * s, sk.coef_, rtol=1e-6, atol=1e-8)
+
+
+def test_huge_separable_rows_warn_of_separation():
+    """At 1e300 the penalty rounds away: separable rows have no optimum, and say so."""
+    from softmax._separation import SeparationWarning
+
+    X, y = load_iris(return_X_y=True)
+    with pytest.warns(SeparationWarning, match="separat"):
+        clf = SoftmaxRegression().fit(X * 1e300, y)
+    assert not clf.converged_
+    # still a model, and a good one: scikit-learn's accuracy on the unscaled rows
+    sk = LogisticRegression(C=1e4, max_iter=10_000).fit(X, y)
+    assert clf.score(X * 1e300, y) >= sk.score(X, y) - 0.02
+
+
+@pytest.mark.parametrize("scale", [1e8, 1e12])
+@pytest.mark.parametrize("solver", ["newton-cholesky", "auto"])
+def test_newton_cholesky_on_large_features_is_right_or_says_so(scale, solver):
+    """Features of size 1e8 beside the intercept's ones: the Hessian's diagonal
+    spans 16 orders of magnitude. Unequilibrated, the Cholesky step lost the
+    intercepts and the fit stopped 6e-3 (relative) above the optimum while
+    reporting convergence. Reference: ``C L(w) + |w|^2 / 2`` on ``X * s`` is
+    ``C L(v) + |v|^2 / (2 s^2)`` on ``X`` (``v = s w``), i.e. scikit-learn's fit
+    on the well-scaled ``X`` with ``C * s**2``, its objective divided by ``s**2``."""
+    X, y = _overlapping(seed=7)
+    sk = LogisticRegression(C=scale**2, tol=1e-12, max_iter=100_000).fit(X, y)
+    logp = np.log(sk.predict_proba(X)[np.arange(len(y)), y])
+    F_ref = (-(scale**2) * logp.sum() + 0.5 * np.sum(sk.coef_**2)) / scale**2
+    clf = SoftmaxRegression(solver=solver).fit(X * scale, y)
+    assert clf.converged_ and clf.solver_ == "newton-cholesky"
+    assert abs(clf.objective_ - F_ref) <= 1e-9 * F_ref
+    np.testing.assert_allclose(clf.predict_proba(X * scale), sk.predict_proba(X), atol=1e-6)
+
+
+@pytest.mark.parametrize("l1_ratio", [0.0, 0.3, 1.0])
+def test_row_scale_maps_the_objective_exactly(l1_ratio):
+    """``C L(w) + r(w) = lambda (C' L(w') + r'(w'))`` with ``w' = w 2**e``, evaluated
+    directly (NumPy, the penalty written out) at random coefficients."""
+    from softmax._scaling import RowScale
+
+    rng = np.random.default_rng(0)
+    X, y = _overlapping(seed=2, n=50)
+    e, C = 7, 0.37
+    scale = RowScale(e)
+    W, b = rng.standard_normal((3, 4)), rng.standard_normal(3)
+
+    def objective(Xm, W, C, rho):
+        Z = Xm @ W.T + b
+        L = np.sum(logsumexp(Z, axis=1) - Z[np.arange(len(y)), y])
+        return C * L + (1 - rho) / 2 * np.sum(W**2) + rho * np.abs(W).sum()
+
+    C_s, rho_s, lam = scale.penalty(C, l1_ratio)
+    Ws = np.ldexp(W, e)
+    assert np.ldexp(X, -e) @ Ws.T == pytest.approx(X @ W.T, rel=1e-15)
+    assert lam * objective(scale.rows(X), Ws, C_s, rho_s) == pytest.approx(
+        objective(X, W, C, l1_ratio), rel=1e-13
+    )
+    coef = np.column_stack([Ws, b])
+    np.testing.assert_array_equal(scale.coef(coef, 4), np.column_stack([W, b]))
+    np.testing.assert_array_equal(scale.coef0(np.column_stack([W, b]), 4), coef)
+    assert RowScale(600).penalty(1.0, 0.0)[:2] == (np.inf, 0.0)  # 4**-600 underflows
+
+
+@pytest.mark.parametrize("dtype, top", [(np.float32, 3e38), (np.float64, 1.7e308)])
+def test_rows_at_the_dtype_limit_fit(dtype, top):
+    """Up to the largest finite value of the dtype, in that dtype: scikit-learn's
+    unpenalised fit on the unscaled rows, to the dtype's precision."""
+    X, y = _overlapping(seed=4)
+    big = (X * (top / np.abs(X).max())).astype(dtype)
+    sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = SoftmaxRegression().fit(big, y)
+    assert clf.converged_ and clf.coef_.dtype == dtype
+    atol = 1e-5 if dtype == np.float32 else 1e-6
+    np.testing.assert_allclose(clf.predict_proba(big), sk.predict_proba(X), atol=atol)
+
+
+def test_callbacks_get_the_gap_only_when_they_take_it(iris):
+    """``callback(i, F)`` as before; a ``gap`` keyword (or ``**kwargs``) also gets the
+    solver's relative-gap estimate, which ends below ``tol`` for a converged Newton fit
+    (the decrement of its last step, the step then taken too)."""
+    X, y = iris
+    plain, named, kwargs = [], [], []
+    SoftmaxRegression(solver="lbfgs").fit(X, y, callback=lambda i, F: plain.append((i, F)))
+    clf = SoftmaxRegression(solver="lbfgs").fit(
+        X, y, callback=lambda i, F, gap=None: named.append((i, F, gap))
+    )
+    SoftmaxRegression(solver="lbfgs").fit(X, y, callback=lambda i, F, **kw: kwargs.append(kw))
+    assert [(i, F) for i, F, _ in named] == plain and len(plain) == clf.n_iter_
+    assert [kw["gap"] for kw in kwargs] == [g for _, _, g in named]
+    gaps = np.array([g for _, _, g in named])
+    assert np.all(gaps >= 0) and np.isfinite(gaps[-1])
+    seen = []
+    newton = SoftmaxRegression(solver="newton-cg", tol=1e-8).fit(
+        X, y, callback=lambda i, F, gap: seen.append(gap)
+    )
+    assert newton.converged_ and seen[-1] <= 1e-8 < seen[0]
+
+
+def test_partial_fit_refuses_rows_too_large_with_advice():
+    """Batches of 1e300 are refused before anything changes; the advice works."""
+    X, y = _overlapping(seed=6)
+    clf = SoftmaxRegression(random_state=0)
+    with pytest.raises(
+        ValueError, match=r"partial_fit: the rows reach .*2\*\*(\d+) \(exact\)"
+    ) as e:
+        clf.partial_fit(X * 1e300, y, classes=[0, 1, 2])
+    assert not hasattr(clf, "classes_") and not hasattr(clf, "coef_")
+    exponent = int(str(e.value).split("2**")[1].split()[0])
+    divided = np.ldexp(X * 1e300, -exponent)
+    for _ in range(5):
+        clf.partial_fit(divided, y, classes=[0, 1, 2])
+    sk = LogisticRegression().fit(divided, y)
+    assert clf.score(divided, y) >= sk.score(divided, y) - 0.03

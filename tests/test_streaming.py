@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -263,7 +264,7 @@ def test_bad_arguments(files, tmp_path):
 
 def test_missing_pyarrow_is_a_clear_import_error(files, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
-    with pytest.raises(ImportError, match=r"softmax\[stream\]"):
+    with pytest.raises(ImportError, match=r'needs pyarrow: pip install "pyarrow[<>=]'):
         FileSource(files / "digits.csv", target="label")
     # NPY/NPZ need no pyarrow
     assert make_source(files, "npz").n_samples == 1797
@@ -670,3 +671,29 @@ def test_damaged_block_cache_index_is_rebuilt_not_trusted(files, tmp_path, damag
     ref = build_row_data(make_source(files, "csv", block_rows=400))
     np.testing.assert_array_equal(data.loss_gradient(coef)[1], ref.loss_gradient(coef)[1])
     assert data._cache.complete  # rebuilt by that pass
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_streamed_rows_too_large_are_refused_with_exact_advice(tmp_path):
+    """Rows of 1e300 overflow a solver's products; in memory they are rescaled,
+    streamed they are refused, and the advice given (divide by a power of two)
+    then fits: scikit-learn's unpenalised fit on the divided rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400, 4))
+    y = np.argmax(X @ rng.standard_normal((4, 3)) + rng.gumbel(size=(400, 3)), axis=1)
+    big = X * 1e300
+    np.savez(tmp_path / "big.npz", X=big, y=y)
+    source = FileSource(tmp_path / "big.npz", block_rows=128)
+    assert source.max_abs == np.abs(big).max()
+    reach = re.escape(f"big.npz reach {np.abs(big).max():.3g}")
+    with pytest.raises(ValueError, match=rf"{reach}.*2\*\*\d+ first") as err:
+        SoftmaxRegression().fit(source)
+    exponent = int(err.value.args[0].split("2**")[1].split()[0])
+    divided = np.ldexp(big, -exponent)
+    assert 0.5 <= np.abs(divided).max() < 1
+    np.savez(tmp_path / "divided.npz", X=divided, y=y)
+    clf = SoftmaxRegression(C=np.inf, tol=1e-10).fit(FileSource(tmp_path / "divided.npz"))
+    sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit(divided, y)
+    np.testing.assert_allclose(clf.predict_proba(divided), sk.predict_proba(divided), atol=1e-6)

@@ -36,12 +36,6 @@ __all__ = [
     "real_float_dtype",
 ]
 
-_INSTALL_HINT = (
-    "softmax needs the optional package 'array-api-compat' for arrays that are not "
-    "NumPy arrays; install it with: pip install 'softmax[array-api]' "
-    "(or pip install array-api-compat)"
-)
-
 
 def _is_numpy_like(a: Any) -> bool:
     # Anything NumPy itself would take as data: ndarrays, NumPy scalars,
@@ -92,7 +86,12 @@ def _compat() -> Any:
     try:
         import array_api_compat
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(_INSTALL_HINT) from exc
+        from softmax._optional import install_hint
+
+        raise ImportError(
+            "softmax needs the optional package array-api-compat for arrays that are "
+            f"not NumPy arrays; install it with: {install_hint('array-api-compat')}"
+        ) from exc
     return array_api_compat
 
 

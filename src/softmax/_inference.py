@@ -327,8 +327,10 @@ def _long_frame(classes, terms, values, bse, z, p, ci, value_name: str) -> Any:
     try:
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - pandas is in the cli/test extras
+        from softmax._optional import install_hint
+
         raise ImportError(
-            "to_frame() needs pandas; install it with `pip install pandas`."
+            f"to_frame() needs pandas; install it with: {install_hint('pandas')}"
         ) from exc
     K, T = values.shape
     return pd.DataFrame(
@@ -1437,7 +1439,21 @@ def inference(
                 penalty_material = smallest * 1e-8 < float(np.abs(Q).max())
         # only the upper triangle of info is ever read (Cholesky, eigh)
         d = np.sqrt(np.diag(info).copy())
-        if not np.all(d > 0) or not np.isfinite(d).all():
+        if not np.isfinite(d).all():
+            # rows beyond ~1e154: X^T W X overflows (the fit itself rescales them)
+            largest = float(abs(data.X).max()) if rows_in_memory and data.X.size else math.nan
+            exponent = math.frexp(largest)[1] if math.isfinite(largest) else None
+            advice = (
+                f"divide X by 2**{exponent} (exact: a power of two), refit, and multiply the "
+                f"weights' estimates and standard errors by 2**-{exponent}"
+                if exponent is not None
+                else "divide X by a power of two and refit"
+            )
+            raise ValueError(
+                f"The information matrix overflows float64: the features reach {largest:.3g}. "
+                f"To get standard errors, {advice}."
+            )
+        if not np.all(d > 0):
             zero = [
                 f"{term_names[i % q]} (class {_py(non_ref[i // q])!r})"
                 for i in np.flatnonzero(~(d > 0))

@@ -31,7 +31,8 @@ def requirement(package: str) -> str:
     Returns
     -------
     requirement : str
-        The requirement without its environment marker; ``package`` itself
+        The requirement without its environment marker (with the package's
+        own extras, e.g. ``dask[array,dataframe]>=2024.1``); ``package`` itself
         when softmax's metadata is unavailable or does not name it.
     """
     from importlib import metadata
@@ -44,7 +45,9 @@ def requirement(package: str) -> str:
         spec = line.split(";", 1)[0].strip()
         found = _NAME.match(spec)
         if found and _normalise(found[1]) == _normalise(package):
-            return re.sub(r"\[[^\]]*\]", "", spec).replace(" ", "")
+            # the package's own extras stay (dask[array,dataframe]: the
+            # Dask backend needs both)
+            return spec.replace(" ", "")
     return package
 
 

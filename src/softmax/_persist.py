@@ -475,7 +475,9 @@ class NoBar:
         pass
 
 
-def progress_bar(enabled: bool, total: int | None, desc: str, *, required: bool = True) -> Any:
+def progress_bar(
+    enabled: bool, total: int | None, desc: str, *, required: bool = True, unit: str = "rows"
+) -> Any:
     """A tqdm bar counting rows (rows/s shown by tqdm), or a :class:`NoBar`.
 
     Parameters
@@ -489,6 +491,8 @@ def progress_bar(enabled: bool, total: int | None, desc: str, *, required: bool 
     required : bool, default True
         Without tqdm: raise an ImportError naming the extra (True), or fall
         back to a :class:`NoBar` (False: progress is a nicety there).
+    unit : str, default "rows"
+        What the bar counts; ``"B"`` counts bytes (shown in KiB, MiB, ...).
     """
     if not enabled:
         return NoBar()
@@ -497,5 +501,10 @@ def progress_bar(enabled: bool, total: int | None, desc: str, *, required: bool 
     except ModuleNotFoundError as exc:  # pragma: no cover - tqdm is installed in CI
         if not required:
             return NoBar()
-        raise ImportError("progress bars need tqdm: pip install 'softmax[stream]'") from exc
-    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, leave=False)
+        from softmax._optional import install_hint
+
+        raise ImportError(f"progress bars need tqdm: {install_hint('tqdm')}") from exc
+    divisor = 1024 if unit == "B" else 1000
+    return tqdm(
+        total=total, desc=desc, unit=unit, unit_scale=True, unit_divisor=divisor, leave=False
+    )

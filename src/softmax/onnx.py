@@ -1,4 +1,4 @@
-"""Export a fitted SoftmaxRegression to ONNX (``pip install softmax[onnx]``).
+"""Export a fitted SoftmaxRegression to ONNX (needs the onnx package: the ``onnx`` extra).
 
 The graph is what the model computes, nothing more::
 

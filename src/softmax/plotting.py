@@ -1,6 +1,6 @@
 """Figures for a fitted classifier: confusion matrix, reliability diagram, weights.
 
-Matplotlib is optional (``pip install softmax[plot]``) and imported only when
+Matplotlib is optional (the ``plot`` extra) and imported only when
 a figure is drawn. Figures are built with :class:`matplotlib.figure.Figure`
 directly rather than through ``pyplot``, so drawing never opens a window,
 never needs a display, and never changes the caller's global backend.

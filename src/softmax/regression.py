@@ -27,6 +27,7 @@ one per row, hands a :class:`~softmax.backends.RowData` to
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import warnings
 from collections.abc import Callable
@@ -72,7 +73,11 @@ def _device_predict(est: Any, X: Any, method: str) -> Any:
 _FLOAT_DTYPES = (np.float64, np.float32)
 
 # Installation hint per external backend module, for a clear ImportError.
-_BACKEND_EXTRAS = {"softmax.backends.dask": "dask", "softmax.backends.stream": "stream"}
+# The packages each out-of-core backend imports (its extra's), for the install hint.
+_BACKEND_PACKAGES = {
+    "softmax.backends.dask": ("dask", "distributed"),
+    "softmax.backends.stream": ("pyarrow", "tqdm"),
+}
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
@@ -283,7 +288,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         y: Any = None,
         sample_weight: Any = None,
         *,
-        callback: Callable[[int, float], None] | None = None,
+        callback: Callable[..., None] | None = None,
     ) -> SoftmaxRegression:
         """Fit the model: minimise the penalised weighted cross-entropy.
 
@@ -300,7 +305,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative row weights (not all zero); None weighs rows 1.
         callback : callable, default=None
-            ``callback(iteration, objective)``, called once per solver iteration.
+            ``callback(iteration, objective)``, called once per solver
+            iteration. A callback that takes a ``gap`` keyword is called as
+            ``callback(iteration, objective, gap=gap)``: the solver's estimate
+            of the relative objective gap, which the fit stops on when it
+            falls below ``tol`` (None from solvers that make none, e.g. "sgd").
 
         Returns
         -------
@@ -320,6 +329,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         device_xp = _dispatch.device_namespace(X)
         backend = None if device_xp is not None else external_backend(X)
+        scale = None  # rows too large for float64 products: see softmax._scaling
         if device_xp is not None:
             data = _dispatch.device_rows(self, device_xp, X, y, sample_weight, params)
             X_checked, feature_names = None, None
@@ -327,16 +337,24 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             data, feature_names = self._external_data(backend, X, y, sample_weight, params)
             X_checked = None
         else:
-            data, X_checked = self._in_memory_data(X, y, sample_weight, params)
+            data, X_checked, scale = self._in_memory_data(X, y, sample_weight, params)
             feature_names = getattr(self, "feature_names_in_", None)
+        # the problem the solver sees: params, or its exact rescaling
+        solved = params
+        coef0 = self._coef0(data)
+        if scale is not None:
+            C_scaled, l1_scaled, lam = scale.penalty(params["C"], params["l1_ratio"])
+            solved = {**params, "C": C_scaled, "l1_ratio": l1_scaled}
+            coef0 = scale.coef0(coef0, int(data.n_features))
+            callback = _unscaled_callback(callback, scale, params["C"], C_scaled, lam)
 
         from softmax.solvers import Problem, resolve_solver
 
         reference = self._reference_code(data.classes)
         problem = Problem(
             data,
-            C=params["C"],
-            l1_ratio=params["l1_ratio"],
+            C=solved["C"],
+            l1_ratio=solved["l1_ratio"],
             verbose=params["verbose"],
             random_state=self.random_state,
             reference=reference,
@@ -350,13 +368,21 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
         result = solver.solve(
             problem,
-            self._coef0(data),
+            coef0,
             tol=params["tol"],
             max_iter=params["max_iter"],
             callback=callback,
         )
 
-        separation = self._check_separation(data, result, params, reference, feature_names)
+        separation = self._check_separation(data, result, solved, reference, feature_names)
+        if scale is not None:
+            p = int(data.n_features)
+            result = dataclasses.replace(
+                result,
+                coef=scale.coef(result.coef, p),
+                objective=scale.objective(result.objective, params["C"], C_scaled, lam),
+                history=[scale.objective(F, params["C"], C_scaled, lam) for F in result.history],
+            )
 
         # Only now, with a result in hand, replace the fitted state.
         self._set_coef(result.coef, int(data.n_features), data.dtype, reference)
@@ -374,7 +400,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.n_passes_ = int(result.n_passes)
         self.solver_ = solver.name
         self.separation_ = separation
-        if separation is not None and separation.separated and not np.isfinite(params["C"]):
+        if separation is not None and separation.separated and not np.isfinite(solved["C"]):
             # the likelihood has no maximum: nothing the solver stopped at is one
             self.converged_ = False
         # partial_fit after fit continues with fit's penalty strength, which
@@ -464,15 +490,22 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _in_memory_data(
         self, X: Any, y: Any, sample_weight: Any, params: dict[str, Any]
-    ) -> tuple[Any, Any]:
-        """Validate in-memory rows and labels; return ``(InMemoryData, X)``."""
+    ) -> tuple[Any, Any, Any]:
+        """Validate in-memory rows and labels; return ``(InMemoryData, X, scale)``.
+
+        ``scale`` is None, or the :class:`softmax._scaling.RowScale` the rows
+        of the backend were rescaled by (``X`` itself is as validated).
+        """
         X, y, classes, codes, weights = labelled_rows(self, X, y, sample_weight, self.class_weight)
         check_class_totals(classes, np.bincount(codes, weights=weights, minlength=len(classes)))
 
+        from softmax._scaling import row_scale
         from softmax.backends.memory import InMemoryData
 
-        data = InMemoryData(X, codes, weights, classes, fit_intercept=params["fit_intercept"])
-        return data, X
+        scale = row_scale(X)
+        rows = X if scale is None else scale.rows(X)
+        data = InMemoryData(rows, codes, weights, classes, fit_intercept=params["fit_intercept"])
+        return data, X, scale
 
     def _external_data(
         self, backend: str, X: Any, y: Any, sample_weight: Any, params: dict[str, Any]
@@ -481,10 +514,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         try:
             module = importlib.import_module(backend)
         except ImportError as exc:
-            extra = _BACKEND_EXTRAS.get(backend, backend.rsplit(".", 1)[-1])
+            from softmax._optional import install_hint
+
+            packages = _BACKEND_PACKAGES.get(backend, (backend.rsplit(".", 1)[-1],))
             raise ImportError(
                 f"Fitting on {type(X).__name__} needs the {backend} backend, which could "
-                f"not be imported ({exc}); install it with `pip install softmax[{extra}]`."
+                f"not be imported ({exc}); install it with: {install_hint(*packages)}"
             ) from exc
         data = module.build_row_data(
             X,
@@ -652,6 +687,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             order="C",
             multi_output=False,
         )
+        from softmax._scaling import row_scale
+
+        scale = row_scale(X)
+        if scale is not None:
+            # fit rescales its rows once; batches are rescaled by nobody, as a
+            # later batch could need another power of two than the first
+            raise ValueError(
+                f"partial_fit: the rows reach {scale.largest:.3g}, beyond what the products "
+                f"of a step can hold in {X.dtype}. Divide every batch by the same power of "
+                f"two first, e.g. 2**{scale.exponent} (exact), or use fit, which rescales "
+                "the rows itself."
+            )
         classes_ = wanted if first else self.classes_
         reference = self._reference_code(classes_)
         codes = encode_with_classes(y, classes_)
@@ -937,9 +984,11 @@ def _predict_dask(estimator: SoftmaxRegression, X: Any, method: str, **kwargs: A
     try:
         from softmax.backends.dask import predict_dask
     except ImportError as exc:
+        from softmax._optional import install_hint
+
         raise ImportError(
             f"Predicting on a Dask collection needs the Dask backend ({exc}); install it "
-            "with `pip install softmax[dask]`."
+            f"with: {install_hint(*_BACKEND_PACKAGES['softmax.backends.dask'])}"
         ) from exc
     return predict_dask(estimator, X, method, **kwargs)
 
@@ -957,6 +1006,26 @@ def _check_C(C: Any) -> float:
 
 def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _unscaled_callback(
+    callback: Callable[..., None] | None, scale: Any, C: float, C_scaled: float, lam: float
+) -> Callable[..., None] | None:
+    """``callback`` fed the original objective while the solver sees rescaled rows."""
+    if callback is None:
+        return None
+    from softmax.solvers._base import takes_gap
+
+    with_gap = takes_gap(callback)
+
+    def unscaled(iteration: int, objective: float, gap: float | None = None) -> None:
+        F = scale.objective(objective, C, C_scaled, lam)
+        if with_gap:
+            callback(iteration, F, gap=gap)
+        else:
+            callback(iteration, F)
+
+    return unscaled
 
 
 def _separation_advice(found: Any, C: float) -> str:

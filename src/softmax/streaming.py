@@ -69,8 +69,10 @@ def _require_pyarrow(what: str) -> Any:
     try:
         import pyarrow
     except ModuleNotFoundError as exc:  # pragma: no cover - pyarrow is installed in CI
+        from softmax._optional import install_hint
+
         raise ImportError(
-            f"reading {what} files needs pyarrow: pip install 'softmax[stream]'"
+            f"reading {what} files needs pyarrow: {install_hint('pyarrow')}"
         ) from exc
     return pyarrow
 
@@ -597,6 +599,7 @@ class _Scan:
     label_kind: str  # "int", "float", "str" or "native"
     weight_sum: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    max_abs: float = 0.0  # the largest |feature| (0.0: not measured)
 
 
 class FileSource:
@@ -659,6 +662,8 @@ class FileSource:
     n_features : int
     classes : ndarray of shape (n_classes,)
         Sorted class labels (after the first pass).
+    max_abs : float
+        The largest ``|feature|`` (after the first pass).
     class_counts : ndarray of shape (n_classes,)
     feature_names : list of str
     block_rows : int
@@ -796,12 +801,15 @@ class FileSource:
         n = 0
         weight_sum = 0.0 if self.weight is not None else None
         label_kind = "native"
+        largest = 0.0
         bar = progress_bar(self.progress, None, "first pass")
         for u in units:
             u.start = n
             rows = 0
             for X, y, w in self._reader(u.file).read(u.key, self.block_rows):
                 self._check_block(X, w, n + rows)
+                if X.size:
+                    largest = max(largest, float(X.max()), -float(X.min()))
                 rows += X.shape[0]
                 uniques.append(np.unique(y))
                 if w is not None:
@@ -833,7 +841,7 @@ class FileSource:
                 )
         else:
             classes = found
-        self._scan = _Scan(n, classes, None, units, label_kind, weight_sum)
+        self._scan = _Scan(n, classes, None, units, label_kind, weight_sum, max_abs=largest)
         return self
 
     def _check_block(self, X: np.ndarray, w: np.ndarray | None, start: int) -> None:
@@ -862,6 +870,11 @@ class FileSource:
     @property
     def classes(self) -> np.ndarray:
         return self._scanned().classes
+
+    @property
+    def max_abs(self) -> float:
+        """The largest absolute value of a feature (after the first pass)."""
+        return self._scanned().max_abs
 
     @property
     def n_units(self) -> int:

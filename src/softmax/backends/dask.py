@@ -54,9 +54,6 @@ from softmax.linear_loss import column_moments
 
 __all__ = ["DaskRowData", "build_row_data", "predict_dask"]
 
-_INSTALL_HINT = (
-    "Dask input needs the optional dependencies dask and distributed: pip install 'softmax[dask]'"
-)
 
 #: Partial sums combined per task of the tree reduction. Eight keeps the tree
 #: shallow (three levels cover 512 chunks) while each combining task stays
@@ -72,7 +69,12 @@ def _import_dask() -> tuple[Any, Any]:
         import dask
         import dask.array as da
     except ImportError as exc:  # pragma: no cover - dask is installed in the test env
-        raise ImportError(_INSTALL_HINT) from exc
+        from softmax._optional import install_hint
+
+        raise ImportError(
+            "Dask input needs the optional dependencies dask and distributed: "
+            + install_hint("dask", "distributed")
+        ) from exc
     return dask, da
 
 

@@ -49,6 +49,27 @@ from softmax.streaming import FileSource
 __all__ = ["StreamData", "build_row_data"]
 
 
+def _check_magnitude(source: FileSource, dtype: np.dtype) -> None:
+    """Refuse rows whose products overflow ``dtype`` (in memory they are rescaled).
+
+    Streamed blocks are not rescaled (every reader of the backend would have
+    to know), so the refusal says how to fit them: a power of two divides
+    them exactly.
+    """
+    from softmax._scaling import SCALE_ABOVE
+
+    limit = SCALE_ABOVE.get(np.dtype(dtype))
+    if limit is None or not source.max_abs > limit:
+        return
+    exponent = math.frexp(source.max_abs)[1]
+    raise ValueError(
+        f"the features of {source.paths[0]} reach {source.max_abs:.3g}: the products a "
+        f"solver forms overflow {np.dtype(dtype).name}, and streamed rows are not rescaled. "
+        f"Divide the features by 2**{exponent} first (exact: a power of two), or fit the "
+        "rows in memory, where softmax rescales them exactly."
+    )
+
+
 def build_row_data(
     X: Any,
     y: Any = None,
@@ -100,6 +121,7 @@ def build_row_data(
         )
     source: FileSource = X
     source.scan()
+    _check_magnitude(source, source.dtype if dtype is None else np.dtype(dtype))
     cls = source.classes
     if classes is not None:
         from softmax.streaming import _unique_labels

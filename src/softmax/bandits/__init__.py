@@ -5,8 +5,8 @@ Policies (:class:`SoftmaxPolicy`, :class:`EpsilonGreedy`, :class:`Greedy`,
 :func:`testbed` and :func:`compare_policies` reproduce the 10-armed testbed of
 Sutton & Barto; :func:`action_probabilities` and :func:`sample_actions` are the
 stable softmax probabilities and exact categorical sampling underneath;
-:func:`plot_results` draws the learning curves (needs matplotlib:
-``pip install softmax[plot]``).
+:func:`plot_results` draws the learning curves (needs matplotlib, the
+``plot`` extra).
 
 Examples
 --------

@@ -1,6 +1,7 @@
 """Learning-curve plots of testbed results (matplotlib, imported lazily).
 
-Needs the ``plot`` extra: ``pip install softmax[plot]``.
+Needs matplotlib (the ``plot`` extra); without it the error names the
+command that installs it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ module level here without slowing ``softmax --help`` down.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -165,12 +166,57 @@ def _require_pandas(what: str) -> Any:
     return pd
 
 
-def _read_frame(path: Path, fmt: str) -> Any:
+#: CSV files at least this large show a progress bar (bytes read) while they load.
+LOAD_PROGRESS_BYTES = 32 << 20
+
+
+class _CountingReader(io.RawIOBase):
+    """A binary file that advances a progress bar by the bytes read from it."""
+
+    def __init__(self, raw: Any, bar: Any) -> None:
+        self.raw, self.bar = raw, bar
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.raw.readinto(buffer)
+        self.bar.update(n or 0)
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def _read_csv(pd: Any, path: Path, sep: str, progress: bool) -> Any:
+    """``pd.read_csv``, with a bar of the bytes read for a large uncompressed file.
+
+    The bar's total is the file's size and pandas' parser reads the file
+    front to back at a steady pace, so its ETA is honest. Compressed files
+    (pandas decompresses ``.gz`` and others by name) are read without one.
+    """
+    size = path.stat().st_size
+    if not (progress and sys.stderr.isatty() and size >= LOAD_PROGRESS_BYTES):
+        return pd.read_csv(path, sep=sep)
+    if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
+        return pd.read_csv(path, sep=sep)
+    from softmax._persist import progress_bar
+
+    bar = progress_bar(True, size, f"reading {path.name}", required=False, unit="B")
+    try:
+        with io.BufferedReader(_CountingReader(open(path, "rb"), bar), 1 << 20) as f:
+            return pd.read_csv(f, sep=sep)
+    finally:
+        bar.close()
+
+
+def _read_frame(path: Path, fmt: str, progress: bool = False) -> Any:
     pd = _require_pandas(f"{fmt.upper()} files")
     try:
         if fmt == "csv":
             sep = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
-            return pd.read_csv(path, sep=sep)
+            return _read_csv(pd, path, sep, progress)
         return pd.read_parquet(path)
     except ImportError:
         raise CLIError(f"reading Parquet needs pyarrow: {install_hint('pyarrow')}") from None
@@ -230,8 +276,9 @@ def _load_tabular(
     target: str | None,
     require_target: bool,
     model_features: list[str] | None,
+    progress: bool = False,
 ) -> Data:
-    frame = _read_frame(path, fmt)
+    frame = _read_frame(path, fmt, progress)
     source = path.name
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
@@ -313,6 +360,7 @@ def load_data(
     fmt: str | None = None,
     require_target: bool = True,
     model: Any = None,
+    progress: bool = False,
 ) -> Data:
     """Read DATA as the commands accept it.
 
@@ -330,6 +378,9 @@ def load_data(
         A fitted model the rows are for: tabular columns are selected by its
         feature names, LIBSVM files get its number of features, and the
         result is checked with :func:`check_against_model`.
+    progress : bool, default=False
+        Show a bar of the bytes read while a large CSV file loads (on a
+        terminal; see ``LOAD_PROGRESS_BYTES``).
 
     Returns
     -------
@@ -358,7 +409,7 @@ def load_data(
         if model is not None and getattr(model, "feature_names_in_", None) is not None:
             model_features = [str(n) for n in model.feature_names_in_]
         if kind in ("csv", "parquet"):
-            data = _load_tabular(path, kind, target, require_target, model_features)
+            data = _load_tabular(path, kind, target, require_target, model_features, progress)
         elif kind == "npz":
             data = _load_npz(path, require_target)
         else:
@@ -457,23 +508,38 @@ def check_output_path(path: str, *, suffixes: tuple[str, ...] | None = None) -> 
 
 
 class FitProgress:
-    """A tqdm progress bar fed by ``fit(..., callback=...)``, showing the objective.
+    """A tqdm progress display fed by ``fit(..., callback=...)``: iterations, objective, gap.
+
+    The display has no total and so no ETA: ``max_iter`` is a limit, not the
+    iterations a fit will take (a fit that converges in 40 iterations would
+    show a 1000-iteration ETA), and how fast the gap falls depends on the
+    solver (linearly for L-BFGS, quadratically near the end for Newton), so
+    no extrapolation of it is honest either. It shows instead what is known:
+    the iterations done, the objective, and the solver's estimate of the
+    relative gap next to ``tol``, the value it must fall below.
 
     Falls back to nothing when tqdm is missing, output is not a terminal, or
     ``enabled`` is false, so scripts and ``--json`` runs get clean output.
 
     Parameters
     ----------
-    total : int
-        The iteration limit (the bar may stop early when the solver converges).
+    max_iter : int
+        The iteration limit (shown, not used as a total).
+    tol : float, optional
+        The tolerance the gap is compared with (shown beside it).
     enabled : bool
     """
 
-    def __init__(self, total: int, *, enabled: bool = True) -> None:
-        self.total = total
+    #: seconds between redraws (tqdm's ``mininterval``)
+    refresh_seconds = 0.1
+
+    def __init__(self, max_iter: int, *, tol: float | None = None, enabled: bool = True) -> None:
+        self.max_iter = max_iter
+        self.tol = tol
         self.enabled = enabled and sys.stderr.isatty()
         self.iterations = 0
         self.last_objective: float | None = None
+        self.last_gap: float | None = None
         self._bar: Any = None
 
     def __enter__(self) -> FitProgress:
@@ -483,16 +549,33 @@ class FitProgress:
             except ImportError:
                 return self
             self._bar = tqdm(
-                total=self.total, desc="fitting", unit="it", file=sys.stderr, leave=False
+                total=None,
+                desc=f"fitting (max_iter {self.max_iter})",
+                unit="it",
+                file=sys.stderr,
+                leave=False,
+                mininterval=self.refresh_seconds,
             )
         return self
 
-    def __call__(self, iteration: int, objective: float) -> None:
+    def postfix(self) -> str:
+        """What the display shows beside the count: objective, gap and ``tol``."""
+        text = "" if self.last_objective is None else f"objective={self.last_objective:.6g}"
+        if self.last_gap is not None:
+            # inf: the solver has no estimate yet (e.g. L-BFGS's rate estimate
+            # needs two windows of iterations)
+            gap = f"{self.last_gap:.1e}" if math.isfinite(self.last_gap) else "?"
+            target = f" (tol {self.tol:.0e})" if self.tol is not None else ""
+            text += f", gap={gap}{target}"
+        return text
+
+    def __call__(self, iteration: int, objective: float, gap: float | None = None) -> None:
         self.iterations = iteration
         self.last_objective = float(objective)
+        self.last_gap = None if gap is None else float(gap)
         if self._bar is not None:
             self._bar.update(max(0, iteration - self._bar.n))
-            self._bar.set_postfix_str(f"objective={objective:.6g}", refresh=False)
+            self._bar.set_postfix_str(self.postfix(), refresh=False)
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:

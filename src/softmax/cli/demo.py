@@ -106,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
         warnings.catch_warnings(record=True) as caught,
     ):
         warnings.simplefilter("always")
-        with FitProgress(args.max_iter, enabled=not (args.quiet or args.json)) as progress:
+        with FitProgress(
+            args.max_iter, tol=model.tol, enabled=not (args.quiet or args.json)
+        ) as progress:
             model.fit(X_train, y_train, callback=progress)
     fit_seconds = time.perf_counter() - start
 

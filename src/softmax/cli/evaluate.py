@@ -132,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plots:
         require_matplotlib("--plots")
     model = load_model_file(args.model)
-    data = load_data(args.data, target=args.target, fmt=args.format, model=model)
+    data = load_data(
+        args.data, target=args.target, fmt=args.format, model=model, progress=not args.json
+    )
     report, curve = evaluate(model, data, args.bins)
     image_shape = parse_image_shape(args.image_shape, data.n_features) or data.image_shape
     figures = write_plots(args.plots, report, curve, model, image_shape) if args.plots else []

@@ -149,8 +149,19 @@ def estimator_from_args(args: argparse.Namespace, y: Any = None) -> Any:
     )
 
 
+# Formats softmax.streaming.FileSource reads block by block (LIBSVM is not one).
+_STREAMABLE = {".csv", ".tsv", ".parquet", ".pq", ".npz"}
+
+
 def _should_stream(args: argparse.Namespace) -> bool:
+    """Whether to stream DATA: asked with ``--stream``, or above ``--memory-budget``.
+
+    A file over the budget falls back to streaming and says so on stderr
+    (one line), so that a user who did not ask for it knows why the fit
+    passes over the file once per iteration.
+    """
     import os
+    import sys
 
     from softmax.cli._common import CLIError
 
@@ -158,17 +169,45 @@ def _should_stream(args: argparse.Namespace) -> bool:
         return True
     if not os.path.isfile(args.data) or args.memory_budget is None:
         return False
-    too_big = os.path.getsize(args.data) > args.memory_budget * 1024 * 1024
-    if not too_big:
+    size = os.path.getsize(args.data)
+    if size <= args.memory_budget * 1024 * 1024:
         return False
-    import importlib.util
-
-    if importlib.util.find_spec("softmax.streaming") is None:
+    over = (
+        f"{args.data} ({size / 2**20:.3g} MB) is larger than --memory-budget "
+        f"{args.memory_budget:g} MB"
+    )
+    if os.path.splitext(args.data)[1].lower() not in _STREAMABLE or args.format == "libsvm":
         raise CLIError(
-            f"{args.data} is larger than --memory-budget {args.memory_budget:g} MB and this "
-            "softmax has no streaming backend; raise --memory-budget to read it into memory"
+            f"{over}, and only CSV, Parquet and NPZ files can be streamed; raise "
+            "--memory-budget to read it into memory"
         )
+    print(
+        f"softmax fit: {over}: streaming it block by block (--block-rows "
+        f"{args.block_rows}), one pass over the file per solver iteration",
+        file=sys.stderr,
+    )
     return True
+
+
+def _terminal_with_tqdm() -> bool:
+    """Whether a FileSource's row bars can be drawn (they need tqdm, and a terminal)."""
+    import importlib.util
+    import sys
+
+    return sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
+
+
+def _streamed_accuracy(estimator: Any, source: Any) -> float:
+    """Training accuracy over the blocks of ``source`` (one more pass; unweighted)."""
+    import numpy as np
+    import pandas as pd
+
+    hits = 0
+    for block in source.iter_blocks():
+        rows = pd.DataFrame(block.X, columns=source.feature_names, copy=False)
+        predicted = np.searchsorted(estimator.classes_, estimator.predict(rows))
+        hits += int(np.count_nonzero(predicted == source.encode(block.y)))
+    return hits / source.n_samples
 
 
 def _stream_source(args: argparse.Namespace) -> Any:
@@ -210,17 +249,20 @@ def run(args: argparse.Namespace) -> int:
 
     output = check_output_path(args.output, suffixes=(".safetensors",))
     streaming = _should_stream(args)
+    show = not (args.quiet or args.json)
     if streaming:
         X, y, source, n_samples = _stream_source(args), None, args.data, None
+        # a bar of rows for each pass over the file (the first counts them)
+        X.progress = show and _terminal_with_tqdm()
     else:
-        data = load_data(args.data, target=args.target, fmt=args.format)
+        data = load_data(args.data, target=args.target, fmt=args.format, progress=show)
         X, y, source, n_samples = data.features_for_model(), data.y, data.source, data.n_samples
     estimator = estimator_from_args(args, y)
 
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with FitProgress(args.max_iter, enabled=not (args.quiet or args.json)) as progress:
+        with FitProgress(args.max_iter, tol=args.tol, enabled=show) as progress:
             estimator.fit(X, y, callback=progress)
     seconds = time.perf_counter() - start
     save_model(estimator, output)
@@ -239,7 +281,11 @@ def run(args: argparse.Namespace) -> int:
         "streamed": streaming,
         "warnings": [str(w.message).splitlines()[0] for w in caught],
     }
-    if not streaming:
+    if streaming:
+        # the fit's first pass counted the rows; the accuracy takes one more
+        summary["n_samples"] = n_samples = int(X.n_samples)
+        summary["train_accuracy"] = _streamed_accuracy(estimator, X)
+    else:
         summary["train_accuracy"] = float(np.mean(estimator.predict(X) == y))
     results = None
     if args.summary:

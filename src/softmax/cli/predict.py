@@ -49,7 +49,12 @@ def run(args: argparse.Namespace) -> int:
         out = check_output_path(args.output, suffixes=(".csv", ".parquet", ".pq"))
     model = load_model_file(args.model)
     data = load_data(
-        args.data, target=args.target, fmt=args.format, require_target=False, model=model
+        args.data,
+        target=args.target,
+        fmt=args.format,
+        require_target=False,
+        model=model,
+        progress=not args.json,
     )
     X = data.features_for_model(model)
     columns: dict[str, Any] = {}

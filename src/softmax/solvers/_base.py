@@ -48,9 +48,12 @@ __all__ = [
     "gap_not_reached",
     "initial_coef",
     "sum_zero_subspace",
+    "takes_gap",
 ]
 
-Callback = Callable[[int, float], None]
+#: ``callback(iteration, objective)``, or ``callback(iteration, objective, gap=...)``
+#: for a callback that takes ``gap`` (see :class:`Monitor`)
+Callback = Callable[..., None]
 
 #: BLAS threads the solvers run with (None: leave the pools as they are).
 #: One, deliberately: a pass works in row blocks that fit in cache, i.e. many
@@ -248,6 +251,21 @@ class Objective:
         return U.reshape(len(cols), K * q)
 
 
+def takes_gap(callback: Callable[..., Any]) -> bool:
+    """Whether ``callback`` accepts a ``gap`` keyword (named, or through ``**kwargs``)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the plain form
+        return False
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return any(
+        (p.name == "gap" and p.kind in named) or p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in parameters
+    )
+
+
 class Monitor:
     """Records the objective per iteration, calls the callback, prints progress.
 
@@ -257,7 +275,11 @@ class Monitor:
         Solver name, for messages.
     objective : Objective
     callback : callable or None
-        ``callback(iteration, objective)`` with the unscaled objective.
+        ``callback(iteration, objective)`` with the unscaled objective; a
+        callback that takes a ``gap`` keyword also gets the solver's estimate
+        of the relative objective gap ``(F - F*) / |F|`` that ``tol`` is
+        compared with (None from solvers that make none, e.g. "sgd"), so that
+        a progress display can show how far the fit is from ``tol``.
     """
 
     def __init__(self, name: str, objective: Objective, callback: Callback | None) -> None:
@@ -265,6 +287,7 @@ class Monitor:
         self.objective = objective
         self.verbose = objective.problem.verbose
         self.callback = callback
+        self._gap = callback is not None and takes_gap(callback)
         self.history: list[float] = []
         self._t0 = time.perf_counter()
 
@@ -279,7 +302,10 @@ class Monitor:
                 f"t={time.perf_counter() - self._t0:.2f}s",
                 flush=True,
             )
-        if self.callback is not None:
+        if self._gap:
+            gap = info.get("gap")
+            self.callback(iteration, F, gap=None if gap is None else float(gap))
+        elif self.callback is not None:
             self.callback(iteration, F)
 
     def result(

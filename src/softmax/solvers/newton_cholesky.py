@@ -49,6 +49,15 @@ __all__ = ["NewtonCholesky", "newton_direction"]
 def newton_direction(H: np.ndarray, g: np.ndarray, U: np.ndarray | None) -> np.ndarray:
     """Solve ``H d = -g`` for symmetric positive (semi-)definite ``H``.
 
+    The system is solved equilibrated, ``(D^-1 H D^-1) (D d) = -D^-1 g`` with
+    ``D = sqrt(diag(H))``, so that its conditioning does not include the
+    ratio of the features' scales: with features of size ``1e8`` beside the
+    intercept's column of ones, ``H``'s diagonal spans 16 orders of
+    magnitude, and a Cholesky factorisation of ``H`` itself (or a jitter
+    relative to its largest entry) lost the intercept's block and returned a
+    wrong step whose small decrement then passed for convergence. The flat
+    directions ``u`` of ``H`` are ``D u`` for the equilibrated matrix.
+
     Parameters
     ----------
     H : ndarray of shape (n, n)
@@ -62,25 +71,31 @@ def newton_direction(H: np.ndarray, g: np.ndarray, U: np.ndarray | None) -> np.n
     -------
     d : ndarray of shape (n,)
     """
-    scale = float(np.max(np.abs(np.diag(H)), initial=0.0)) or 1.0
+    diag = np.diag(H).copy()
+    # a zero diagonal (a column of zeros, unpenalised) is left unscaled
+    D = np.sqrt(np.where(diag > 0, diag, 1.0))
+    H /= D[:, None]
+    H /= D[None, :]
+    gs = g / D
     if U is not None:
-        U = np.atleast_2d(U)
-        H += scale * (U.T @ U)
+        # the flat directions of the equilibrated matrix, orthonormal again
+        Q, _ = np.linalg.qr((np.atleast_2d(U) * D).T)
+        H += Q @ Q.T  # diag(H) is now 1 (or 0): a unit weight on them
     jitter = 0.0
     for _ in range(12):
         try:
             cf = scipy.linalg.cho_factor(H, lower=False, overwrite_a=False, check_finite=False)
-            d = scipy.linalg.cho_solve(cf, -g, check_finite=False)
-            if np.all(np.isfinite(d)):
-                return d
+            ds = scipy.linalg.cho_solve(cf, -gs, check_finite=False)
+            if np.all(np.isfinite(ds)):
+                return ds / D
         except np.linalg.LinAlgError:
             pass
         # numerically indefinite (tiny penalty, separable data): regularise
-        new = scale * 1e-12 if jitter == 0 else jitter * 100
+        new = 1e-12 if jitter == 0 else jitter * 100
         H[np.diag_indices_from(H)] += new - jitter
         jitter = new
     # give up on Newton: steepest descent scaled by the diagonal
-    return -g / scale
+    return -gs / D
 
 
 @dataclass(frozen=True)
