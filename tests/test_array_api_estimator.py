@@ -160,9 +160,58 @@ def test_dispatch_refuses_partial_fit_and_other_namespace():
             est.predict(X)
 
 
-def test_without_dispatch_cpu_torch_fits_like_numpy():
-    X, y, _ = _data()
-    est = SoftmaxRegression(tol=1e-10).fit(*_wrap("torch", X, y))
-    ref = SoftmaxRegression(tol=1e-10).fit(X, y)
-    assert isinstance(est.coef_, np.ndarray)
+@pytest.mark.parametrize("lib", ["torch", "strict"])
+def test_without_dispatch_host_arrays_fit_like_numpy_silently(lib):
+    """CPU tensors and array_api_strict's default device are host data: no copy warning."""
+    import warnings
+
+    from softmax import DeviceCopyWarning
+
+    X, y, w = _data()
+    ref = SoftmaxRegression(tol=1e-10).fit(X, y, sample_weight=w)
+    Xd, yd, wd = _wrap(lib, X, y, w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeviceCopyWarning)
+        est = SoftmaxRegression(tol=1e-10).fit(Xd, yd, sample_weight=wd)
+        proba = est.predict_proba(Xd)
+        score = est.score(Xd, yd)
+    assert isinstance(est.coef_, np.ndarray) and isinstance(proba, np.ndarray)
     np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(proba, ref.predict_proba(X), rtol=1e-6, atol=1e-10)
+    assert score == pytest.approx(np.mean(ref.predict(X) == y))
+
+
+def test_without_dispatch_device_arrays_move_once_with_a_warning():
+    """array_api_strict's device1 (which refuses implicit copies) stands in for a GPU."""
+    from softmax import DeviceCopyWarning
+
+    assert issubclass(DeviceCopyWarning, UserWarning)
+    X, y, w = _data(seed=6)
+    C = 2.0
+    skl = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y, sample_weight=w)
+    Xd, yd, wd = _wrap("strict-device1", X, y, w)
+    with pytest.raises(RuntimeError):
+        np.asarray(Xd)  # the stand-in really refuses a hidden move
+    with pytest.warns(DeviceCopyWarning, match=r"array_api_dispatch=True") as record:
+        est = SoftmaxRegression(C=C, tol=1e-10).fit(Xd, yd, sample_weight=wd)
+    assert len(record) == 1 and "SoftmaxRegression.fit" in str(record[0].message)
+    assert isinstance(est.coef_, np.ndarray)
+    f = _objective(X, y, w, C, est.coef_, est.intercept_)
+    assert f == pytest.approx(_objective(X, y, w, C, skl.coef_, skl.intercept_), rel=1e-6)
+    with pytest.warns(DeviceCopyWarning, match="predict_proba"):
+        proba = est.predict_proba(Xd)
+    np.testing.assert_allclose(proba, skl.predict_proba(X), atol=1e-6)
+    with pytest.warns(DeviceCopyWarning, match="score"):
+        score = est.score(Xd, yd, sample_weight=wd)
+    assert score == pytest.approx(np.average(skl.predict(X) == y, weights=w))
+    with pytest.warns(DeviceCopyWarning, match="partial_fit"):
+        SoftmaxRegression().partial_fit(Xd, yd, classes=np.arange(3))
+
+
+def test_on_device_tells_host_from_device_memory():
+    from softmax._dispatch import on_device
+
+    assert not on_device(np.zeros(3)) and not on_device([1.0, 2.0])
+    assert not on_device(torch.zeros(3)) and not on_device(strict.asarray([1.0]))
+    assert on_device(strict.asarray([1.0], device=strict.Device("device1")))
+    assert on_device(torch.zeros(3, device="meta"))  # any non-CPU torch device
