@@ -215,3 +215,25 @@ def test_on_device_tells_host_from_device_memory():
     assert not on_device(torch.zeros(3)) and not on_device(strict.asarray([1.0]))
     assert on_device(strict.asarray([1.0], device=strict.Device("device1")))
     assert on_device(torch.zeros(3, device="meta"))  # any non-CPU torch device
+
+
+def test_dispatch_fit_on_jax_float32_without_x64():
+    """JAX arrays (float32, int32 labels: JAX's defaults without x64) fit under dispatch."""
+    import warnings
+
+    jnp = pytest.importorskip("jax.numpy")
+    X, y, w = _data(np.float32, seed=7)
+    C = 2.0
+    # the float64 reference: scikit-learn's lbfgs on float32 rows stops ~4e-5 off in coef_
+    X64 = X.astype(np.float64)
+    skl = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X64, y, sample_weight=w)
+    with sklearn.config_context(array_api_dispatch=True), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no dtype JAX would have to truncate
+        Xd = jnp.asarray(X)
+        est = SoftmaxRegression(C=C, tol=1e-10).fit(Xd, jnp.asarray(y), sample_weight=w)
+        proba = est.predict_proba(Xd)
+    assert type(est.coef_) is type(Xd) is type(proba) and est.coef_.dtype == jnp.float32
+    coef = np.asarray(est.coef_, dtype=np.float64)
+    f = _objective(X64, y, w, C, coef, np.asarray(est.intercept_, dtype=np.float64))
+    assert f == pytest.approx(_objective(X64, y, w, C, skl.coef_, skl.intercept_), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(proba), skl.predict_proba(X64), atol=1e-6)

@@ -186,7 +186,8 @@ def device_rows(est: Any, xp: Any, X: Any, y: Any, sample_weight: Any, params: d
     wdtype = xp.float32 if X.dtype != xp.float64 else xp.float64
     return ArrayAPIData(
         X,
-        xp.asarray(codes.astype(np.int64), device=dev),
+        # int32 codes: every library has them (JAX without x64 has no int64)
+        xp.asarray(codes.astype(np.int32), device=dev),
         xp.asarray(weights.astype(np.float32 if wdtype == xp.float32 else np.float64), device=dev),
         classes,
         fit_intercept=params["fit_intercept"],

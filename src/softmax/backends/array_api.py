@@ -50,9 +50,14 @@ MIN_BLOCK_ROWS = 1024
 
 
 def _to_numpy(xp: Any, a: Any, dtype: Any = np.float64) -> np.ndarray:
-    """``a`` as a NumPy array of ``dtype`` (the small coef-sized results only)."""
+    """``a`` as a writable NumPy array of ``dtype`` (the small coef-sized results only).
+
+    Writable because solvers scale the answers in place; JAX hands NumPy
+    read-only views of its (immutable) buffers.
+    """
     try:
-        return np.asarray(a, dtype=dtype)
+        out = np.asarray(a, dtype=dtype)
+        return out if out.flags.writeable else out.copy()
     except (TypeError, RuntimeError, ValueError):
         # devices that refuse an implicit host copy (CUDA tensors,
         # array_api_strict's other devices): move explicitly via DLPack/CPU
@@ -63,7 +68,7 @@ def _to_numpy(xp: Any, a: Any, dtype: Any = np.float64) -> np.ndarray:
         except ValueError:
             # array_api_strict names its host device CPU_DEVICE, its default
             host = a.to_device(xp.__array_namespace_info__().default_device())
-        return np.asarray(host, dtype=dtype)
+        return np.array(host, dtype=dtype)
 
 
 class ArrayAPIData(RowData):
@@ -123,9 +128,12 @@ class ArrayAPIData(RowData):
         self.xp = xp
         self.device = device_of(X)
         self.X = X
-        self.y = xp.astype(y_codes, xp.int64)
+        info = xp.__array_namespace_info__()
+        # the namespace's index dtype: int32 on JAX without x64, int64 elsewhere
+        index = info.default_dtypes(device=self.device)["indexing"]
+        self.y = xp.astype(y_codes, index)
         k = len(classes)
-        self._class_codes = xp.arange(k, dtype=xp.int64, device=self.device)
+        self._class_codes = xp.arange(k, dtype=index, device=self.device)
         self.weights = weights
         self.classes = classes
         self.n_samples = int(n)
@@ -143,7 +151,8 @@ class ArrayAPIData(RowData):
             caps.add(Capability.FEATURE_COVARIANCE)
         self.capabilities = frozenset(caps)
         self.block_rows = max(MIN_BLOCK_ROWS, BLOCK_ELEMENTS // max(1, k))
-        info = xp.__array_namespace_info__()
+        # block sums in float64 where the device has it (not Apple's MPS, not
+        # JAX without x64): the float32 rows' rounding then does not add up
         has64 = "float64" in info.dtypes(device=self.device, kind="real floating")
         self._sum_dtype = xp.float64 if has64 else X.dtype
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
