@@ -63,3 +63,13 @@ def test_skips_without_cuda(capsys):
         pytest.skip("a CUDA device is present")
     assert bench_gpu_fit.main(["--device", "cuda"]) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def test_memory_mode_runs_its_iterations():
+    res = bench_gpu_fit.run_memory(2000, 16, 40, "cpu", max_iter=3)
+    assert res["ours_iterations"] == 3
+    assert res["seconds_per_iteration"] == pytest.approx(res["ours_device_s"] / 3)
+    meta = dict.fromkeys(["command", "shape", "gpu", "cpu", "python", "numpy", "torch"], "x")
+    meta.update(sklearn="x", commit="x", load="x")
+    md = bench_gpu_fit.render_memory(meta, {**res, "peak_device_mib": 12.0})
+    assert "3 L-BFGS iterations" in md and "12 MiB" in md

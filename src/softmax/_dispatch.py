@@ -183,12 +183,13 @@ def device_rows(est: Any, xp: Any, X: Any, y: Any, sample_weight: Any, params: d
     sw = None if sample_weight is None else _host(xp, sample_weight)
     weights = row_weights(codes, classes, sw, est.class_weight)
     dev = device_of(X)
-    wdtype = xp.float32 if X.dtype != xp.float64 else xp.float64
+    wdtype = np.float64 if X.dtype == xp.float64 else np.float32
     return ArrayAPIData(
         X,
         # int32 codes: every library has them (JAX without x64 has no int64)
         xp.asarray(codes.astype(np.int32), device=dev),
-        xp.asarray(weights.astype(np.float32 if wdtype == xp.float32 else np.float64), device=dev),
+        # unit weights: none at all, which spares each pass two (rows, K) products
+        None if np.all(weights == 1.0) else xp.asarray(weights.astype(wdtype), device=dev),
         classes,
         fit_intercept=params["fit_intercept"],
     )
