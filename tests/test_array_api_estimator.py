@@ -237,3 +237,31 @@ def test_dispatch_fit_on_jax_float32_without_x64():
     f = _objective(X64, y, w, C, coef, np.asarray(est.intercept_, dtype=np.float64))
     assert f == pytest.approx(_objective(X64, y, w, C, skl.coef_, skl.intercept_), rel=1e-6)
     np.testing.assert_allclose(np.asarray(proba), skl.predict_proba(X64), atol=1e-6)
+
+
+def _sklearn_combinations():
+    from sklearn.utils._array_api import yield_namespace_device_dtype_combinations
+
+    return list(yield_namespace_device_dtype_combinations())
+
+
+@pytest.mark.parametrize(("namespace", "device", "dtype"), _sklearn_combinations())
+def test_sklearn_check_array_api_input(namespace, device, dtype):
+    """scikit-learn's own array API check: same results under dispatch as with NumPy.
+
+    It compares fitted attributes and predictions at rtol 1e-7, tighter than
+    the default ``tol``: the NumPy road (Newton) and the device road (L-BFGS)
+    agree to the tolerance they stop at. Libraries and devices that are not
+    available (CuPy, CUDA, ...) are skipped by scikit-learn's helper.
+    """
+    from sklearn.utils.estimator_checks import check_array_api_input
+
+    check_array_api_input(
+        "SoftmaxRegression",
+        SoftmaxRegression(tol=1e-10),
+        array_namespace=namespace,
+        device_name=device,
+        dtype_name=dtype,
+        check_values=True,
+        check_sample_weight=True,
+    )
