@@ -204,15 +204,16 @@ class ArrayAPIData(RowData):
             if b is not None:
                 Z = Z + b[None, :]
             shifted = Z - xp.max(Z, axis=1, keepdims=True)
-            lse = xp.log(xp.sum(xp.exp(shifted), axis=1))
+            E = xp.exp(shifted)
+            total = xp.sum(E, axis=1)
             # one-hot of the block's labels: (rows, K) like the logits, never (n, K)
             onehot = xp.astype(yb[:, None] == self._class_codes[None, :], Z.dtype)
-            per_row = lse - xp.sum(shifted * onehot, axis=1)
+            per_row = xp.log(total) - xp.sum(shifted * onehot, axis=1)
             if s is not None:
                 per_row = per_row * s
             loss = loss + self._sum(per_row)
             if need_gradient:
-                R = xp.exp(shifted - lse[:, None]) - onehot  # (rows, K) residuals
+                R = E / total[:, None] - onehot  # (rows, K) residuals: one exp per pass
                 if s is not None:
                     R = R * s[:, None]
                 gW = gW + xp.astype(xp.permute_dims(R, (1, 0)) @ Xb, self._sum_dtype)
