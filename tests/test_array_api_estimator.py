@@ -84,6 +84,20 @@ def test_dispatch_float32_keeps_float32():
     assert f32 == pytest.approx(_objective(X, y, w, 1.0, ref.coef_, ref.intercept_), rel=1e-6)
 
 
+def test_dispatch_bfloat16_fits_in_float32():
+    """bfloat16 rows are computed in float32: the fit of the rounded rows, in float32."""
+    X, y, _ = _data(seed=8)
+    Xb = torch.asarray(X, dtype=torch.bfloat16)
+    rounded = Xb.float().numpy().astype(np.float64)  # what the bfloat16 rows hold
+    ref = SoftmaxRegression(tol=1e-10).fit(rounded, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        est = SoftmaxRegression(tol=1e-10).fit(Xb, torch.asarray(y))
+        proba = est.predict_proba(Xb)
+    assert est.coef_.dtype == torch.float32 and proba.dtype == torch.float32
+    np.testing.assert_allclose(est.coef_.numpy(), ref.coef_, atol=1e-6)
+    np.testing.assert_allclose(proba.numpy(), ref.predict_proba(rounded), atol=1e-6)
+
+
 def _scaled_rows(n, p, k, seed=0):
     """float32 rows of a multinomial-logit model with feature scales 0.1..10 and means != 0."""
     rng = np.random.default_rng(seed)
