@@ -238,6 +238,7 @@ def render(meta: dict[str, Any], res: dict[str, float]) -> str:
         f"- Commit: {meta['commit']}; load: `{meta['load']}`",
         f"- PyTorch peer: torch.optim.LBFGS, one step(), strong Wolfe, history "
         f"{meta['torch_history']}",
+        f"- Our device fit's preconditioner: {meta['preconditioner']}",
         "",
         "| fit | seconds | iterations | gap reached |",
         "|---|---|---|---|",
@@ -283,7 +284,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-history", type=int, default=100, help="PyTorch's default")
     parser.add_argument("--memory", action="store_true", help="1,000,000 x 1,024 x 1,000")
     parser.add_argument("--out", default=None, help="results .md path (.json beside it)")
+    parser.add_argument(
+        "--diagonal",
+        action="store_true",
+        help="device fit with the diagonal preconditioner only (no host eigendecomposition)",
+    )
     args = parser.parse_args(argv)
+    if args.diagonal:
+        from softmax.backends.array_api import ArrayAPIData
+
+        ArrayAPIData.covariance_max_features = 0
     import sklearn
     import torch
 
@@ -317,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         "commit": git_commit(),
         "load": load(),
         "torch_history": args.torch_history,
+        "preconditioner": "diagonal (--diagonal)" if args.diagonal else "auto",
     }
-    name = "gpu_fit_memory" if args.memory else "gpu_fit"
+    name = "gpu_fit_memory" if args.memory else "gpu_fit_diagonal" if args.diagonal else "gpu_fit"
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"{name}.md")
     write_atomic(out, render_memory(meta, res) if args.memory else render(meta, res))
     write_atomic(out.with_suffix(".json"), json.dumps({"meta": meta, "results": res}, indent=1))

@@ -181,3 +181,35 @@ def test_feature_covariance_strides_like_in_memory():
     np.testing.assert_allclose(cov, centred.T @ centred / len(rows), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(cov, ref.feature_covariance()[1], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance", [True, False])
+def test_kronecker_and_diagonal_roads_match_in_memory(monkeypatch, covariance):
+    """Rows big enough for the Kronecker preconditioner: the device road takes the CPU's steps.
+
+    With ``covariance_max_features = 0`` the device declares no feature
+    covariance and L-BFGS keeps the diagonal preconditioner; it still
+    reaches the optimum.
+    """
+    from softmax.backends._base import Capability
+    from softmax.solvers import Problem, solve
+    from softmax.solvers.lbfgs import use_kronecker
+
+    rng = np.random.default_rng(5)
+    scales = rng.uniform(0.2, 5.0, 200)
+    X = (rng.standard_normal((10_000, 200)) + 1.0) * scales
+    logits = (X / scales) @ rng.standard_normal((200, 5)) * 0.2
+    y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)  # a multinomial draw
+    if not covariance:
+        monkeypatch.setattr(ArrayAPIData, "covariance_max_features", 0)
+    data = ArrayAPIData(torch.asarray(X), torch.asarray(y), None, np.arange(5), fit_intercept=True)
+    assert (Capability.FEATURE_COVARIANCE in data.capabilities) is covariance
+    assert use_kronecker(data) is covariance
+    res = solve(Problem(data, C=1.0), solver="lbfgs", tol=1e-8)
+    memory = InMemoryData(X, y, None, np.arange(5), fit_intercept=True)
+    if covariance:  # the same preconditioned steps as on the CPU
+        assert res.n_iter == solve(Problem(memory, C=1.0), solver="lbfgs", tol=1e-8).n_iter
+    # the optimum: our float64 NumPy fit run to 1e-12 (checked against scikit-learn's
+    # Newton fit in tests/test_regression.py; here that would take 10 s)
+    f_star = solve(Problem(memory, C=1.0), solver="lbfgs", tol=1e-12).objective
+    assert res.converged and -1e-12 <= (res.objective - f_star) / f_star <= 1e-7

@@ -21,6 +21,7 @@ def test_cpu_smoke_reaches_the_gap():
     assert res["torch_over_ours"] == pytest.approx(res["torch_lbfgs_s"] / res["ours_device_s"])
     meta = dict.fromkeys(["command", "shape", "gpu", "cpu", "python", "numpy", "torch"], "x")
     meta.update(sklearn="x", commit="x", load="x", torch_history=100, gap=1e-6)
+    meta["preconditioner"] = "auto"
     md = bench_gpu_fit.render(meta, res)  # the CUDA run's results file
     assert f"| {res['ours_gap']:.2e} |" in md and f"{res['torch_over_ours']:.2f}x" in md
     assert "stalled" not in md
@@ -73,3 +74,14 @@ def test_memory_mode_runs_its_iterations():
     meta.update(sklearn="x", commit="x", load="x")
     md = bench_gpu_fit.render_memory(meta, {**res, "peak_device_mib": 12.0})
     assert "3 L-BFGS iterations" in md and "12 MiB" in md
+
+
+def test_diagonal_flag_keeps_the_device_fit_off_the_covariance(monkeypatch, capsys):
+    from softmax.backends.array_api import ArrayAPIData
+
+    # restored after the test: the flag sets a class attribute for the run
+    monkeypatch.setattr(ArrayAPIData, "covariance_max_features", 2048)
+    argv = ["--device", "cpu", "--n", "400", "--p", "6", "--k", "3", "--diagonal"]
+    assert bench_gpu_fit.main(argv) == 0
+    assert ArrayAPIData.covariance_max_features == 0
+    assert "ours_gap" in capsys.readouterr().out

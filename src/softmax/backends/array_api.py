@@ -101,6 +101,14 @@ class ArrayAPIData(RowData):
     (True, (2, 3))
     """
 
+    #: Widest rows for which ``feature_covariance`` is declared (so that
+    #: L-BFGS may use the Kronecker preconditioner). Its ``p x p``
+    #: eigendecomposition (once) and basis rotations (each iteration) run on
+    #: the host: on a fast device they may cost more than the iterations they
+    #: save over the diagonal preconditioner (0 keeps to the diagonal one;
+    #: ``benchmarks/bench_gpu_fit.py --diagonal`` measures that road).
+    covariance_max_features: int = COVARIANCE_MAX_FEATURES
+
     def __init__(
         self,
         X: Any,
@@ -147,7 +155,7 @@ class ArrayAPIData(RowData):
             Capability.CURVATURE_MOMENTS,
             Capability.CLASS_CURVATURE,
         }
-        if 0 < p <= COVARIANCE_MAX_FEATURES:
+        if 0 < p <= self.covariance_max_features:
             caps.add(Capability.FEATURE_COVARIANCE)
         self.capabilities = frozenset(caps)
         self.block_rows = max(MIN_BLOCK_ROWS, BLOCK_ELEMENTS // max(1, k))
