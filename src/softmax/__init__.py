@@ -51,10 +51,12 @@ _EXPORTS: dict[str, str] = {
     "check_separation": "softmax._inference",
     "SeparationResult": "softmax._separation",
     "SeparationWarning": "softmax._separation",
+    "DeviceCopyWarning": "softmax._dispatch",
 }
 
 __all__ = [
     "ChiSquareTest",
+    "DeviceCopyWarning",
     "FileSource",
     "InferenceResults",
     "MarginalEffects",
@@ -81,6 +83,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from softmax._dispatch import DeviceCopyWarning
     from softmax._inference import (
         ChiSquareTest,
         InferenceResults,

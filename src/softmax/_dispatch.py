@@ -9,18 +9,50 @@ its device, and the prediction methods answer in that namespace. The labels
 are read on the host once (to find and encode the classes), as scikit-learn
 does. What the device path does not offer is refused, never done by moving
 ``X`` to the host behind the caller's back.
+
+Without dispatch, scikit-learn's rule is NumPy: arrays the host can read
+(CPU torch tensors, JAX CPU arrays, ``array_api_strict``'s default device)
+are read as NumPy arrays, silently. Arrays on another device (CUDA tensors,
+CuPy, ``array_api_strict``'s ``device1``) are copied to the host once,
+explicitly, with a :class:`DeviceCopyWarning` that says how to fit on the
+device instead (:func:`to_host`).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from softmax._array_api import array_namespace, device_of, library_of
-from softmax.backends.array_api import ArrayAPIData, _to_numpy
+from softmax.backends.array_api import ArrayAPIData
 
-__all__ = ["device_namespace", "device_predict", "device_rows", "fitted_on_device", "publish"]
+__all__ = [
+    "DeviceCopyWarning",
+    "device_namespace",
+    "device_predict",
+    "device_rows",
+    "fitted_on_device",
+    "on_device",
+    "publish",
+    "to_host",
+]
+
+
+class DeviceCopyWarning(UserWarning):
+    """Device arrays (a GPU's, another device's) were copied to host memory.
+
+    Raised by :class:`~softmax.SoftmaxRegression` when it is given arrays
+    that live on a device the host cannot read directly while scikit-learn's
+    ``array_api_dispatch`` is off: they are copied to NumPy arrays once and
+    the work runs on the CPU. To run on the device instead, set
+    ``SCIPY_ARRAY_API=1`` before importing SciPy and call inside
+    ``sklearn.config_context(array_api_dispatch=True)``; to silence it, pass
+    host arrays (``X.cpu().numpy()``). Filter it with
+    ``warnings.simplefilter("error", DeviceCopyWarning)`` to refuse such
+    copies.
+    """
 
 
 def _dispatch_on() -> bool:
@@ -38,17 +70,83 @@ def device_namespace(X: Any) -> Any:
     return array_namespace(X)
 
 
+def on_device(a: Any) -> bool:
+    """Whether ``a`` is an Array API array in memory the host cannot read directly.
+
+    CUDA (and other non-CPU) torch tensors, CuPy arrays, JAX arrays on a
+    GPU/TPU, and arrays of other Array API libraries away from their
+    namespace's default device (``array_api_strict``'s ``device1``). NumPy
+    arrays, CPU tensors, lists, frames and sparse matrices are not.
+    """
+    if isinstance(a, np.ndarray):
+        return False
+    lib = library_of(a)
+    if lib == "torch":
+        return a.device.type != "cpu"
+    if lib == "cupy":
+        return True
+    if lib == "jax":
+        return any(d.platform != "cpu" for d in a.devices())
+    if lib is None and hasattr(a, "__array_namespace__") and hasattr(a, "device"):
+        try:
+            default = a.__array_namespace__().__array_namespace_info__().default_device()
+        except AttributeError:  # a namespace older than the 2023.12 standard
+            return False
+        return a.device != default
+    return False
+
+
+def to_host(method: str, *arrays: Any) -> tuple[Any, ...]:
+    """``arrays`` with those :func:`on_device` copied to NumPy, warning once if any was.
+
+    Parameters
+    ----------
+    method : str
+        The caller (``"fit"``, ``"predict"``, ...), named in the warning.
+    *arrays : array or None
+        The call's arrays; others pass through unchanged.
+
+    Returns
+    -------
+    tuple
+        The arrays, device ones replaced by NumPy copies.
+    """
+    moved = [on_device(a) for a in arrays]
+    if not any(moved):
+        return arrays
+    first = arrays[moved.index(True)]
+    warnings.warn(
+        DeviceCopyWarning(
+            f"SoftmaxRegression.{method}: copying {type(first).__module__}."
+            f"{type(first).__name__} arrays on device {device_of(first)} to host memory "
+            "(array_api_dispatch is off, so the work runs with NumPy on the CPU). To "
+            "run on the device, set SCIPY_ARRAY_API=1 before importing SciPy and call "
+            "inside sklearn.config_context(array_api_dispatch=True); to avoid the copy "
+            "warning, pass host arrays (e.g. X.cpu().numpy())."
+        ),
+        stacklevel=3,
+    )
+    return tuple(
+        _host(array_namespace(a), a) if m else a for a, m in zip(arrays, moved, strict=True)
+    )
+
+
 def _host(xp: Any, a: Any) -> np.ndarray:
-    if isinstance(a, np.ndarray) or not hasattr(a, "__array_namespace__"):
+    """``a`` as a NumPy array of its own dtype, moved explicitly when the host cannot read it."""
+    if isinstance(a, np.ndarray) or (
+        library_of(a) is None and not hasattr(a, "__array_namespace__")
+    ):
         return np.asarray(a)
+    if not on_device(a):
+        return np.asarray(a)
+    import array_api_compat
+
     try:
-        return np.asarray(a)
-    except (TypeError, RuntimeError, ValueError):
-        return (
-            _to_numpy(xp, a)
-            if xp.isdtype(a.dtype, "real floating")
-            else np.asarray(a.to_device(xp.__array_namespace_info__().default_device()))
-        )
+        host = array_api_compat.to_device(a, "cpu")  # torch, CuPy, JAX
+    except ValueError:
+        # array_api_strict names its host device CPU_DEVICE, its default
+        host = a.to_device(xp.__array_namespace_info__().default_device())
+    return np.asarray(host)
 
 
 def device_rows(est: Any, xp: Any, X: Any, y: Any, sample_weight: Any, params: dict) -> Any:
@@ -85,11 +183,13 @@ def device_rows(est: Any, xp: Any, X: Any, y: Any, sample_weight: Any, params: d
     sw = None if sample_weight is None else _host(xp, sample_weight)
     weights = row_weights(codes, classes, sw, est.class_weight)
     dev = device_of(X)
-    wdtype = xp.float32 if X.dtype != xp.float64 else xp.float64
+    wdtype = np.float64 if X.dtype == xp.float64 else np.float32
     return ArrayAPIData(
         X,
-        xp.asarray(codes.astype(np.int64), device=dev),
-        xp.asarray(weights.astype(np.float32 if wdtype == xp.float32 else np.float64), device=dev),
+        # int32 codes: every library has them (JAX without x64 has no int64)
+        xp.asarray(codes.astype(np.int32), device=dev),
+        # unit weights: none at all, which spares each pass two (rows, K) products
+        None if np.all(weights == 1.0) else xp.asarray(weights.astype(wdtype), device=dev),
         classes,
         fit_intercept=params["fit_intercept"],
     )

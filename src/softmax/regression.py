@@ -328,6 +328,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         from softmax import _dispatch
 
         device_xp = _dispatch.device_namespace(X)
+        if device_xp is None:  # without dispatch: device arrays copied once, with a warning
+            X, y, sample_weight = _dispatch.to_host("fit", X, y, sample_weight)
         backend = None if device_xp is not None else external_backend(X)
         scale = None  # rows too large for float64 products: see softmax._scaling
         if device_xp is not None:
@@ -671,6 +673,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "use fit (L-BFGS on the device), or pass NumPy arrays outside "
                 "sklearn.config_context(array_api_dispatch=True)."
             )
+        from softmax._dispatch import to_host
+
+        X, y, sample_weight = to_host("partial_fit", X, y, sample_weight)
         if self.class_weight == "balanced":
             raise ValueError(
                 "class_weight='balanced' needs the class counts of all the data, which "
@@ -770,7 +775,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     # -- prediction --------------------------------------------------------------
 
-    def _logits(self, X: Any) -> np.ndarray:
+    def _logits(self, X: Any, method: str = "predict") -> np.ndarray:
         """Validated ``X @ coef_.T + intercept_`` of shape (n_samples, n_classes).
 
         NaN or inf in ``X`` always reach the logits of their row (``inf * 0`` is
@@ -788,6 +793,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and getattr(self, "feature_names_in_", None) is None
         )
         if not fast:  # the plain-array case needs none of validate_data's ~50 us
+            from softmax._dispatch import to_host
+
+            (X,) = to_host(method, X)
             X = validate_data(
                 self,
                 X,
@@ -851,7 +859,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return _predict_dask(self, X, "decision_function")
         if _fitted_on_device(self):
             return _device_predict(self, X, "decision_function")
-        logits = self._logits(X)
+        logits = self._logits(X, "decision_function")
         if logits.shape[1] == 2:
             return logits[:, 1] - logits[:, 0]
         return logits
@@ -875,7 +883,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return _predict_dask(self, X, "predict_proba")
         if _fitted_on_device(self):
             return _device_predict(self, X, "predict_proba")
-        logits = self._logits(X)
+        logits = self._logits(X, "predict_proba")
         softmax_rows_(logits)  # in place: no second (n, K) array
         return logits
 
@@ -896,7 +904,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return _predict_dask(self, X, "predict_log_proba")
         if _fitted_on_device(self):
             return _device_predict(self, X, "predict_log_proba")
-        logits = self._logits(X)
+        logits = self._logits(X, "predict_log_proba")
         log_softmax_rows_(logits)
         return logits
 
@@ -935,6 +943,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_collection(X):
             return _predict_dask(self, X, "score", y=y, sample_weight=sample_weight)
+        if not _fitted_on_device(self):
+            from softmax._dispatch import device_namespace, to_host
+
+            if device_namespace(X) is None:  # y and the weights, not only X, reach NumPy
+                X, y, sample_weight = to_host("score", X, y, sample_weight)
         return super().score(X, y, sample_weight=sample_weight)
 
     def summary(

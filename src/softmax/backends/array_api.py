@@ -1,33 +1,63 @@
 """Rows held by an Array API library (PyTorch, CuPy, JAX, array_api_strict).
 
 :class:`ArrayAPIData` answers the :class:`~softmax.backends._base.RowData`
-question (loss and gradient over all rows) with the operations of the rows'
-own namespace, on their own device: ``X``, the labels and the weights never
-leave it. Only ``coef`` (``n_classes x (n_features + 1)`` numbers) crosses,
-once each way per pass, so the existing NumPy solvers drive a fit whose
+questions with the operations of the rows' own namespace, on their own
+device: ``X``, the labels and the weights never leave it. Only results of
+the size of ``coef`` (the loss, the gradient, the preconditioners' moments)
+cross, once per pass, so the existing NumPy solvers drive a fit whose
 passes over ``X`` run where ``X`` lives.
 
-float32 rows are computed in float32 (bfloat16/float16 rows are promoted to
-float32 first: their 8- or 11-bit mantissas cannot hold a gradient sum); the
-loss and gradient come back as float64, like :class:`InMemoryData`.
+Beyond the loss and gradient it answers the questions L-BFGS builds its
+preconditioners from (feature moments, curvature moments, the class
+curvature and the feature covariance), so a fit on the device takes the
+same iterations as one on the CPU: without them L-BFGS on unscaled features
+needs ~15x more iterations, and its gap estimates, which see only the
+directions it explored, stop it several times above ``tol``.
+
+A pass visits the rows in blocks of at most ``BLOCK_ELEMENTS / n_classes``
+rows (the ``(rows, n_classes)`` temporaries stay bounded, whatever
+``n_samples``). float32 rows are computed in float32 (bfloat16/float16 rows
+are promoted to float32 first: their 8- or 11-bit mantissas cannot hold a
+gradient sum), and, as in :class:`~softmax.backends.memory.InMemoryData`,
+each block's sums are added in float64 where the device has it (not Apple's
+MPS); results come back as host float64 arrays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from softmax._array_api import array_namespace, device_of
-from softmax.backends._base import RowData
+from softmax.backends._base import Capability, RowData
+from softmax.backends.memory import (
+    COVARIANCE_MAX_FEATURES,
+    COVARIANCE_MIN_ROWS,
+    COVARIANCE_PASSES,
+    CURVATURE_ROWS,
+)
 
-__all__ = ["ArrayAPIData"]
+__all__ = ["BLOCK_ELEMENTS", "ArrayAPIData"]
+
+#: Most entries of a block's ``(rows, n_classes)`` temporaries (logits,
+#: probabilities, residuals): 64 MiB each in float32. Big enough that each
+#: block's products run near a GPU's peak, small next to its memory.
+BLOCK_ELEMENTS = 1 << 24
+#: ...but never fewer rows than this per block.
+MIN_BLOCK_ROWS = 1024
 
 
-def _to_numpy(xp: Any, a: Any) -> np.ndarray:
-    """``a`` as a float64 NumPy array (the small coef-sized results only)."""
+def _to_numpy(xp: Any, a: Any, dtype: Any = np.float64) -> np.ndarray:
+    """``a`` as a writable NumPy array of ``dtype`` (the small coef-sized results only).
+
+    Writable because solvers scale the answers in place; JAX hands NumPy
+    read-only views of its (immutable) buffers.
+    """
     try:
-        return np.asarray(a, dtype=np.float64)
+        out = np.asarray(a, dtype=dtype)
+        return out if out.flags.writeable else out.copy()
     except (TypeError, RuntimeError, ValueError):
         # devices that refuse an implicit host copy (CUDA tensors,
         # array_api_strict's other devices): move explicitly via DLPack/CPU
@@ -38,7 +68,7 @@ def _to_numpy(xp: Any, a: Any) -> np.ndarray:
         except ValueError:
             # array_api_strict names its host device CPU_DEVICE, its default
             host = a.to_device(xp.__array_namespace_info__().default_device())
-        return np.asarray(host, dtype=np.float64)
+        return np.array(host, dtype=dtype)
 
 
 class ArrayAPIData(RowData):
@@ -71,6 +101,14 @@ class ArrayAPIData(RowData):
     (True, (2, 3))
     """
 
+    #: Widest rows for which ``feature_covariance`` is declared (so that
+    #: L-BFGS may use the Kronecker preconditioner). Its ``p x p``
+    #: eigendecomposition (once) and basis rotations (each iteration) run on
+    #: the host: on a fast device they may cost more than the iterations they
+    #: save over the diagonal preconditioner (0 keeps to the diagonal one;
+    #: ``benchmarks/bench_gpu_fit.py --diagonal`` measures that road).
+    covariance_max_features: int = COVARIANCE_MAX_FEATURES
+
     def __init__(
         self,
         X: Any,
@@ -98,13 +136,12 @@ class ArrayAPIData(RowData):
         self.xp = xp
         self.device = device_of(X)
         self.X = X
-        self.y = xp.astype(y_codes, xp.int64)
+        info = xp.__array_namespace_info__()
+        # the namespace's index dtype: int32 on JAX without x64, int64 elsewhere
+        index = info.default_dtypes(device=self.device)["indexing"]
+        self.y = xp.astype(y_codes, index)
         k = len(classes)
-        # one-hot targets built once on the device (n x K, small next to X)
-        self._onehot = xp.astype(
-            self.y[:, None] == xp.arange(k, dtype=xp.int64, device=self.device)[None, :],
-            X.dtype,
-        )
+        self._class_codes = xp.arange(k, dtype=index, device=self.device)
         self.weights = weights
         self.classes = classes
         self.n_samples = int(n)
@@ -113,43 +150,89 @@ class ArrayAPIData(RowData):
         self.dtype = np.dtype("float32" if X.dtype == xp.float32 else "float64")
         self.weight_sum = float(n) if weights is None else float(_to_numpy(xp, xp.sum(weights)))
         self.n_passes = 0
-        self.capabilities = frozenset()
-        # the loss is summed in float64 where the device has it (not Apple's
-        # MPS): a float32 sum over many rows limits the relative gap to ~1e-6
-        info = xp.__array_namespace_info__()
+        caps = {
+            Capability.FEATURE_MOMENTS,
+            Capability.CURVATURE_MOMENTS,
+            Capability.CLASS_CURVATURE,
+        }
+        if 0 < p <= self.covariance_max_features:
+            caps.add(Capability.FEATURE_COVARIANCE)
+        self.capabilities = frozenset(caps)
+        self.block_rows = max(MIN_BLOCK_ROWS, BLOCK_ELEMENTS // max(1, k))
+        # block sums in float64 where the device has it (not Apple's MPS, not
+        # JAX without x64): the float32 rows' rounding then does not add up
         has64 = "float64" in info.dtypes(device=self.device, kind="real floating")
         self._sum_dtype = xp.float64 if has64 else X.dtype
+        self._moments: tuple[np.ndarray, np.ndarray] | None = None
+
+    # -- helpers ---------------------------------------------------------------
 
     def _coef(self, coef: np.ndarray) -> tuple[Any, Any]:
+        """``(W^T, b)`` on the device in the rows' dtype (``b`` None without intercept)."""
         xp = self.xp
         c = xp.asarray(np.ascontiguousarray(coef, dtype=self.dtype), device=self.device)
-        if self.fit_intercept:
-            return c[:, : self.n_features], c[:, self.n_features]
-        return c, None
+        W = c[:, : self.n_features] if self.fit_intercept else c
+        b = c[:, self.n_features] if self.fit_intercept else None
+        return xp.permute_dims(W, (1, 0)), b
+
+    def _blocks(self, stride: int = 1) -> Iterator[tuple[Any, Any, Any]]:
+        """``(X_b, y_b, s_b)`` over every ``stride``-th row, ``s_b`` None when unweighted."""
+        n, step = self.n_samples, self.block_rows * stride
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            s = None if self.weights is None else self.weights[start:stop:stride]
+            yield self.X[start:stop:stride, :], self.y[start:stop:stride], s
+
+    def _proba(self, Xb: Any, WT: Any, b: Any) -> Any:
+        xp = self.xp
+        Z = Xb @ WT
+        if b is not None:
+            Z = Z + b[None, :]
+        E = xp.exp(Z - xp.max(Z, axis=1, keepdims=True))
+        return E / xp.sum(E, axis=1, keepdims=True)
+
+    def _sum(self, a: Any, axis: int | None = None) -> Any:
+        return self.xp.sum(a, axis=axis, dtype=self._sum_dtype)
+
+    def _zeros(self, shape: tuple[int, ...]) -> Any:
+        return self.xp.zeros(shape, dtype=self._sum_dtype, device=self.device)
+
+    # -- the RowData questions -------------------------------------------------
 
     def _pass(self, coef: np.ndarray, need_gradient: bool) -> tuple[float, np.ndarray | None]:
         xp = self.xp
         self.n_passes += 1
-        W, b = self._coef(coef)
-        Z = self.X @ xp.permute_dims(W, (1, 0))
-        if b is not None:
-            Z = Z + b[None, :]
-        zmax = xp.max(Z, axis=1, keepdims=True)
-        shifted = Z - zmax
-        lse = xp.log(xp.sum(xp.exp(shifted), axis=1))
-        z_true = xp.sum(shifted * self._onehot, axis=1)
-        per_row = lse - z_true
-        if self.weights is not None:
-            per_row = per_row * self.weights
-        loss = float(_to_numpy(xp, xp.sum(xp.astype(per_row, self._sum_dtype))))
+        WT, b = self._coef(coef)
+        K, p = self.n_classes, self.n_features
+        loss = self._zeros(())
+        gW = self._zeros((K, p)) if need_gradient else None
+        gb = self._zeros((K,)) if need_gradient and self.fit_intercept else None
+        for Xb, yb, s in self._blocks():
+            Z = Xb @ WT
+            if b is not None:
+                Z = Z + b[None, :]
+            shifted = Z - xp.max(Z, axis=1, keepdims=True)
+            E = xp.exp(shifted)
+            total = xp.sum(E, axis=1)
+            # one-hot of the block's labels: (rows, K) like the logits, never (n, K)
+            onehot = xp.astype(yb[:, None] == self._class_codes[None, :], Z.dtype)
+            per_row = xp.log(total) - xp.sum(shifted * onehot, axis=1)
+            if s is not None:
+                per_row = per_row * s
+            loss = loss + self._sum(per_row)
+            if need_gradient:
+                R = E / total[:, None] - onehot  # (rows, K) residuals: one exp per pass
+                if s is not None:
+                    R = R * s[:, None]
+                gW = gW + xp.astype(xp.permute_dims(R, (1, 0)) @ Xb, self._sum_dtype)
+                if gb is not None:
+                    gb = gb + self._sum(R, axis=0)
         if not need_gradient:
-            return loss, None
-        R = xp.exp(shifted - lse[:, None]) - self._onehot  # (n, K) residuals
-        if self.weights is not None:
-            R = R * self.weights[:, None]
-        gW = xp.permute_dims(R, (1, 0)) @ self.X
-        g = xp.concat([gW, xp.sum(R, axis=0)[:, None]], axis=1) if self.fit_intercept else gW
-        return loss, _to_numpy(xp, g)
+            return float(_to_numpy(xp, loss)), None
+        g = xp.concat([gW, gb[:, None]], axis=1) if gb is not None else gW
+        # loss and gradient cross together: one transfer (one sync on a GPU)
+        out = _to_numpy(xp, xp.concat([xp.reshape(g, (-1,)), xp.reshape(loss, (1,))]))
+        return float(out[-1]), out[:-1].reshape(self.coef_shape)
 
     def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
         loss, grad = self._pass(coef, True)
@@ -158,3 +241,103 @@ class ArrayAPIData(RowData):
 
     def loss(self, coef: np.ndarray) -> float:
         return self._pass(coef, False)[0]
+
+    def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted mean of each feature and of its square (see :class:`RowData`).
+
+        One pass on the device (not counted in ``n_passes``), cached.
+        """
+        if self._moments is None:
+            xp = self.xp
+            s1 = self._zeros((self.n_features,))
+            s2 = self._zeros((self.n_features,))
+            for Xb, _, s in self._blocks():
+                sX = Xb if s is None else Xb * s[:, None]
+                s1 = s1 + self._sum(sX, axis=0)
+                s2 = s2 + self._sum(sX * Xb, axis=0)
+            m = _to_numpy(xp, xp.stack([s1, s2])) / max(self.weight_sum, 1e-300)
+            self._moments = (m[0], m[1])
+        return self._moments
+
+    def curvature_moments(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Curvature-weighted row moments at ``coef`` (see :class:`RowData`).
+
+        ``sum_i w_ik``, ``sum_i w_ik x_ij`` and ``sum_i w_ik x_ij^2`` with
+        ``w_ik = s_i p_ik (1 - p_ik)``, as
+        :func:`softmax.linear_loss.block_curvature_moments`; one pass.
+        """
+        xp = self.xp
+        self.n_passes += 1
+        WT, b = self._coef(coef)
+        K, p = self.n_classes, self.n_features
+        s0, s1, s2 = self._zeros((K,)), self._zeros((K, p)), self._zeros((K, p))
+        for Xb, _, s in self._blocks():
+            P = self._proba(Xb, WT, b)
+            Wc = P * (1 - P)
+            if s is not None:
+                Wc = Wc * s[:, None]
+            WcT = xp.permute_dims(Wc, (1, 0))
+            s0 = s0 + self._sum(Wc, axis=0)
+            s1 = s1 + xp.astype(WcT @ Xb, self._sum_dtype)
+            s2 = s2 + xp.astype(WcT @ (Xb * Xb), self._sum_dtype)
+        out = _to_numpy(xp, xp.concat([s0[:, None], s1, s2], axis=1))
+        return out[:, 0], out[:, 1 : p + 1], out[:, p + 1 :]
+
+    def class_curvature(self, coef: np.ndarray) -> np.ndarray:
+        """Mean logit Hessian ``sum_i s_i (diag(p_i) - p_i p_i^T) / sum_i s_i``.
+
+        Over an even stride of rows beyond ``2 * CURVATURE_ROWS`` (not
+        counted as a pass), over all rows otherwise (counted as one), as
+        ``InMemoryData.class_curvature``.
+        """
+        xp = self.xp
+        stride = max(1, self.n_samples // CURVATURE_ROWS)
+        if stride == 1:
+            self.n_passes += 1
+        WT, b = self._coef(coef)
+        K = self.n_classes
+        diag, outer = self._zeros((K,)), self._zeros((K, K))
+        for Xb, _, s in self._blocks(stride):
+            P = xp.astype(self._proba(Xb, WT, b), self._sum_dtype)
+            sP = P if s is None else P * xp.astype(s, self._sum_dtype)[:, None]
+            diag = diag + xp.sum(sP, axis=0)
+            outer = outer + xp.permute_dims(sP, (1, 0)) @ P
+        out = _to_numpy(xp, xp.concat([outer, diag[:, None]], axis=1))
+        return (np.diag(out[:, K]) - out[:, :K]) / max(self._strided_weight(stride), 1e-300)
+
+    def _strided_weight(self, stride: int) -> float:
+        """Sum of the weights of every ``stride``-th row."""
+        if self.weights is None:
+            return float(len(range(0, self.n_samples, stride)))
+        return float(_to_numpy(self.xp, self._sum(self.weights[::stride])))
+
+    def feature_covariance(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted feature mean and centred covariance (see :class:`RowData`).
+
+        Formed on the device (``X_b^T X_b`` per block, blocks added in
+        float64), from an even stride of rows when all of them would cost
+        more than ``COVARIANCE_PASSES`` passes, as
+        ``InMemoryData.feature_covariance``; not counted in ``n_passes``.
+        Only the ``p x p`` result crosses.
+
+        Returns
+        -------
+        mean : ndarray of shape (n_features,), float64
+        cov : ndarray of shape (n_features, n_features), the rows' dtype
+        """
+        if Capability.FEATURE_COVARIANCE not in self.capabilities:
+            raise self._missing(Capability.FEATURE_COVARIANCE)
+        xp = self.xp
+        n, p = self.n_samples, self.n_features
+        budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
+        stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
+        mean = self.feature_moments()[0]
+        shift = xp.asarray(mean.astype(self.dtype), device=self.device)  # centred: no cancellation
+        cov = self._zeros((p, p))
+        for Xb, _, s in self._blocks(stride):
+            Xc = Xb - shift[None, :]
+            if s is not None:  # weights >= 0: rows scaled by sqrt(s_i)
+                Xc = Xc * xp.sqrt(s)[:, None]
+            cov = cov + xp.astype(xp.permute_dims(Xc, (1, 0)) @ Xc, self._sum_dtype)
+        cov = _to_numpy(xp, cov) / max(self._strided_weight(stride), 1e-300)
+        return mean, cov.astype(self.dtype, copy=False)
