@@ -92,6 +92,7 @@ def device_rows(est: Any, xp: Any, X: Any, y: Any, sample_weight: Any, params: d
         xp.asarray(weights.astype(np.float32 if wdtype == xp.float32 else np.float64), device=dev),
         classes,
         fit_intercept=params["fit_intercept"],
+        label_smoothing=params["label_smoothing"],
     )
 
 

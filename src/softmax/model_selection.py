@@ -48,6 +48,7 @@ from softmax._validation import (
     row_weights,
     validate_data,
 )
+from softmax.losses import check_label_smoothing
 from softmax.regression import SoftmaxRegression
 
 __all__ = ["RegularizationPath", "SoftmaxRegressionCV", "min_c", "regularization_path"]
@@ -674,6 +675,10 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         ``lambda.1se``): the smallest ``C`` (the most regularised model),
         with the best point's ``l1_ratio``, whose mean score is within one
         standard error (over folds) of the best mean.
+    label_smoothing : float in [0, 1), default=0.0
+        Smoothed training targets of every fit (see
+        :class:`~softmax.SoftmaxRegression`); the held-out rows are scored
+        against their true labels.
 
     Attributes
     ----------
@@ -754,6 +759,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         refit: bool = True,
         random_state: int | np.random.Generator | None = None,
         select: str = "best",
+        label_smoothing: float = 0.0,
     ) -> None:
         self.Cs = Cs
         self.l1_ratios = l1_ratios
@@ -769,6 +775,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         self.refit = refit
         self.random_state = random_state
         self.select = select
+        self.label_smoothing = label_smoothing
 
     def __sklearn_tags__(self):  # -> sklearn.utils.Tags (sklearn >= 1.6)
         tags = super().__sklearn_tags__()
@@ -804,6 +811,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
             "tol": check_in_range(self.tol, "tol", 0.0, np.inf),
             "max_iter": check_int_at_least(self.max_iter, "max_iter", 1),
             "random_state": self.random_state,
+            "label_smoothing": check_label_smoothing(self.label_smoothing),
         }
 
     def fit(

@@ -20,6 +20,7 @@ import numpy as np
 
 from softmax._array_api import array_namespace, device_of
 from softmax.backends._base import RowData
+from softmax.losses import check_label_smoothing
 
 __all__ = ["ArrayAPIData"]
 
@@ -59,6 +60,8 @@ class ArrayAPIData(RowData):
         The original labels (``classes[k]`` is code ``k``).
     fit_intercept : bool
         Whether ``coef`` carries an intercept column.
+    label_smoothing : float in [0, 1), default 0.0
+        Smoothed targets ``(1 - eps) onehot(y) + eps / n_classes``.
 
     Examples
     --------
@@ -79,7 +82,10 @@ class ArrayAPIData(RowData):
         classes: np.ndarray,
         *,
         fit_intercept: bool,
+        label_smoothing: float = 0.0,
     ) -> None:
+        eps = check_label_smoothing(label_smoothing)
+        self.label_smoothing = eps
         xp = array_namespace(X)
         if getattr(X, "ndim", None) != 2:
             raise TypeError("X must be a 2-D array")
@@ -100,11 +106,13 @@ class ArrayAPIData(RowData):
         self.X = X
         self.y = xp.astype(y_codes, xp.int64)
         k = len(classes)
-        # one-hot targets built once on the device (n x K, small next to X)
-        self._onehot = xp.astype(
+        # the (smoothed) one-hot targets built once on the device (n x K, small next to X)
+        self._target = xp.astype(
             self.y[:, None] == xp.arange(k, dtype=xp.int64, device=self.device)[None, :],
             X.dtype,
         )
+        if eps:
+            self._target = self._target * (1.0 - eps) + eps / k
         self.weights = weights
         self.classes = classes
         self.n_samples = int(n)
@@ -137,14 +145,14 @@ class ArrayAPIData(RowData):
         zmax = xp.max(Z, axis=1, keepdims=True)
         shifted = Z - zmax
         lse = xp.log(xp.sum(xp.exp(shifted), axis=1))
-        z_true = xp.sum(shifted * self._onehot, axis=1)
+        z_true = xp.sum(shifted * self._target, axis=1)  # t^T z (shifted: t sums to 1)
         per_row = lse - z_true
         if self.weights is not None:
             per_row = per_row * self.weights
         loss = float(_to_numpy(xp, xp.sum(xp.astype(per_row, self._sum_dtype))))
         if not need_gradient:
             return loss, None
-        R = xp.exp(shifted - lse[:, None]) - self._onehot  # (n, K) residuals
+        R = xp.exp(shifted - lse[:, None]) - self._target  # (n, K) residuals
         if self.weights is not None:
             R = R * self.weights[:, None]
         gW = xp.permute_dims(R, (1, 0)) @ self.X
