@@ -341,3 +341,13 @@ def test_save_load_round_trip_and_tampered_value(tmp_path, bad):
     write_safetensors(path, tensors, {"softmax": json.dumps(doc)})
     with pytest.raises(ValueError, match="label_smoothing"):
         load_model(path)
+
+
+def test_regularization_path_takes_label_smoothing():
+    from softmax.model_selection import regularization_path
+
+    X, y, _, _ = make(n=150, p=4, K=3, seed=15)
+    path = regularization_path(X, y, [0.1, 1.0, 10.0], label_smoothing=0.3, tol=1e-10)
+    for C, coef in zip(path.Cs, path.coefs):
+        ref = SoftmaxRegression(C=C, label_smoothing=0.3, tol=1e-10).fit(X, y)
+        np.testing.assert_allclose(coef, ref.coef_, atol=1e-6)

@@ -340,6 +340,7 @@ def regularization_path(
     solver: str = "auto",
     tol: float = 1e-7,
     max_iter: int = 1000,
+    label_smoothing: float = 0.0,
 ) -> RegularizationPath:
     """Fit the model along an increasing grid of ``C``, each fit warm-started.
 
@@ -370,6 +371,8 @@ def regularization_path(
         Solver tolerance of every fit (relative objective gap).
     max_iter : int, default=1000
         Iteration limit of every fit.
+    label_smoothing : float in [0, 1), default=0.0
+        Smoothed training targets (see :class:`~softmax.SoftmaxRegression`).
 
     Returns
     -------
@@ -405,6 +408,7 @@ def regularization_path(
         tol=tol,
         max_iter=max_iter,
         warm_start=True,
+        label_smoothing=label_smoothing,
     )
     from softmax.backends import external_backend
 
@@ -901,6 +905,9 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
                 coef[:, p] - coef[:, p].mean() if params["fit_intercept"] else 0 * coef[:, 0]
             )
             model.intercept_ = intercept.astype(X.dtype)
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None:  # fitted on the checked array: give it the frame's names
+            model.feature_names_in_ = names
         self.estimator_ = model
         self.coef_ = model.coef_
         self.intercept_ = model.intercept_
