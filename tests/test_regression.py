@@ -509,6 +509,7 @@ def test_external_backend_dispatch(monkeypatch, iris):
         "class_weight": None,
         "fit_intercept": False,
         "dtype": None,
+        "label_smoothing": 0.0,
     }
     ref = SoftmaxRegression(C=2.0, fit_intercept=False).fit(X, y)
     np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-10)

@@ -192,6 +192,7 @@ def device_rows(est: Any, xp: Any, X: Any, y: Any, sample_weight: Any, params: d
         None if np.all(weights == 1.0) else xp.asarray(weights.astype(wdtype), device=dev),
         classes,
         fit_intercept=params["fit_intercept"],
+        label_smoothing=params["label_smoothing"],
     )
 
 

@@ -970,6 +970,14 @@ def _check_estimator(clf: Any) -> None:
             "features without an L1 penalty on fresh data (sample splitting), or bootstrap "
             "the whole selection-and-fit procedure."
         )
+    eps = float(params.get("label_smoothing", 0.0) or 0.0)
+    if eps > 0:
+        raise ValueError(
+            f"inference() refuses fits with label_smoothing={eps:g}: they minimise a "
+            "cross-entropy against smoothed targets, not the likelihood of the labels, so "
+            "likelihood-based standard errors and tests do not apply. Refit with "
+            "label_smoothing=0 (and C=inf for maximum likelihood)."
+        )
     if not (np.isfinite(clf.coef_).all() and np.isfinite(clf.intercept_).all()):
         raise ValueError("The estimator's coef_ or intercept_ holds NaN or infinity; refit it.")
     if not clf.fit_intercept and np.any(clf.intercept_ != 0):

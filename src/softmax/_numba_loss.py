@@ -207,7 +207,7 @@ def _add_outer_group(X, i, chunk, z, gtmp):  # pragma: no cover - compiled
 
 @numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
 def _softmax_group(
-    z, r0, r1, i, y, sw, has_w, P, keep_p, need_g, gb, scr, scr64
+    z, r0, r1, i, y, sw, has_w, P, keep_p, need_g, gb, scr, scr64, eps
 ):  # pragma: no cover
     """Turn the logits ``z`` of rows ``i .. i + 7`` into ``G``; return the loss of ``r0:r1``.
 
@@ -216,7 +216,8 @@ def _softmax_group(
     ``i + r0 .. i + r1 - 1`` count: the last group of a block is moved back to
     end at the block's end, so its first rows were counted by the group
     before; the others get weight 0. ``scr`` (dtype of ``z``) and ``scr64``
-    (float64) are ``(2, 8)`` and ``(3, 8)`` scratch.
+    (float64) are ``(2, 8)`` and ``(4, 8)`` scratch. ``eps`` is the label
+    smoothing: the target is ``(1 - eps) e_y + eps / K``.
     """
     K = z.shape[0]
     m = scr[0]  # row max, then the row sum in the compute dtype
@@ -224,12 +225,23 @@ def _softmax_group(
     s = scr64[0]  # row sum of exp, float64 as on the BLAS path
     t = scr64[1]  # m - z_y, float64
     w = scr64[2]  # row weight (0 for padding)
+    u = scr64[3]  # with label smoothing: z_y - mean_k z_k, float64
     for r in range(_ROWS):
         m[r] = z[0, r]
         s[r] = 0.0
     for k in range(1, K):
         for r in range(_ROWS):
             m[r] = max(m[r], z[k, r])
+    smooth = eps > 0.0
+    if smooth:
+        # lse - t^T z = (lse - z_y) + eps (z_y - mean_k z_k)
+        for r in range(_ROWS):
+            u[r] = 0.0
+        for k in range(K):
+            for r in range(_ROWS):
+                u[r] += np.float64(z[k, r])
+        for r in range(_ROWS):
+            u[r] = eps * (np.float64(z[y[i + r], r]) - u[r] / K) if r0 <= r < r1 else 0.0
     for r in range(_ROWS):
         if r0 <= r < r1:
             t[r] = np.float64(m[r]) - np.float64(z[y[i + r], r])
@@ -247,6 +259,9 @@ def _softmax_group(
         loss += w[r] * (t[r] + math.log(s[r]))
         m[r] = s[r]
         c[r] = w[r]
+    if smooth:
+        for r in range(_ROWS):
+            loss += w[r] * u[r]
     for k in range(K):
         for r in range(_ROWS):
             z[k, r] = z[k, r] / m[r]
@@ -256,8 +271,19 @@ def _softmax_group(
                 P[i + r, k] = z[k, r]
     if not need_g:
         return loss
-    for r in range(r0, r1):
-        z[y[i + r], r] -= 1
+    if smooth:
+        # the compute dtype's eps / K and 1 - eps (float32 stays float32)
+        off = scr[0]
+        off[0] = eps / K
+        off[1] = 1.0 - eps
+        for k in range(K):
+            for r in range(_ROWS):
+                z[k, r] -= off[0]
+        for r in range(r0, r1):
+            z[y[i + r], r] -= off[1]
+    else:
+        for r in range(r0, r1):
+            z[y[i + r], r] -= 1
     # G = w (P - onehot); multiplying by a weight of 1 is exact
     for k in range(K):
         acc = 0.0
@@ -271,7 +297,7 @@ def _softmax_group(
 
 @numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
 def _loss_grad_kernel(
-    X, y, sw, has_w, W, b, has_b, P, keep_p, need_g, lo, hi, step, chunk, gtmp, gW, gb
+    X, y, sw, has_w, W, b, has_b, P, keep_p, need_g, lo, hi, step, chunk, gtmp, gW, gb, eps
 ):  # pragma: no cover - compiled
     """Loss of rows ``lo:hi``; adds their gradient into ``gW``, ``gb`` (float64)."""
     p = X.shape[1]
@@ -279,7 +305,7 @@ def _loss_grad_kernel(
     dt = X.dtype
     z = np.empty((K, _ROWS), dt)
     scr = np.empty((2, _ROWS), dt)
-    scr64 = np.empty((3, _ROWS))
+    scr64 = np.empty((4, _ROWS))
     loss = 0.0
     for start in range(lo, hi, step):
         stop = min(hi, start + step)
@@ -294,7 +320,7 @@ def _loss_grad_kernel(
             _logits_group(X, W, b, has_b, g, chunk, z)
             r1 = min(_ROWS, stop - g)
             loss += _softmax_group(
-                z, i - g, r1, g, y, sw, has_w, P, keep_p, need_g, gb, scr, scr64
+                z, i - g, r1, g, y, sw, has_w, P, keep_p, need_g, gb, scr, scr64, eps
             )
             if need_g:
                 _add_outer_group(X, g, chunk, z, gtmp)
@@ -334,6 +360,8 @@ def loss_grad_range(
     lo: int,
     hi: int,
     step: int,
+    *,
+    label_smoothing: float = 0.0,
 ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
     """Loss, weight gradient and intercept gradient of rows ``lo:hi`` of dense ``X``.
 
@@ -363,6 +391,8 @@ def loss_grad_range(
     step : int
         Rows per block: the weight gradient is summed in the dtype of ``X``
         within a block and in float64 across blocks.
+    label_smoothing : float in [0, 1), default 0.0
+        The target is ``(1 - eps) onehot(y) + eps / n_classes``.
 
     Returns
     -------
@@ -418,6 +448,7 @@ def loss_grad_range(
             lo + shift,
             hi + shift,
             step,
+            label_smoothing=label_smoothing,
         )
         if keep_p:
             proba_out[lo:hi] = Pp[lo + shift : hi + shift]
@@ -440,6 +471,7 @@ def loss_grad_range(
         gtmp,
         gW,
         gb,
+        float(label_smoothing),
     )
     if not need_gradient:
         return float(loss), None, None

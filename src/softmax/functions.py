@@ -920,6 +920,12 @@ def cross_entropy(
         One weight per class, applied as in PyTorch's ``weight=``.
     label_smoothing : float in [0, 1], default=0.0
         Mixes the target with the uniform distribution: ``(1 - eps) y + eps / C``.
+        ``eps = 1`` is accepted, as in PyTorch: this function only evaluates a
+        loss. ``SoftmaxRegression(label_smoothing=...)`` trains on the same
+        target but refuses 1 (the objective would then ignore the labels), and
+        its ``class_weight`` weighs a whole row by its label's weight, where
+        ``class_weight`` here weighs each class's term of the smoothed sum
+        (PyTorch's ``weight=``); without class weights the two agree.
     reduction : {"mean", "sum", "none"}, default="mean"
         ``"none"`` returns one loss per sample. ``"mean"`` with class indices
         is the weighted mean ``sum(w_i l_i) / sum(w_i)`` with

@@ -438,6 +438,14 @@ def _read_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
                     f"{json.dumps(value)[:60]}",
                 )  # fmt: skip
             params[key] = C
+        elif key == "label_smoothing":
+            eps = _from_json(value)
+            if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0.0 <= eps < 1.0:
+                raise _corrupt(
+                    name, "params.label_smoothing",
+                    f"expected a number in [0, 1), got {json.dumps(value)[:60]}",
+                )  # fmt: skip
+            params[key] = float(eps)
         elif isinstance(value, (list, dict)) and _from_json(value) is value:
             raise _corrupt(
                 name,

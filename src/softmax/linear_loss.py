@@ -295,11 +295,15 @@ def _loss_grad_range(
     lo: int,
     hi: int,
     step: int,
+    eps: float = 0.0,
 ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
     """Loss, weight gradient and intercept gradient of rows ``lo:hi``, in blocks."""
     fused = _fused_pass(X, W.shape[0])
     if fused is not None:
-        return fused(W, b, X, y, weights, need_gradient, bufs.gtmp, proba_out, lo, hi, step)
+        return fused(
+            W, b, X, y, weights, need_gradient, bufs.gtmp, proba_out, lo, hi, step,
+            label_smoothing=eps,
+        )  # fmt: skip
     K, p = W.shape
     WT = W.T  # F-contiguous view: BLAS reads it transposed, no copy
     gW = np.zeros((K, p), dtype=np.float64) if need_gradient else None
@@ -325,6 +329,7 @@ def _loss_grad_range(
             need_residuals=need_gradient,
             out=Gb if proba_out is not None else None,
             rows=bufs.row_index,
+            label_smoothing=eps,
         )
         if not need_gradient:
             continue
@@ -345,6 +350,7 @@ def _loss_grad(
     need_gradient: bool,
     workspace: Workspace | None,
     proba_out: np.ndarray | None,
+    eps: float = 0.0,
 ) -> tuple[float, np.ndarray | None]:
     """Blocked loss (and gradient); optionally stores the probabilities."""
     _check_coef(coef, X, fit_intercept)
@@ -356,16 +362,16 @@ def _loss_grad(
     ranges = _ranges(n, ws.block_rows, ws.n_threads)
     args = (W, b, X, y, weights, need_gradient)
     if len(ranges) == 1:
-        parts = [_loss_grad_range(*args, ws.buffers[0], proba_out, 0, n, ws.block_rows)]
+        parts = [_loss_grad_range(*args, ws.buffers[0], proba_out, 0, n, ws.block_rows, eps)]
     else:
         futures = [
             _executor().submit(
-                _loss_grad_range, *args, ws.buffers[i], proba_out, lo, hi, ws.block_rows
+                _loss_grad_range, *args, ws.buffers[i], proba_out, lo, hi, ws.block_rows, eps
             )
             for i, (lo, hi) in enumerate(ranges[1:], start=1)
         ]
         lo, hi = ranges[0]
-        parts = [_loss_grad_range(*args, ws.buffers[0], proba_out, lo, hi, ws.block_rows)]
+        parts = [_loss_grad_range(*args, ws.buffers[0], proba_out, lo, hi, ws.block_rows, eps)]
         parts += [f.result() for f in futures]
     # summed in a fixed order: the result does not depend on thread timing
     loss = 0.0
@@ -393,6 +399,7 @@ def block_loss_gradient(
     fit_intercept: bool,
     need_gradient: bool = True,
     workspace: Workspace | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[float, np.ndarray | None]:
     """Summed weighted cross-entropy of a block of rows and its gradient.
 
@@ -412,11 +419,15 @@ def block_loss_gradient(
         False computes the loss alone (one matrix product instead of two).
     workspace : Workspace, optional
         Buffers reused across calls on the same rows.
+    label_smoothing : float in [0, 1), default 0.0
+        ``eps``: the cross-entropy is taken against the target
+        ``(1 - eps) onehot(y_i) + eps / n_classes`` (PyTorch's definition; see
+        :func:`softmax.losses.multinomial_residuals_`).
 
     Returns
     -------
     loss : float
-        ``sum_i s_i * CE(y_i, softmax(W x_i + b))``, accumulated in float64.
+        ``sum_i s_i * CE(t_i, softmax(W x_i + b))``, accumulated in float64.
     gradient : ndarray of shape (n_classes, n_features + fit_intercept) or None
         float64; None when ``need_gradient`` is False.
 
@@ -429,7 +440,9 @@ def block_loss_gradient(
     >>> bool(round(loss, 6) == round(2 * np.log(3), 6)), grad.shape
     (True, (3, 3))
     """
-    return _loss_grad(coef, X, y, weights, fit_intercept, need_gradient, workspace, None)
+    return _loss_grad(
+        coef, X, y, weights, fit_intercept, need_gradient, workspace, None, float(label_smoothing)
+    )
 
 
 def block_hessp(
@@ -440,13 +453,15 @@ def block_hessp(
     *,
     fit_intercept: bool,
     workspace: Workspace | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[float, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """Loss, gradient and a Hessian-vector product function for a block of rows.
 
     Parameters
     ----------
-    coef, X, y, weights, fit_intercept
-        As in :func:`block_loss_gradient`.
+    coef, X, y, weights, fit_intercept, label_smoothing
+        As in :func:`block_loss_gradient` (the Hessian does not depend on
+        ``label_smoothing``: the smoothed target sums to one).
     workspace : Workspace, optional
         Reused buffers; when it was made with ``keep_proba=True`` the
         probabilities are stored there instead of in a new ``(n_rows,
@@ -469,7 +484,7 @@ def block_hessp(
     else:
         P = np.empty((n, K), dtype=dt)
     ws = workspace if workspace is not None and workspace.fits(X, K) else Workspace(X, K)
-    loss, grad = _loss_grad(coef, X, y, weights, fit_intercept, True, ws, P)
+    loss, grad = _loss_grad(coef, X, y, weights, fit_intercept, True, ws, P, label_smoothing)
 
     def hessp(V: np.ndarray) -> np.ndarray:
         V = np.asarray(V, dtype=np.float64).reshape(coef.shape)
@@ -573,6 +588,7 @@ def block_hessian(
     *,
     fit_intercept: bool,
     workspace: Workspace | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Loss, gradient and the full Hessian for a block of rows.
 
@@ -590,8 +606,9 @@ def block_hessian(
 
     Parameters
     ----------
-    coef, X, y, weights, fit_intercept, workspace
-        As in :func:`block_loss_gradient`.
+    coef, X, y, weights, fit_intercept, workspace, label_smoothing
+        As in :func:`block_loss_gradient` (the Hessian does not depend on
+        ``label_smoothing``).
 
     Returns
     -------
@@ -607,7 +624,9 @@ def block_hessian(
     m = K * q
     dt = _compute_dtype(X)
     P = np.empty((n, K), dtype=dt)
-    loss, grad = _loss_grad(coef, X, y, weights, fit_intercept, True, workspace, P)
+    loss, grad = _loss_grad(
+        coef, X, y, weights, fit_intercept, True, workspace, P, label_smoothing
+    )
     # Assembled in float64 even for float32 rows: H is a difference of two
     # large terms (diag(p) - p p^T), and float32 cancellation there stalls Newton.
     H = np.zeros((m, m), order="F")

@@ -13,6 +13,16 @@ The Hessian is ``s (diag(p) - p p^T)``: positive semi-definite, with the
 all-ones direction in its null space (adding a constant to every logit of a
 row changes nothing).
 
+With label smoothing ``eps`` (PyTorch's definition) the target is
+``t = (1 - eps) e_y + eps / K`` instead of ``e_y``:
+
+.. math::
+
+    \\ell(z) = s \\, (\\operatorname{logsumexp}(z) - t^\\top z), \\qquad
+    \\nabla_z \\ell = s \\, (p - t),
+
+and the Hessian is unchanged (``t`` sums to one and does not depend on ``z``).
+
 This layer knows nothing of coefficients or features; :mod:`softmax.linear_loss`
 lifts it to ``(W, b)``. The functions work on arrays of shape
 ``(n_rows, n_classes)`` in float32 or float64; the per-row losses are returned
@@ -34,6 +44,7 @@ import numpy as np
 from softmax._kernels import softmax_rows_  # the in-place row kernel of the functions layer
 
 __all__ = [
+    "check_label_smoothing",
     "multinomial_hessian_product",
     "multinomial_loss",
     "multinomial_residuals_",
@@ -48,16 +59,48 @@ def _true_class_index(z: np.ndarray, y: np.ndarray, rows: np.ndarray | None) -> 
     return flat
 
 
-def _row_losses_(z: np.ndarray, flat: np.ndarray) -> np.ndarray:
-    """``logsumexp(z_i) - z_{i y_i}`` per row (float64); ``z`` becomes ``softmax(z)``."""
+def _row_losses_(z: np.ndarray, flat: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """``logsumexp(z_i) - t_i^T z_i`` per row (float64); ``z`` becomes ``softmax(z)``."""
     zy = z.ravel().take(flat).astype(np.float64)
+    zsum = z.sum(axis=1, dtype=np.float64) if eps else None
     lse = softmax_rows_(z)  # z now holds the probabilities
     lse -= zy
+    if zsum is not None:
+        _smooth_(lse, zy, zsum, eps, z.shape[1])
     return lse
 
 
+def _smooth_(lse: np.ndarray, zy: np.ndarray, zsum: np.ndarray, eps: float, k: int) -> None:
+    """Turn ``lse - z_y`` into ``lse - t^T z`` in place, ``t = (1 - eps) e_y + eps / K``."""
+    # lse - (1 - eps) z_y - eps/K sum_k z_k = (lse - z_y) + eps (z_y - mean_k z_k)
+    zy -= zsum / k
+    zy *= eps
+    lse += zy
+
+
+def check_label_smoothing(label_smoothing: object, *, upper_inclusive: bool = False) -> float:
+    """``label_smoothing`` as a float; ValueError unless it is in [0, 1) (or [0, 1]).
+
+    A fit refuses ``eps = 1``: its target is uniform whatever the label, so
+    the data term no longer depends on ``y``.
+    """
+    bad = isinstance(label_smoothing, bool) or not isinstance(
+        label_smoothing, (int, float, np.integer, np.floating)
+    )
+    eps = float("nan") if bad else float(label_smoothing)  # type: ignore[arg-type]
+    ok = 0.0 <= eps <= 1.0 if upper_inclusive else 0.0 <= eps < 1.0
+    if not ok:
+        span = "[0, 1]" if upper_inclusive else "[0, 1) (1 makes the target uniform, whatever y)"
+        raise ValueError(f"label_smoothing must be a number in {span}, got {label_smoothing!r}")
+    return eps
+
+
 def multinomial_loss(
-    raw: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+    raw: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    label_smoothing: float = 0.0,
 ) -> np.ndarray:
     """Weighted cross-entropy of each row.
 
@@ -69,14 +112,16 @@ def multinomial_loss(
         Integer label codes in ``0 .. n_classes - 1``.
     weights : ndarray of shape (n_rows,), optional
         Row weights ``s_i``; None means all ones.
+    label_smoothing : float in [0, 1), default 0.0
+        ``eps``: the target is ``(1 - eps) e_y + eps / K``.
 
     Returns
     -------
     loss : ndarray of shape (n_rows,), float64
-        ``s_i * (logsumexp(raw_i) - raw_i[y_i])``.
+        ``s_i * (logsumexp(raw_i) - t_i^T raw_i)``.
     """
     z = np.array(raw, dtype=np.result_type(raw.dtype, np.float32), order="C")
-    out = _row_losses_(z, _true_class_index(z, y, None))
+    out = _row_losses_(z, _true_class_index(z, y, None), float(label_smoothing))
     if weights is not None:
         out *= weights
     return out
@@ -90,6 +135,7 @@ def multinomial_residuals_(
     need_residuals: bool = True,
     out: np.ndarray | None = None,
     rows: np.ndarray | None = None,
+    label_smoothing: float = 0.0,
 ) -> float:
     """Summed weighted loss of a block of logit rows, and their residuals, in place.
 
@@ -118,11 +164,15 @@ def multinomial_residuals_(
     rows : ndarray, optional
         ``np.arange(m)`` with ``m >= n_rows``, reused across calls to save an
         allocation.
+    label_smoothing : float in [0, 1), default 0.0
+        ``eps``: the target is ``t = (1 - eps) onehot(y) + eps / K`` (PyTorch's
+        definition) and ``G = s (softmax(z) - t)``. Not checked here (the
+        estimator and :class:`~softmax.backends._base.RowData` check it).
 
     Returns
     -------
     loss : float
-        ``sum_i s_i * (logsumexp(z_i) - z_{i y_i})``, accumulated in float64.
+        ``sum_i s_i * (logsumexp(z_i) - t_i^T z_i)``, accumulated in float64.
 
     Examples
     --------
@@ -132,8 +182,9 @@ def multinomial_residuals_(
     >>> round(loss, 6), z.tolist()  # log(2), G = p - onehot
     (0.693147, [[0.5, -0.5]])
     """
+    eps = float(label_smoothing)
     flat = _true_class_index(z, y, rows)
-    lse = _row_losses_(z, flat)
+    lse = _row_losses_(z, flat, eps)
     loss = float(lse.sum() if weights is None else np.dot(weights, lse))
     if not need_residuals:
         return loss
@@ -142,7 +193,11 @@ def multinomial_residuals_(
     else:
         G = out
         np.copyto(G, z)
-    G.ravel()[flat] -= 1
+    if eps:
+        G -= eps / z.shape[1]
+        G.ravel()[flat] -= 1.0 - eps
+    else:
+        G.ravel()[flat] -= 1
     if weights is not None:
         G *= weights.astype(G.dtype, copy=False)[:, None]
     return loss

@@ -48,6 +48,7 @@ from softmax._validation import (
     row_weights,
     validate_data,
 )
+from softmax.losses import check_label_smoothing
 from softmax.regression import SoftmaxRegression
 
 __all__ = ["RegularizationPath", "SoftmaxRegressionCV", "min_c", "regularization_path"]
@@ -339,6 +340,7 @@ def regularization_path(
     solver: str = "auto",
     tol: float = 1e-7,
     max_iter: int = 1000,
+    label_smoothing: float = 0.0,
 ) -> RegularizationPath:
     """Fit the model along an increasing grid of ``C``, each fit warm-started.
 
@@ -369,6 +371,8 @@ def regularization_path(
         Solver tolerance of every fit (relative objective gap).
     max_iter : int, default=1000
         Iteration limit of every fit.
+    label_smoothing : float in [0, 1), default=0.0
+        Smoothed training targets (see :class:`~softmax.SoftmaxRegression`).
 
     Returns
     -------
@@ -404,6 +408,7 @@ def regularization_path(
         tol=tol,
         max_iter=max_iter,
         warm_start=True,
+        label_smoothing=label_smoothing,
     )
     from softmax.backends import external_backend
 
@@ -674,6 +679,10 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         ``lambda.1se``): the smallest ``C`` (the most regularised model),
         with the best point's ``l1_ratio``, whose mean score is within one
         standard error (over folds) of the best mean.
+    label_smoothing : float in [0, 1), default=0.0
+        Smoothed training targets of every fit (see
+        :class:`~softmax.SoftmaxRegression`); the held-out rows are scored
+        against their true labels.
 
     Attributes
     ----------
@@ -754,6 +763,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         refit: bool = True,
         random_state: int | np.random.Generator | None = None,
         select: str = "best",
+        label_smoothing: float = 0.0,
     ) -> None:
         self.Cs = Cs
         self.l1_ratios = l1_ratios
@@ -769,6 +779,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         self.refit = refit
         self.random_state = random_state
         self.select = select
+        self.label_smoothing = label_smoothing
 
     def __sklearn_tags__(self):  # -> sklearn.utils.Tags (sklearn >= 1.6)
         tags = super().__sklearn_tags__()
@@ -804,6 +815,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
             "tol": check_in_range(self.tol, "tol", 0.0, np.inf),
             "max_iter": check_int_at_least(self.max_iter, "max_iter", 1),
             "random_state": self.random_state,
+            "label_smoothing": check_label_smoothing(self.label_smoothing),
         }
 
     def fit(
@@ -893,6 +905,9 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
                 coef[:, p] - coef[:, p].mean() if params["fit_intercept"] else 0 * coef[:, 0]
             )
             model.intercept_ = intercept.astype(X.dtype)
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None:  # fitted on the checked array: give it the frame's names
+            model.feature_names_in_ = names
         self.estimator_ = model
         self.coef_ = model.coef_
         self.intercept_ = model.intercept_

@@ -52,6 +52,7 @@ from softmax._validation import (
     validate_data,
 )
 from softmax.backends import external_backend, is_dask_collection
+from softmax.losses import check_label_smoothing
 
 __all__ = ["SoftmaxRegression"]
 
@@ -141,6 +142,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         (one free weight vector per class). With ``C=np.inf`` both give the
         same probabilities; with a penalty the penalty falls on the other
         classes' weights only, a different model (``docs/regression.md``).
+    label_smoothing : float in [0, 1), default=0.0
+        Train against smoothed targets ``(1 - eps) onehot(y) + eps / n_classes``
+        (PyTorch's ``cross_entropy(..., label_smoothing=eps)``): the data term
+        becomes ``sum_i s_i CE(t_i, p_i)``, which keeps the probabilities away
+        from 0 and 1. 1 is refused (the target would not depend on ``y``).
+        Class weights still weigh each row by its label's weight. Smoothed
+        fits have no likelihood-based inference (``softmax.inference``
+        refuses them) and skip the separation check (the smoothed objective
+        has a minimum even on separated data).
 
     Attributes
     ----------
@@ -232,6 +242,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         learning_rate: float | str = "auto",
         batch_size: int = 256,
         reference_class: Any = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         self.C = C
         self.l1_ratio = l1_ratio
@@ -247,6 +258,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.reference_class = reference_class
+        self.label_smoothing = label_smoothing
 
     def __sklearn_tags__(self):  # -> sklearn.utils.Tags (sklearn >= 1.6)
         tags = super().__sklearn_tags__()
@@ -280,6 +292,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             ),
             "batch_size": check_int_at_least(self.batch_size, "batch_size", 1),
             "fit_intercept": bool(self.fit_intercept),
+            "label_smoothing": check_label_smoothing(self.label_smoothing),
         }
 
     def fit(
@@ -465,6 +478,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         C = params["C"]
         if np.isfinite(C) and C * float(data.weight_sum) < NEARLY_UNPENALISED:
             return None
+        if params["label_smoothing"] > 0:
+            # smoothed targets put weight on every class: the data term has a
+            # minimum even on separated rows, so there is nothing to warn about
+            return None
         fi = bool(data.fit_intercept)
         ref = 0 if reference is None else reference
         from softmax.backends.memory import InMemoryData
@@ -506,7 +523,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         scale = row_scale(X)
         rows = X if scale is None else scale.rows(X)
-        data = InMemoryData(rows, codes, weights, classes, fit_intercept=params["fit_intercept"])
+        data = InMemoryData(
+            rows,
+            codes,
+            weights,
+            classes,
+            fit_intercept=params["fit_intercept"],
+            label_smoothing=params["label_smoothing"],
+        )
         return data, X, scale
 
     def _external_data(
@@ -531,6 +555,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             class_weight=self.class_weight,
             fit_intercept=params["fit_intercept"],
             dtype=None,
+            label_smoothing=params["label_smoothing"],
         )
         if len(data.classes) < 2:
             raise ValueError(
@@ -720,6 +745,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             l1_ratio=params["l1_ratio"],
             batch_size=params["batch_size"],
             reference=reference,
+            label_smoothing=params["label_smoothing"],
         )
         self._set_coef(coef, X.shape[1], X.dtype, reference)
         # what partial_fit last published: a later fit replaces it, and the

@@ -26,8 +26,13 @@ Conventions shared by every backend
 - ``coef`` has shape ``(n_classes, n_features + fit_intercept)``, float64,
   C-contiguous, on the host; when ``fit_intercept`` the last column is the
   intercept. Answers are host float64 arrays whatever the rows are.
-- The data term is the *sum* ``sum_i s_i * CE(y_i, softmax(W x_i + b))``; the
+- The data term is the *sum* ``sum_i s_i * CE(t_i, softmax(W x_i + b))``; the
   penalty and the factor ``C`` are the solver's business, not the backend's.
+  The target ``t_i`` is ``onehot(y_i)``, or with label smoothing ``eps``
+  (``label_smoothing``, folded into the rows like the weights)
+  ``(1 - eps) onehot(y_i) + eps / n_classes``. The Hessian does not depend on
+  it; the *information* (inference) is the unsmoothed likelihood's, and
+  backends refuse it for smoothed rows.
 - Gradients have the shape of ``coef``. Sums are accumulated in float64 even
   when the rows are float32.
 - Hessians act on, and full Hessians are laid out in, the C-order flattening
@@ -130,6 +135,8 @@ class RowData(ABC):
     record_evaluations : bool
         With :attr:`Capability.EVALUATION_LOG`: whether answers are logged
         and replayed (solvers that checkpoint their own state turn it off).
+    label_smoothing : float in [0, 1)
+        ``eps`` of the smoothed target (0: the one-hot labels).
     """
 
     classes: np.ndarray
@@ -144,6 +151,7 @@ class RowData(ABC):
     feature_names: np.ndarray | None = None
     checkpoint: Any = None
     record_evaluations: bool = False
+    label_smoothing: float = 0.0
 
     @property
     def n_classes(self) -> int:
@@ -281,3 +289,12 @@ class RowData(ABC):
         softmax.linear_loss.InformationSums
         """
         raise self._missing(Capability.INFORMATION)
+
+    def _check_unsmoothed(self, what: str) -> None:
+        """ValueError when the rows' targets are smoothed: ``what`` needs the likelihood."""
+        if self.label_smoothing:
+            raise ValueError(
+                f"{what} is defined for the likelihood of the labels, but these rows "
+                f"have label_smoothing={self.label_smoothing!r}; refit with "
+                "label_smoothing=0 for inference."
+            )

@@ -38,6 +38,7 @@ from softmax.backends.memory import (
     COVARIANCE_PASSES,
     CURVATURE_ROWS,
 )
+from softmax.losses import check_label_smoothing
 
 __all__ = ["BLOCK_ELEMENTS", "ArrayAPIData"]
 
@@ -89,6 +90,8 @@ class ArrayAPIData(RowData):
         The original labels (``classes[k]`` is code ``k``).
     fit_intercept : bool
         Whether ``coef`` carries an intercept column.
+    label_smoothing : float in [0, 1), default 0.0
+        Smoothed targets ``(1 - eps) onehot(y) + eps / n_classes``.
 
     Examples
     --------
@@ -117,7 +120,10 @@ class ArrayAPIData(RowData):
         classes: np.ndarray,
         *,
         fit_intercept: bool,
+        label_smoothing: float = 0.0,
     ) -> None:
+        eps = check_label_smoothing(label_smoothing)
+        self.label_smoothing = eps
         xp = array_namespace(X)
         if getattr(X, "ndim", None) != 2:
             raise TypeError("X must be a 2-D array")
@@ -216,6 +222,11 @@ class ArrayAPIData(RowData):
             total = xp.sum(E, axis=1)
             # one-hot of the block's labels: (rows, K) like the logits, never (n, K)
             onehot = xp.astype(yb[:, None] == self._class_codes[None, :], Z.dtype)
+            if self.label_smoothing:
+                # PyTorch's smoothed target (1 - eps) onehot + eps / K; it sums to 1,
+                # so the shifted logits still give t^T z - lse exactly
+                eps = self.label_smoothing
+                onehot = onehot * (1.0 - eps) + eps / K
             per_row = xp.log(total) - xp.sum(shifted * onehot, axis=1)
             if s is not None:
                 per_row = per_row * s

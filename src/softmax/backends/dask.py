@@ -51,6 +51,7 @@ import numpy as np
 from softmax.backends._base import BLOCK_SUMS, RowData, check_batch_size
 from softmax.backends.memory import InMemoryData
 from softmax.linear_loss import column_moments
+from softmax.losses import check_label_smoothing
 
 __all__ = ["DaskRowData", "build_row_data", "predict_dask"]
 
@@ -207,13 +208,23 @@ class _Chunk(InMemoryData):
     def __reduce__(self) -> tuple:
         # pickles (worker-to-worker moves, minibatches to the client) carry
         # the rows, not the block buffers
-        return (_Chunk._rebuild, (self.X, self.y, self.weights, self.classes, self.fit_intercept))
+        return (
+            _Chunk._rebuild,
+            (self.X, self.y, self.weights, self.classes, self.fit_intercept, self.label_smoothing),
+        )
 
     @staticmethod
     def _rebuild(
-        X: Any, y: np.ndarray, w: np.ndarray | None, classes: np.ndarray, fit_intercept: bool
+        X: Any,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        classes: np.ndarray,
+        fit_intercept: bool,
+        label_smoothing: float = 0.0,
     ) -> _Chunk:
-        return _Chunk(X, y, w, classes, fit_intercept=fit_intercept)
+        return _Chunk(
+            X, y, w, classes, fit_intercept=fit_intercept, label_smoothing=label_smoothing
+        )
 
     def __sizeof__(self) -> int:
         # dask.sizeof falls back to sys.getsizeof, which would report a few
@@ -235,6 +246,7 @@ def _make_chunk(
     classes: np.ndarray,
     class_weights: np.ndarray | None,
     fit_intercept: bool,
+    label_smoothing: float = 0.0,
 ) -> Any:
     """The persisted form of a chunk: the in-memory backend on its rows."""
     # Labels were checked against `classes` in the validation pass.
@@ -244,7 +256,9 @@ def _make_chunk(
         w = cw if w is None else w * cw
     elif w is not None:
         w = np.asarray(w, dtype=np.float64)
-    return _Chunk(x, codes, w, classes, fit_intercept=fit_intercept)
+    return _Chunk(
+        x, codes, w, classes, fit_intercept=fit_intercept, label_smoothing=label_smoothing
+    )
 
 
 def _chunk_loss_gradient(coef: np.ndarray, chunk: Any, need_gradient: bool) -> tuple:
@@ -422,6 +436,8 @@ class DaskRowData(RowData):
     is_sparse : bool
         Whether the chunks are CSR matrices (solver "auto" then avoids
         newton-cholesky, as it does in memory).
+    label_smoothing : float in [0, 1)
+        Smoothed targets in the data term (every chunk carries it).
     """
 
     def __init__(
@@ -437,8 +453,10 @@ class DaskRowData(RowData):
         class_counts: np.ndarray,
         feature_names: np.ndarray | None = None,
         is_sparse: bool = False,
+        label_smoothing: float = 0.0,
     ) -> None:
         self._chunks = chunks
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         self.classes = classes
         self.n_samples = n_samples
         self.n_features = n_features
@@ -623,6 +641,7 @@ class DaskRowData(RowData):
         + fit_intercept)``) through the reduction. The cluster meat needs the
         rows in group order: not on a cluster of chunks.
         """
+        self._check_unsmoothed("the information")
         if meat == "cluster" or groups is not None:
             raise ValueError(
                 "the cluster-robust covariance visits the rows cluster by cluster: it needs "
@@ -792,6 +811,7 @@ def build_row_data(
     class_weight: Mapping[Any, float] | str | None = None,
     fit_intercept: bool = True,
     dtype: Any = None,
+    label_smoothing: float = 0.0,
 ) -> DaskRowData:
     """Persist the rows of a Dask collection on the cluster, ready for a solver.
 
@@ -980,10 +1000,13 @@ def build_row_data(
         class_weights = cw_full * w_scalar
 
     # -- pass 3: the persisted chunks the solver works on -------------------
+    eps = check_label_smoothing(label_smoothing)
     cw_d = None if class_weights is None else _literal(class_weights, f"softmax-cw-{token}")
     cl_d = _literal(classes_, f"softmax-classes-{token}")
     chunks = [
-        _task(_make_chunk, xb, yb, wb, cl_d, cw_d, fit_intercept, name=f"softmax-c-{token}-{i}")
+        _task(
+            _make_chunk, xb, yb, wb, cl_d, cw_d, fit_intercept, eps, name=f"softmax-c-{token}-{i}"
+        )
         for i, (xb, yb, wb) in enumerate(zip(xs, ys, ws))
     ]
     chunks = list(dask.persist(*chunks))
@@ -998,6 +1021,7 @@ def build_row_data(
         class_counts=counts,
         feature_names=names,
         is_sparse=any(info[4] for info in x_info),
+        label_smoothing=eps,
     )
 
 

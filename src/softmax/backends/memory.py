@@ -29,7 +29,7 @@ from softmax.linear_loss import (
     decision_function,
     mirror_upper,
 )
-from softmax.losses import softmax_rows_
+from softmax.losses import check_label_smoothing, softmax_rows_
 
 __all__ = ["COVARIANCE_MAX_FEATURES", "N_THREADS", "THREADED_WORK", "InMemoryData"]
 
@@ -112,6 +112,9 @@ class InMemoryData(RowData):
         The original labels (``classes[k]`` is code ``k``).
     fit_intercept : bool
         Whether ``coef`` carries an intercept column.
+    label_smoothing : float in [0, 1), default 0.0
+        Smoothed targets ``(1 - eps) onehot(y) + eps / n_classes`` in the
+        data term (see :func:`softmax.losses.multinomial_residuals_`).
 
     Examples
     --------
@@ -135,7 +138,9 @@ class InMemoryData(RowData):
         classes: np.ndarray,
         *,
         fit_intercept: bool,
+        label_smoothing: float = 0.0,
     ) -> None:
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         if sp.issparse(X):
             if X.format != "csr":
                 raise TypeError(f"sparse X must be CSR, got {X.format}; use X.tocsr()")
@@ -328,6 +333,7 @@ class InMemoryData(RowData):
             fit_intercept=self.fit_intercept,
             need_gradient=need_gradient,
             workspace=self._workspace(),
+            label_smoothing=self.label_smoothing,
         )
 
     def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
@@ -347,6 +353,7 @@ class InMemoryData(RowData):
             self.weights,
             fit_intercept=self.fit_intercept,
             workspace=self._workspace(keep_proba=True),
+            label_smoothing=self.label_smoothing,
         )
 
         def counted_hessp(V: np.ndarray) -> np.ndarray:
@@ -364,6 +371,7 @@ class InMemoryData(RowData):
             self.weights,
             fit_intercept=self.fit_intercept,
             workspace=self._workspace(),
+            label_smoothing=self.label_smoothing,
         )
 
     def information(
@@ -380,6 +388,7 @@ class InMemoryData(RowData):
         :func:`softmax.linear_loss.block_information`. The only backend that
         takes ``groups`` (the cluster meat visits the rows in group order).
         """
+        self._check_unsmoothed("the information")
         coef = np.asarray(coef, dtype=np.float64)
         if coef.shape != self.coef_shape:
             raise ValueError(f"coef has shape {coef.shape}; expected {self.coef_shape}")

@@ -44,6 +44,7 @@ from softmax.linear_loss import (
     block_loss_gradient,
     column_moments,
 )
+from softmax.losses import check_label_smoothing
 from softmax.streaming import FileSource
 
 __all__ = ["StreamData", "build_row_data"]
@@ -79,6 +80,7 @@ def build_row_data(
     class_weight: Any = None,
     fit_intercept: bool = True,
     dtype: Any = None,
+    label_smoothing: float = 0.0,
 ) -> StreamData:
     """A :class:`StreamData` over a file source (the estimator's entry point).
 
@@ -158,6 +160,7 @@ def build_row_data(
         class_weights=cw,
         fit_intercept=fit_intercept,
         dtype=source.dtype if dtype is None else np.dtype(dtype),
+        label_smoothing=label_smoothing,
     )
 
 
@@ -201,6 +204,8 @@ class StreamData(RowData):
     fit_intercept : bool
     dtype : numpy.dtype
         Blocks are cast to it.
+    label_smoothing : float in [0, 1), default 0.0
+        Smoothed targets in the data term (see :class:`RowData`).
 
     Attributes
     ----------
@@ -222,7 +227,9 @@ class StreamData(RowData):
         class_weights: np.ndarray | None,
         fit_intercept: bool,
         dtype: np.dtype,
+        label_smoothing: float = 0.0,
     ) -> None:
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         self.source = source
         self.classes = classes
         self.n_samples = source.n_samples
@@ -284,6 +291,8 @@ class StreamData(RowData):
             else _digest("w", self._sample_weight),
             class_weights=None if self._class_weights is None else self._class_weights.tolist(),
         )
+        if self.label_smoothing:  # logs of unsmoothed fits keep their fingerprint
+            fp.update(label_smoothing=self.label_smoothing)
         return fp
 
     def _weights(self, start: int, codes: np.ndarray, w: np.ndarray | None) -> np.ndarray | None:
@@ -373,9 +382,12 @@ class StreamData(RowData):
             self.n_passes += 1
             return float(rec["loss"]), np.array(rec["grad"])
         grad = np.zeros(self.coef_shape, dtype=np.float64)
+        eps = self.label_smoothing
 
         def fn(X, y, w):
-            loss, g = block_loss_gradient(coef, X, y, w, fit_intercept=self.fit_intercept)
+            loss, g = block_loss_gradient(
+                coef, X, y, w, fit_intercept=self.fit_intercept, label_smoothing=eps
+            )
             grad[...] += g
             return loss
 
@@ -447,7 +459,13 @@ class StreamData(RowData):
 
         def fn(X, y, w):
             return block_loss_gradient(
-                coef, X, y, w, fit_intercept=self.fit_intercept, need_gradient=False
+                coef,
+                X,
+                y,
+                w,
+                fit_intercept=self.fit_intercept,
+                need_gradient=False,
+                label_smoothing=self.label_smoothing,
             )[0]
 
         loss = self._pass("loss", fn)
@@ -496,9 +514,12 @@ class StreamData(RowData):
         n_coef = self.coef_shape[0] * self.coef_shape[1]
         grad = np.zeros(self.coef_shape, dtype=np.float64)
         H = np.zeros((n_coef, n_coef), dtype=np.float64)
+        eps = self.label_smoothing
 
         def fn(X, y, w):
-            loss, g, h = block_hessian(coef, X, y, w, fit_intercept=self.fit_intercept)
+            loss, g, h = block_hessian(
+                coef, X, y, w, fit_intercept=self.fit_intercept, label_smoothing=eps
+            )
             grad[...] += g
             H[...] += h
             return loss
@@ -521,6 +542,7 @@ class StreamData(RowData):
         :func:`softmax.linear_loss.block_information`). The cluster meat needs
         the rows in group order: not on a stream.
         """
+        self._check_unsmoothed("the information")
         if meat == "cluster" or groups is not None:
             raise ValueError(
                 "the cluster-robust covariance visits the rows cluster by cluster: it needs "

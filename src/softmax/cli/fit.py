@@ -18,7 +18,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--C",
         type=float,
-        default=1.0,
+        default=None,
         help="inverse regularisation (default 1); inf: no penalty (maximum likelihood)",
     )
     group.add_argument(
@@ -49,12 +49,21 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="fix this class's coefficients at zero (the baseline-category form of "
         "statsmodels' MNLogit): the other classes' coefficients are log-odds against it",
     )
+    group.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.0,
+        metavar="EPS",
+        help="train against (1 - EPS) one-hot + EPS / n_classes targets, 0 <= EPS < 1 "
+        "(PyTorch's label smoothing; default 0)",
+    )
 
 
 COMMAND = Command(
     description="Train a softmax regression on DATA and save it as one "
     "safetensors model file. A progress bar shows the objective while it fits.",
-    epilog="example: softmax fit train.csv --target species -o model.safetensors",
+    epilog="example: softmax fit train.csv --target species -o model.safetensors "
+    "(add --cv 5 to choose C by 5-fold cross-validation)",
 )
 
 
@@ -68,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model file to write; its name must end in .safetensors",
     )
     add_model_options(parser)
+    from softmax.cli._cv import add_cv_options
+
+    add_cv_options(parser)
     stream = parser.add_argument_group("large files")
     stream.add_argument(
         "--stream",
@@ -137,7 +149,7 @@ def estimator_from_args(args: argparse.Namespace, y: Any = None) -> Any:
     from softmax.regression import SoftmaxRegression
 
     return SoftmaxRegression(
-        C=args.C,
+        C=1.0 if args.C is None else args.C,
         l1_ratio=args.l1_ratio,
         solver=args.solver,
         max_iter=args.max_iter,
@@ -146,6 +158,7 @@ def estimator_from_args(args: argparse.Namespace, y: Any = None) -> Any:
         class_weight=args.class_weight,
         random_state=args.random_state,
         reference_class=reference_label(getattr(args, "reference_class", None), y),
+        label_smoothing=args.label_smoothing,
     )
 
 
@@ -240,14 +253,22 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from softmax.cli._common import (
+        CLIError,
         FitProgress,
         check_output_path,
         emit_json,
         load_data,
     )
+    from softmax.cli._cv import check_cv_args, fit_cv, print_cv
     from softmax.io import save_model
 
     output = check_output_path(args.output, suffixes=(".safetensors",))
+    check_cv_args(args)
+    if args.cv is not None and not args.stream and _should_stream(args):
+        raise CLIError(
+            f"--cv needs the rows in memory, and {args.data} is larger than --memory-budget "
+            f"{args.memory_budget:g} MB; raise --memory-budget"
+        )
     streaming = _should_stream(args)
     show = not (args.quiet or args.json)
     if streaming:
@@ -257,13 +278,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         data = load_data(args.data, target=args.target, fmt=args.format, progress=show)
         X, y, source, n_samples = data.features_for_model(), data.y, data.source, data.n_samples
-    estimator = estimator_from_args(args, y)
+    cv_report = None
+    if args.cv is None:
+        estimator = estimator_from_args(args, y)
 
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with FitProgress(args.max_iter, tol=args.tol, enabled=show) as progress:
-            estimator.fit(X, y, callback=progress)
+        if args.cv is not None:
+            estimator, cv_report = fit_cv(args, X, y)
+        else:
+            with FitProgress(args.max_iter, tol=args.tol, enabled=show) as progress:
+                estimator.fit(X, y, callback=progress)
     seconds = time.perf_counter() - start
     save_model(estimator, output)
 
@@ -287,6 +313,8 @@ def run(args: argparse.Namespace) -> int:
         summary["train_accuracy"] = _streamed_accuracy(estimator, X)
     else:
         summary["train_accuracy"] = float(np.mean(estimator.predict(X) == y))
+    if cv_report is not None:
+        summary["cv"] = cv_report
     results = None
     if args.summary:
         from softmax.cli._summary import summarize
@@ -313,6 +341,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if "train_accuracy" in summary:
         print(f"training accuracy {summary['train_accuracy']:.4f}")
+    if cv_report is not None:
+        print_cv(cv_report)
     print(f"model written to {output}")
     if results is not None:
         print()

@@ -14,10 +14,11 @@ The objective is scikit-learn's ``LogisticRegression`` objective
 
 .. math::
 
-    F(W, b) = C \\sum_i s_i \\, CE(y_i, \\operatorname{softmax}(W x_i + b))
+    F(W, b) = C \\sum_i s_i \\, CE(t_i, \\operatorname{softmax}(W x_i + b))
               + \\frac{1 - \\rho}{2} \\lVert W \\rVert_F^2 + \\rho \\lVert W \\rVert_1 .
 
-``C = inf`` is the unpenalised problem (the penalty term vanishes and ``F``
+with ``t_i`` the one-hot label, or its smoothed form (``label_smoothing``,
+carried by the rows). ``C = inf`` is the unpenalised problem (the penalty term vanishes and ``F``
 is reported as the data term alone). Without a penalty the symmetric
 parametrisation is not identifiable: adding one vector to every class's
 coefficients changes nothing. Solvers then return the representative whose
@@ -117,6 +118,16 @@ class Problem:
         object.__setattr__(self, "C", float(C))
         object.__setattr__(self, "l1_ratio", float(self.l1_ratio))
         object.__setattr__(self, "verbose", int(self.verbose or 0))
+
+    @property
+    def label_smoothing(self) -> float:
+        """``eps`` of the rows' smoothed targets (``RowData.label_smoothing``; 0: none).
+
+        It belongs to the rows, like their weights: every backend computes
+        its data term with it, and solvers that form residuals themselves
+        (the stochastic ones) read it here.
+        """
+        return float(self.data.label_smoothing)
 
     @property
     def penalised(self) -> bool:

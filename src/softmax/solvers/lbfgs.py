@@ -210,6 +210,13 @@ class LBFGSMemory:
         self.Y = np.empty((m, n), self.dtype)
         self.rho = np.empty(m)
         self.alpha = np.empty(m)
+        # G[t, u] = s_t . y_u with the pairs newest first (float64), kept up to
+        # date by push, and from it the two unit triangular matrices of
+        # _direction_gram: the recursion's 4 m sequential vector operations
+        # become four matrix-vector products and two m x m triangular solves
+        self.G = np.zeros((m, m))
+        self.lower = np.eye(m)  # I + diag(rho) tril(G, -1), newest first
+        self.upper = np.eye(m)  # I + diag(rho) triu(G^T, 1), newest first
         self.count = 0  # pairs stored
         self.head = 0  # next slot to write
         self.gamma = 1.0  # scaling of the initial inverse Hessian
@@ -224,7 +231,7 @@ class LBFGSMemory:
         """Re-express the stored pairs in new coordinates.
 
         ``change`` maps rows of vectors (``(r, n)``) linearly and
-        orthogonally, so ``rho = 1 / s.y`` is unchanged.
+        orthogonally, so ``rho = 1 / s.y`` and the products ``SY`` are unchanged.
         """
         k = self.count  # slots 0 .. k - 1 are filled until the ring wraps
         if k:
@@ -241,6 +248,22 @@ class LBFGSMemory:
         self.S[i] = s
         self.Y[i] = y
         self.rho[i] = 1.0 / sy
+        k = min(self.count + 1, self.m)  # slots 0 .. k - 1 filled after this push
+        order = (i - np.arange(k)) % self.m  # newest (this one) first
+        G = self.G
+        G[1:k, 1:k] = G[: k - 1, : k - 1].copy()  # the older pairs age by one
+        G[:k, 0] = (self.S[:k] @ self.Y[i]).astype(np.float64)[order]
+        G[0, :k] = (self.Y[:k] @ self.S[i]).astype(np.float64)[order]
+        # the older pairs' rows of the triangular matrices age by one too; the
+        # newest pair adds column 0 of the lower one and row 0 of the upper one
+        rho = self.rho[order]
+        for T in (self.lower, self.upper):
+            T[1:k, 1:k] = T[: k - 1, : k - 1].copy()
+            T[0, :k] = 0.0
+            T[:k, 0] = 0.0
+            T[0, 0] = 1.0
+        self.lower[1:k, 0] = rho[1:] * G[1:k, 0]  # rho_t s_t . y_new
+        self.upper[0, 1:k] = rho[0] * G[1:k, 0]  # rho_new y_new . s_u
         if self.M is None:
             yMy = yy
         else:
@@ -257,22 +280,47 @@ class LBFGSMemory:
         q = g.astype(dt)
         order = (self.head - 1 - np.arange(self.count)) % self.m  # newest first
         loops = _compiled_loops() if self.compiled else None
-        if loops is not None:
-            loops.first_loop(self.S, self.Y, self.rho, order, q, self.alpha)
-        else:
-            for i in order:
-                a = self.rho[i] * float(self.S[i] @ q)
-                self.alpha[i] = a
-                q -= dt(a) * self.Y[i]
+        if loops is None:
+            return self._direction_gram(q, order)
+        loops.first_loop(self.S, self.Y, self.rho, order, q, self.alpha)
         if self.M is not None:
             q = np.asarray(self.M(q), dtype=dt)
         q *= dt(self.gamma)
-        if loops is not None:
-            loops.second_loop(self.S, self.Y, self.rho, order, q, self.alpha)
-        else:
-            for i in order[::-1]:
-                b = self.rho[i] * float(self.Y[i] @ q)
-                q += dt(self.alpha[i] - b) * self.S[i]
+        loops.second_loop(self.S, self.Y, self.rho, order, q, self.alpha)
+        return -q.astype(np.float64)
+
+    def _direction_gram(self, q: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """The two-loop recursion with its scalar recurrences solved at once.
+
+        With the pairs newest first (``t = 0 .. k-1``), the first loop's
+        ``alpha_t = rho_t s_t.(g - sum_{u<t} alpha_u y_u)`` is the unit lower
+        triangular system ``(I + diag(rho) L) alpha = rho * (S g)``, ``L[t, u] =
+        s_t.y_u`` (``u < t``); then ``r = gamma M (g - Y^T alpha)``. The second
+        loop's ``beta_t = rho_t y_t.(r + sum_{u>t} c_u s_u)``, ``c = alpha - beta``,
+        is the unit upper triangular system ``(I + diag(rho) U) c = alpha - rho *
+        (Y r)``, ``U[t, u] = y_t.s_u`` (``u > t``); the direction is ``-(r + S^T c)``.
+        The same numbers as the loops (to rounding) for four matrix-vector
+        products over the history instead of ``4 k`` vector operations in Python.
+        """
+        from scipy.linalg.blas import dtrsv
+
+        dt = self.dtype.type
+        k = self.count
+        S, Y = self.S[:k], self.Y[:k]  # by slot; only the small arrays are reordered
+        rho = self.rho[order]
+        Sg = (S @ q).astype(np.float64)[order]
+        # BLAS reads the C-ordered matrices transposed: solve (L^T)^T x = b
+        alpha = dtrsv(self.lower[:k, :k].T, rho * Sg, lower=0, trans=1, diag=1)
+        by_slot = np.empty(k)
+        by_slot[order] = alpha
+        q = q - by_slot.astype(dt) @ Y
+        if self.M is not None:
+            q = np.asarray(self.M(q), dtype=dt)
+        q *= dt(self.gamma)
+        Yr = (Y @ q).astype(np.float64)[order]
+        c = dtrsv(self.upper[:k, :k].T, alpha - rho * Yr, lower=1, trans=1, diag=1)
+        by_slot[order] = c
+        q += by_slot.astype(dt) @ S
         return -q.astype(np.float64)
 
 

@@ -95,6 +95,8 @@ class Scale:
         The penalty of ``f``: ``l2 / 2 ||W||^2 + l1 ||W||_1``.
     fixed_row : int or None
         The row of ``coef`` held at zero (a reference class), or None.
+    label_smoothing : float
+        ``eps`` of the smoothed targets the residuals are taken against.
     """
 
     fit_intercept: bool
@@ -103,6 +105,7 @@ class Scale:
     l2: float
     l1: float = 0.0
     fixed_row: int | None = None
+    label_smoothing: float = 0.0
 
     @property
     def mean_weight(self) -> float:
@@ -124,16 +127,17 @@ class Scale:
 
 
 def batch_residuals(
-    coef: np.ndarray, batch: Batch, fit_intercept: bool
+    coef: np.ndarray, batch: Batch, fit_intercept: bool, label_smoothing: float = 0.0
 ) -> tuple[float, np.ndarray]:
-    """Summed weighted loss of a batch and its residuals ``s_i (p_i - e_{y_i})``, float64.
+    """Summed weighted loss of a batch and its residuals ``s_i (p_i - t_i)``, float64.
 
-    The gradient of the summed loss is ``residual_gradient(R, X)``.
+    ``t_i`` is the one-hot label, smoothed by ``label_smoothing``. The
+    gradient of the summed loss is ``residual_gradient(R, X)``.
     """
     Z = np.ascontiguousarray(
         decision_function(coef, batch.X, fit_intercept=fit_intercept), dtype=np.float64
     )
-    loss = multinomial_residuals_(Z, batch.y, batch.w)
+    loss = multinomial_residuals_(Z, batch.y, batch.w, label_smoothing=label_smoothing)
     return loss, Z
 
 

@@ -337,7 +337,10 @@ class FirstOrder(Optimizer):
 
     def update(self, coef: np.ndarray, batch: Batch, scale: Scale) -> float:
         fi = scale.fit_intercept
-        loss, grad = block_loss_gradient(coef, batch.X, batch.y, batch.w, fit_intercept=fi)
+        loss, grad = block_loss_gradient(
+            coef, batch.X, batch.y, batch.w, fit_intercept=fi,
+            label_smoothing=scale.label_smoothing,
+        )  # fmt: skip
         grad *= 1.0 / (batch.n_rows * scale.mean_weight)
         scale.complete(coef, grad)
         if math.isnan(self.lr0):
@@ -534,10 +537,10 @@ class VarianceReduced(Optimizer):
         assert self.pre is not None
         fi = scale.fit_intercept
         lr = self._batch_rate(coef, batch, scale)
-        loss, R = batch_residuals(coef, batch, fi)
+        loss, R = batch_residuals(coef, batch, fi, scale.label_smoothing)
         anchor = self._anchor_for(batch)
         if anchor is not None:
-            R -= batch_residuals(anchor.coef, batch, fi)[1]
+            R -= batch_residuals(anchor.coef, batch, fi, scale.label_smoothing)[1]
             G = residual_gradient(R, batch.X, fi)
             G *= 1.0 / (batch.n_rows * anchor.mean_weight)
             G += anchor.grad
@@ -734,7 +737,7 @@ class PassAnchor(VarianceReduced):
             if fresh.all()
             else Batch(batch.X[fresh], batch.y[fresh], None if batch.w is None else batch.w[fresh])
         )
-        _, R = batch_residuals(self.next_coef, sub, scale.fit_intercept)
+        _, R = batch_residuals(self.next_coef, sub, scale.fit_intercept, scale.label_smoothing)
         self.next_sum += residual_gradient(R, sub.X, scale.fit_intercept)
         self.next_weight += sub.weight
         self.next_rows += sub.n_rows

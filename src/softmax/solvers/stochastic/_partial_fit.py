@@ -163,6 +163,7 @@ class PartialFitState:
         l1_ratio: float,
         batch_size: int,
         reference: int | None = None,
+        label_smoothing: float = 0.0,
     ) -> np.ndarray:
         """One call: shuffle the rows, make the optimizer's passes of minibatch updates.
 
@@ -185,6 +186,8 @@ class PartialFitState:
             (the steps move the other rows only); an iterate that does not
             have that row at zero (a first call, a changed reference) is first
             shifted by it, which leaves its probabilities unchanged.
+        label_smoothing : float in [0, 1), default 0.0
+            ``eps`` of the smoothed targets of this call's updates.
 
         Returns
         -------
@@ -218,6 +221,7 @@ class PartialFitState:
             pen.smooth_l2,
             pen.l1_weight,
             fixed_row=reference,
+            label_smoothing=float(label_smoothing),
         )
         if reference is not None and np.any(self.coef[reference]):
             self.coef -= self.coef[reference]

@@ -146,6 +146,7 @@ class SGD(Solver):
             pen.smooth_l2,
             pen.l1_weight,
             fixed_row=problem.reference,
+            label_smoothing=problem.label_smoothing,
         )
         batch_size = int(self.batch_size)
         # invscaling halves the step after 3 epochs (T = one epoch of updates)
