@@ -21,8 +21,8 @@ intercept ``b`` is not penalised (with ``l1_type="grouped"``, ``rho sum_j
 ``C = inf`` drops the penalty (the maximum-likelihood fit). With
 ``reference_class`` one class's coefficients are fixed at zero (the
 baseline-category form of statsmodels' ``MNLogit``). This module only does
-what an estimator does: it checks parameters and data, encodes labels, folds the weights into
-one per row, hands a :class:`~softmax.backends.RowData` to
+what an estimator does: it checks parameters and data, encodes labels, folds
+the weights into one per row, hands a :class:`~softmax.backends.RowData` to
 :func:`softmax.solvers.solve`, and turns coefficients into predictions.
 """
 
