@@ -154,13 +154,17 @@ def markdown(r: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| C | features selected (group path) | KKT violation | features (peer, L1) |",
-        "|---|---|---|---|",
+        "| C / min_c | C (grouped) | features selected (grouped path) | KKT violation "
+        "| features selected (peer: elementwise L1 at C / min_c of its own min_c) |",
+        "|---|---|---|---|---|",
     ]
     peer_sel = runs.get("peer", {}).get("selected")
     for k, C in enumerate(r["Cs"]):
         peer = "" if peer_sel is None else str(peer_sel[k])
-        lines.append(f"| {C:.4g} | {r['selected'][k]} | {r['kkt'][k]:.1e} | {peer} |")
+        factor = C / r["min_c_grouped"]
+        lines.append(
+            f"| {factor:.3g} | {C:.4g} | {r['selected'][k]} | {r['kkt'][k]:.1e} | {peer} |"
+        )
     lines += [
         "",
         "#### Verdict",
@@ -188,6 +192,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-peer", action="store_true", help="skip scikit-learn's saga path")
     parser.add_argument("--out", default=str(RESULTS / "group_path"), help="path, no suffix")
+    parser.add_argument(
+        "--render", metavar="JSON", help="only rewrite the .md next to this results .json"
+    )
     return parser.parse_args(argv)
 
 
@@ -195,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     args = parse_args(argv)
+    if args.render:  # the table layout changed, not the measurements
+        path = Path(args.render)
+        path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
+        return 0
     load_before = [round(x, 2) for x in os.getloadavg()]
     X, y = load()
     Cs = grid(X, y, "grouped")
