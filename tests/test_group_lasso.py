@@ -372,3 +372,27 @@ def test_cv_with_the_group_penalty_scores_each_fold_like_a_plain_loop(digits):
     assert model.estimator_.l1_type == "grouped"
     assert model.n_features_selected_ == model.estimator_.n_features_selected_
     assert model.n_features_selected_ < X.shape[1]
+
+
+@pytest.mark.parametrize("full_hessian", [True, False])
+def test_hessian_products_and_full_hessian_reach_the_same_optimum(iris, full_hessian):
+    X, y = iris
+    solver = SOLVERS["proximal-newton"].with_options(full_hessian=full_hessian)
+    problem = _problem(X, y, C=0.05, l1_ratio=0.9, l1_type="grouped")
+    res = solver.solve(problem, tol=1e-12)
+    assert res.converged
+    W, b = res.coef[:, :-1], res.coef[:, -1]
+    zero_viol, nz_viol, icpt, nz = _kkt_residuals(X, y, None, 0.05, 0.9, W, b)
+    assert max(zero_viol, nz_viol, icpt) <= 1e-8
+    assert 0 < nz.sum() < X.shape[1]
+    np.testing.assert_allclose(W.sum(axis=0), 0.0, atol=1e-12)  # the class-sum-zero optimum
+
+
+def test_float32_rows_fit_the_same_groups(digits):
+    X, y = digits
+    C = 3 * min_c(X, y, l1_type="grouped")
+    f64 = SoftmaxRegression(C=C, l1_ratio=1.0, l1_type="grouped").fit(X, y)
+    f32 = SoftmaxRegression(C=C, l1_ratio=1.0, l1_type="grouped").fit(X.astype(np.float32), y)
+    assert f32.coef_.dtype == np.float32 and f32.converged_
+    np.testing.assert_array_equal(f32.coef_.any(axis=0), f64.coef_.any(axis=0))
+    np.testing.assert_allclose(f32.coef_, f64.coef_, atol=2e-4)
