@@ -396,3 +396,25 @@ def test_float32_rows_fit_the_same_groups(digits):
     assert f32.coef_.dtype == np.float32 and f32.converged_
     np.testing.assert_array_equal(f32.coef_.any(axis=0), f64.coef_.any(axis=0))
     np.testing.assert_allclose(f32.coef_, f64.coef_, atol=2e-4)
+
+
+def test_grouped_path_on_sparse_and_dask_rows_matches_memory(digits):
+    import scipy.sparse as sp
+
+    X, y = digits
+    X, y = X[:300], y[:300]
+    Cs = min_c(X, y, l1_type="grouped") * np.array([2.0, 20.0])
+    assert min_c(sp.csr_matrix(X), y, l1_type="grouped") == pytest.approx(
+        min_c(X, y, l1_type="grouped"), rel=1e-12
+    )
+    kw = {"l1_ratio": 1.0, "l1_type": "grouped", "tol": 1e-10}
+    memory = regularization_path(X, y, Cs, **kw)
+    sparse = regularization_path(sp.csr_matrix(X), y, Cs, **kw)
+    np.testing.assert_allclose(sparse.objectives, memory.objectives, rtol=1e-10)
+    np.testing.assert_array_equal(sparse.n_features_selected, memory.n_features_selected)
+    da = pytest.importorskip("dask.array")
+    dask = regularization_path(
+        da.from_array(X, chunks=100), da.from_array(y, chunks=100), Cs, **kw
+    )
+    np.testing.assert_allclose(dask.objectives, memory.objectives, rtol=1e-10)
+    np.testing.assert_array_equal(dask.n_features_selected, memory.n_features_selected)
