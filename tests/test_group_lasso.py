@@ -418,3 +418,23 @@ def test_grouped_path_on_sparse_and_dask_rows_matches_memory(digits):
     )
     np.testing.assert_allclose(dask.objectives, memory.objectives, rtol=1e-10)
     np.testing.assert_array_equal(dask.n_features_selected, memory.n_features_selected)
+
+
+def test_two_classes_equal_sklearn_binary_lasso_at_scaled_c():
+    """K = 2: the optimum has w_1 = -w_0 = beta / 2, so ``sum_j ||W_j|| = ||beta||_1 / sqrt 2``.
+
+    The grouped objective ``C sum CE + sum_j ||W_j||`` is then scikit-learn's
+    binary L1 objective ``C' sum CE + ||beta||_1`` with ``C' = sqrt(2) C``.
+    """
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    C = 3 * min_c(X, y, l1_type="grouped")
+    ours = SoftmaxRegression(C=C, l1_ratio=1.0, l1_type="grouped", tol=1e-12).fit(X, y)
+    ref = LogisticRegression(C=np.sqrt(2) * C, l1_ratio=1.0, solver="saga", tol=1e-12,
+                             max_iter=100_000).fit(X, y)  # fmt: skip
+    beta = ours.coef_[1] - ours.coef_[0]
+    np.testing.assert_allclose(beta, ref.coef_[0], atol=1e-5)
+    np.testing.assert_array_equal(beta != 0, ref.coef_[0] != 0)
+    assert not np.signbit(ours.coef_[ours.coef_ == 0]).any()  # zeros are +0.0

@@ -310,8 +310,9 @@ class GroupLasso(Penalty):
             t = self._column_steps(step, out) * self.group_weight
             w = self._w(out)
             norms = self.group_norms(out)
-            factor = 1.0 - t / np.maximum(norms, 1e-300)
-            w *= np.maximum(factor, 0.0)
+            factor = np.maximum(1.0 - t / np.maximum(norms, 1e-300), 0.0)
+            w *= factor
+            w[:, factor == 0] = 0.0  # +0.0, not the -0.0 of a negative weight times 0
         return self._shrink_l2(out, step, include_smooth)
 
     def min_norm_subgradient(self, coef: np.ndarray, smooth_grad: np.ndarray) -> np.ndarray:
