@@ -18,6 +18,14 @@ iteration (Lee, Sun & Saunders, "Proximal Newton-type methods", 2014):
 3. a backtracking Armijo search along ``d = z - x`` on ``F`` with the
    model's decrease ``Delta = g.d + R(z) - R(x) < 0``.
 
+For the group norm with the full Hessian, once FISTA's set of non-zero
+columns has been stable for 20 iterations, Newton's method on the model
+restricted to those columns (where the group norm is smooth) finishes the
+inner solve exactly (:func:`support_newton`); it is kept when the model's
+KKT conditions then hold on the zero columns, else FISTA goes on. After a
+full step with a relative gap below 1e-4 the next model reuses the last
+Hessian once (a pass instead of ``O(n (K q)^2)``).
+
 The sparsity pattern comes from the prox inside the model, so zero groups
 are exact zeros. Near the optimum the full step is taken and convergence is
 quadratic, which is what the KKT conditions of a path need (each zero group's
