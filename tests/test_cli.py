@@ -858,6 +858,26 @@ def test_builtin_digits_are_scaled_and_elastic_net_converges(capsys, tmp_path):
     assert doc["n_iter"] < 1000
 
 
+def test_fit_with_the_group_lasso(capsys, tmp_path):
+    from sklearn.datasets import load_digits
+
+    from softmax import SoftmaxRegression, load_model
+
+    path = tmp_path / "g.safetensors"
+    args = ["--C", "0.02", "--l1-ratio", "1", "--l1-type", "grouped"]
+    status, out, err = run_cli(capsys, "fit", "digits", *args, "-o", path, "--json")
+    assert status == 0, err
+    doc = json.loads(out)
+    assert doc["converged"] is True and doc["solver"] == "proximal-newton"
+    model = load_model(path)
+    assert model.l1_type == "grouped"
+    X, y = load_digits(return_X_y=True)
+    same = SoftmaxRegression(C=0.02, l1_ratio=1.0, l1_type="grouped").fit(X / 16, y)
+    assert model.n_features_selected_ == same.n_features_selected_ < 64
+    status, _, err = run_cli(capsys, "fit", "digits", "--l1-type", "rows", "-o", path)
+    assert status != 0 and "--l1-type" in err
+
+
 # -- files follow the umask --------------------------------------------------------------
 
 

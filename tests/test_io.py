@@ -473,6 +473,30 @@ TAMPERED = {
     # other metadata
     "params-list": ("ints", _set("params", "C", [1, 2]), None, r"params.C: expected a number"),
     "params-not-object": ("ints", _set("params", [1]), None, r"params: expected a JSON object"),
+    "l1-type-unknown": (
+        "ints",
+        _set("params", "l1_type", "groupwise"),
+        None,
+        r"params.l1_type: expected one of \['elementwise', 'grouped'\], got \"groupwise\"",
+    ),
+    "l1-type-number": (
+        "ints",
+        _set("params", "l1_type", 1),
+        None,
+        r"params.l1_type: expected one of",
+    ),
+    "l1-ratio-above-one": (
+        "ints",
+        _set("params", "l1_ratio", 1.5),
+        None,
+        r"params.l1_ratio: expected a number in \[0, 1\], got 1.5",
+    ),
+    "l1-ratio-text": (
+        "ints",
+        _set("params", "l1_ratio", "0.5"),
+        None,
+        r"params.l1_ratio: expected a number in \[0, 1\]",
+    ),
     "training-n-iter": (
         "ints",
         _set("training", "n_iter", -3),
@@ -630,3 +654,16 @@ def test_binary_model_in_scikit_learn_layout_predicts_as_scikit_learn(tmp_path, 
         loaded.predict_proba(X), reference.predict_proba(X), rtol=1e-12, atol=1e-15
     )
     np.testing.assert_array_equal(loaded.predict(X), reference.predict(X))
+
+
+def test_grouped_penalty_model_round_trips(tmp_path, iris):
+    X, y = iris
+    model = SoftmaxRegression(C=0.05, l1_ratio=1.0, l1_type="grouped").fit(X, y)
+    assert 0 < model.n_features_selected_ < X.shape[1]  # the fit dropped a feature
+    path = tmp_path / "group.safetensors"
+    model.save(path)
+    loaded = load_model(path)
+    assert loaded.get_params() == model.get_params()
+    assert loaded.l1_type == "grouped"
+    assert loaded.n_features_selected_ == model.n_features_selected_
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

@@ -963,7 +963,8 @@ def _check_estimator(clf: Any) -> None:
     l1_ratio = float(clf.l1_ratio)
     if l1_ratio > 0:
         raise ValueError(
-            f"inference() refuses L1 / elastic-net fits (l1_ratio={l1_ratio:g}): the "
+            "inference() refuses L1 / elastic-net / group-lasso fits "
+            f"(l1_ratio={l1_ratio:g}): the "
             "penalty chose which coefficients are zero using these same data, and standard "
             "errors that treat that choice as fixed in advance are too small and their "
             "p-values invalid (post-selection inference). Instead, refit the selected "

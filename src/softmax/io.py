@@ -446,6 +446,24 @@ def _read_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
                     f"expected a number in [0, 1), got {json.dumps(value)[:60]}",
                 )  # fmt: skip
             params[key] = float(eps)
+        elif key == "l1_ratio":
+            ratio = _from_json(value)
+            number = isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
+            if not number or not 0 <= ratio <= 1:
+                raise _corrupt(
+                    name, "params.l1_ratio", f"expected a number in [0, 1], got "
+                    f"{json.dumps(value)[:60]}",
+                )  # fmt: skip
+            params[key] = ratio
+        elif key == "l1_type":
+            from softmax.penalties import L1_TYPES
+
+            if value not in L1_TYPES:
+                raise _corrupt(
+                    name, "params.l1_type", f"expected one of {list(L1_TYPES)}, got "
+                    f"{json.dumps(value)[:60]}",
+                )  # fmt: skip
+            params[key] = value
         elif isinstance(value, (list, dict)) and _from_json(value) is value:
             raise _corrupt(
                 name,

@@ -6,8 +6,8 @@ penalty), each warm-started from a prediction made from the fits before it,
 and cross-validation runs one path per fold.
 
 - :func:`regularization_path`: coefficients along a grid of ``C``.
-- :func:`min_c`: the smallest ``C`` at which an L1 / elastic-net fit has a
-  non-zero weight (below it every weight is exactly zero).
+- :func:`min_c`: the smallest ``C`` at which an L1 / elastic-net (or group
+  lasso) fit has a non-zero weight (below it every weight is exactly zero).
 - :class:`SoftmaxRegressionCV`: a drop-in for scikit-learn's
   ``LogisticRegressionCV`` (k folds, the path per fold, any scorer, folds in
   parallel, the one-standard-error rule, a refit at the chosen ``C``).
@@ -21,7 +21,9 @@ The objective is scikit-learn's (see :mod:`softmax.regression`)
 
 so ``C`` and ``l1_ratio`` mean what they mean for ``LogisticRegression``
 (with more than two classes; see the Notes of :class:`SoftmaxRegressionCV`
-for two).
+for two). Each of them also takes ``l1_type="grouped"``: the group lasso
+across classes, ``rho sum_j ||W[:, j]||_2`` in place of ``rho ||W||_1``
+(:class:`~softmax.penalties.GroupLasso`).
 """
 
 from __future__ import annotations
@@ -120,8 +122,9 @@ def min_c(
     sample_weight: Any = None,
     class_weight: dict[Any, float] | str | None = None,
     fit_intercept: bool = True,
+    l1_type: str = "elementwise",
 ) -> float:
-    r"""The smallest ``C`` at which an L1 / elastic-net fit has a non-zero weight.
+    r"""The smallest ``C`` at which an L1 / elastic-net / group-lasso fit has a non-zero weight.
 
     For ``C <= min_c`` the optimum of the objective has ``W = 0`` exactly
     (the intercepts, which are not penalised, take the log class
@@ -145,7 +148,14 @@ def min_c(
 
         C_{\min} = \frac{\rho}{\max_{k,j} |D_{kj}|}, \qquad \rho = \text{l1\_ratio}.
 
-    Without an intercept ``pi`` is uniform (``1 / n_classes``).
+    Without an intercept ``pi`` is uniform (``1 / n_classes``). With the
+    grouped penalty (``l1_type="grouped"``) ``W = 0`` is optimal while every
+    column's norm ``||C D_{:, j}||_2 <= rho`` (the subdifferential of the
+    group norm at zero is the ball of radius ``rho``), so
+
+    .. math::
+
+        C_{\min} = \frac{\rho}{\max_j \lVert D_{:, j} \rVert_2} .
 
     Parameters
     ----------
@@ -158,6 +168,8 @@ def min_c(
     class_weight : dict, "balanced" or None, default=None
         As in :class:`~softmax.SoftmaxRegression`.
     fit_intercept : bool, default=True
+    l1_type : {"elementwise", "grouped"}, default="elementwise"
+        The L1 norm, or the group lasso across classes (see above).
 
     Returns
     -------
@@ -167,8 +179,9 @@ def min_c(
     Raises
     ------
     ValueError
-        ``l1_ratio`` outside (0, 1], fewer than two classes, or a gradient
-        that is zero for every feature (then every ``C`` gives ``W = 0``).
+        ``l1_ratio`` outside (0, 1], an unknown ``l1_type``, fewer than two
+        classes, or a gradient that is zero for every feature (then every
+        ``C`` gives ``W = 0``).
     TypeError
         For a Dask collection or a file source (this needs one pass over rows
         in memory).
@@ -183,6 +196,7 @@ def min_c(
     0.008711
     """
     rho = check_in_range(l1_ratio, "l1_ratio", 0.0, 1.0)
+    _check_l1_type(l1_type)
     if rho == 0.0:
         raise ValueError(
             "min_c needs l1_ratio > 0: the L2 penalty (l1_ratio=0) shrinks weights "
@@ -192,7 +206,10 @@ def min_c(
     X, codes, classes = _check_xy(X, y)
     weights = row_weights(codes, classes, sample_weight, class_weight)
     D = _null_gradient(X, codes, weights, len(classes), bool(fit_intercept))
-    top = float(np.abs(D).max(initial=0.0))
+    if l1_type == "grouped":
+        top = float(np.sqrt(np.einsum("kj,kj->j", D, D)).max(initial=0.0))
+    else:
+        top = float(np.abs(D).max(initial=0.0))
     if not top > 0:
         raise ValueError(
             "Ill-posed min_c: the loss gradient at W = 0 is zero for every feature (all "
@@ -226,6 +243,8 @@ class RegularizationPath:
     n_features_selected : ndarray of shape (n_Cs,), int
         Features with a non-zero weight for at least one class (all of them,
         save constant ones, when ``l1_ratio`` is 0).
+    l1_type : str
+        ``"elementwise"`` or ``"grouped"`` (the group lasso across classes).
     """
 
     Cs: np.ndarray
@@ -237,6 +256,7 @@ class RegularizationPath:
     objectives: np.ndarray
     converged: np.ndarray
     n_features_selected: np.ndarray
+    l1_type: str = "elementwise"
 
 
 def _secant_start(
@@ -341,6 +361,7 @@ def regularization_path(
     tol: float = 1e-7,
     max_iter: int = 1000,
     label_smoothing: float = 0.0,
+    l1_type: str = "elementwise",
 ) -> RegularizationPath:
     """Fit the model along an increasing grid of ``C``, each fit warm-started.
 
@@ -373,6 +394,10 @@ def regularization_path(
         Iteration limit of every fit.
     label_smoothing : float in [0, 1), default=0.0
         Smoothed training targets (see :class:`~softmax.SoftmaxRegression`).
+    l1_type : {"elementwise", "grouped"}, default="elementwise"
+        ``"grouped"``: the group lasso across classes (a feature enters or
+        leaves the model for every class at once); start the grid near
+        ``min_c(X, y, l1_ratio=..., l1_type="grouped")``.
 
     Returns
     -------
@@ -402,6 +427,7 @@ def regularization_path(
     grid = np.sort(_c_grid(Cs))
     model = SoftmaxRegression(
         l1_ratio=l1_ratio,
+        l1_type=l1_type,
         fit_intercept=fit_intercept,
         class_weight=class_weight,
         solver=solver,
@@ -428,10 +454,22 @@ def regularization_path(
         objectives=fits["objectives"],
         converged=fits["converged"],
         n_features_selected=(coefs != 0).any(axis=1).sum(axis=1),
+        l1_type=str(l1_type),
     )
 
 
 # -- input checks ---------------------------------------------------------------
+
+
+def _check_l1_type(l1_type: Any) -> str:
+    from softmax.penalties import L1_TYPES
+
+    if not isinstance(l1_type, str) or l1_type not in L1_TYPES:
+        raise ValueError(
+            f"l1_type must be one of {list(L1_TYPES)}; got {l1_type!r} ('grouped' drops a "
+            "feature from every class at once, 'elementwise' is the L1 / elastic net)."
+        )
+    return l1_type
 
 
 def _refuse_external(X: Any, what: str) -> None:
@@ -636,6 +674,10 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         Values of ``C`` to try; an int ``n`` is ``np.logspace(-4, 4, n)``.
     l1_ratios : array-like of shape (n_l1_ratios,), default=(0.0,)
         Elastic-net mixings to try, each in [0, 1] (0: L2, 1: lasso).
+    l1_type : {"elementwise", "grouped"}, default="elementwise"
+        What the ``l1_ratio`` share sums: ``|W_kj|``, or (``"grouped"``) the
+        features' column norms, the group lasso across classes (see
+        :class:`~softmax.SoftmaxRegression`).
     fit_intercept : bool, default=True
     cv : int, cross-validation generator or iterable, default=None
         As in scikit-learn: None is 5 folds, an int ``k`` is ``k`` folds,
@@ -707,6 +749,8 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
     best_index_ : tuple of (int, int)
         ``(l1_ratio index, C index)`` of the chosen grid point in ``scores_``
         (with ``refit=False`` and ``select="best"``, of the best mean score).
+    n_features_selected_ : int
+        Features the chosen model uses (a weight not zero for some class).
     estimator_ : SoftmaxRegression
         The model that predicts (holding ``coef_`` and ``intercept_``): save
         it with ``estimator_.save(path)`` or export it like any fitted
@@ -764,6 +808,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         random_state: int | np.random.Generator | None = None,
         select: str = "best",
         label_smoothing: float = 0.0,
+        l1_type: str = "elementwise",
     ) -> None:
         self.Cs = Cs
         self.l1_ratios = l1_ratios
@@ -780,6 +825,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.select = select
         self.label_smoothing = label_smoothing
+        self.l1_type = l1_type
 
     def __sklearn_tags__(self):  # -> sklearn.utils.Tags (sklearn >= 1.6)
         tags = super().__sklearn_tags__()
@@ -816,6 +862,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
             "max_iter": check_int_at_least(self.max_iter, "max_iter", 1),
             "random_state": self.random_state,
             "label_smoothing": check_label_smoothing(self.label_smoothing),
+            "l1_type": _check_l1_type(self.l1_type),
         }
 
     def fit(
@@ -945,6 +992,12 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         c_idx, l1_idx = np.unravel_index(per_fold, (n_cs, n_l1))
         coef = np.mean([paths[f, l1_idx[f], c_idx[f]] for f in range(n_folds)], axis=0)
         return coef, float(Cs[c_idx].mean()), float(l1_ratios[l1_idx].mean())
+
+    @property
+    def n_features_selected_(self) -> int:
+        """Features the chosen model uses (``estimator_.n_features_selected_``)."""
+        check_is_fitted(self)
+        return self.estimator_.n_features_selected_
 
     # -- prediction --------------------------------------------------------------
 

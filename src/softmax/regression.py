@@ -16,12 +16,13 @@ by minimising scikit-learn's ``LogisticRegression`` objective
     + \frac{1 - \rho}{2} \lVert W \rVert_F^2 + \rho \lVert W \rVert_1,
 
 where ``s_i = sample_weight_i * class_weight[y_i]``, ``rho = l1_ratio`` and the
-intercept ``b`` is not penalised; ``C = inf`` drops the penalty (the
-maximum-likelihood fit). With ``reference_class`` one class's coefficients
-are fixed at zero (the baseline-category form of statsmodels' ``MNLogit``).
-This module only does what an estimator
-does: it checks parameters and data, encodes labels, folds the weights into
-one per row, hands a :class:`~softmax.backends.RowData` to
+intercept ``b`` is not penalised (with ``l1_type="grouped"``, ``rho sum_j
+||W[:, j]||_2`` replaces ``rho ||W||_1``: the group lasso across classes);
+``C = inf`` drops the penalty (the maximum-likelihood fit). With
+``reference_class`` one class's coefficients are fixed at zero (the
+baseline-category form of statsmodels' ``MNLogit``). This module only does
+what an estimator does: it checks parameters and data, encodes labels, folds
+the weights into one per row, hands a :class:`~softmax.backends.RowData` to
 :func:`softmax.solvers.solve`, and turns coefficients into predictions.
 """
 
@@ -99,8 +100,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         fit, which exists only when the classes overlap (see Warns).
     l1_ratio : float, default=0.0
         Elastic-net mixing in [0, 1]: 0 is the L2 (ridge) penalty
-        ``||W||_F^2 / 2``, 1 the L1 (lasso) penalty ``||W||_1``. The intercept
-        is never penalised.
+        ``||W||_F^2 / 2``, 1 the L1 (lasso) penalty ``||W||_1`` (or, with
+        ``l1_type="grouped"``, the group norm). The intercept is never
+        penalised.
     fit_intercept : bool, default=True
         Whether to fit one intercept per class.
     class_weight : dict, "balanced" or None, default=None
@@ -109,7 +111,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ``sum(s) / (n_classes * class total of s)``, as scikit-learn computes it.
     solver : str, default="auto"
         ``"auto"``, ``"lbfgs"``, ``"newton-cg"``, ``"newton-cholesky"``,
-        ``"proximal"`` (L1 / elastic net) or ``"sgd"`` (minibatches). ``"auto"``
+        ``"proximal"`` (L1 / elastic net), ``"proximal-newton"`` (the grouped
+        penalty; L1 too) or ``"sgd"`` (minibatches). ``"auto"``
         picks from the number of coefficients and the penalty; the choice is
         stored in ``solver_``. See ``docs/solvers.md``.
     tol : float, default=1e-7
@@ -151,6 +154,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         fits have no likelihood-based inference (``softmax.inference``
         refuses them) and skip the separation check (the smoothed objective
         has a minimum even on separated data).
+    l1_type : {"elementwise", "grouped"}, default="elementwise"
+        What the ``l1_ratio`` share of the penalty sums. ``"elementwise"``:
+        ``|W_kj|`` (L1 / elastic net; a weight leaves the model for one
+        class). ``"grouped"``: the group lasso across classes, ``sum_j
+        ||W[:, j]||_2`` over the features' columns (one weight per class),
+        so that a feature leaves the model for every class at once (glmnet's
+        ``type.multinomial = "grouped"``); fitted by ``"proximal-newton"``
+        (``docs/model_selection.md``). Neither ``partial_fit`` nor
+        ``solver="sgd"`` does the grouped penalty.
 
     Attributes
     ----------
@@ -178,6 +190,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Passes over the data (loss/gradient evaluations and Hessian products).
     solver_ : str
         The solver used (``"auto"`` resolved).
+    n_features_selected_ : int
+        Features whose weights are not all zero (over the classes): the
+        features the model uses, fewer than ``n_features_in_`` with an L1 or
+        group penalty.
     separation_ : SeparationResult or None
         The separation check of an unpenalised (or nearly unpenalised: ``C *
         sum(sample_weight) >= 1e8``) fit on rows in memory (see Warns), or
@@ -243,6 +259,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         batch_size: int = 256,
         reference_class: Any = None,
         label_smoothing: float = 0.0,
+        l1_type: str = "elementwise",
     ) -> None:
         self.C = C
         self.l1_ratio = l1_ratio
@@ -259,6 +276,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.reference_class = reference_class
         self.label_smoothing = label_smoothing
+        self.l1_type = l1_type
 
     def __sklearn_tags__(self):  # -> sklearn.utils.Tags (sklearn >= 1.6)
         tags = super().__sklearn_tags__()
@@ -279,7 +297,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise ValueError(f"fit_intercept must be True or False; got {self.fit_intercept!r}.")
         tol, _ = check_stopping(self.tol, 0)
+        from softmax.penalties import L1_TYPES
+
+        if not isinstance(self.l1_type, str) or self.l1_type not in L1_TYPES:
+            raise ValueError(
+                f"l1_type must be one of {list(L1_TYPES)}; got {self.l1_type!r} ('grouped' "
+                "drops a feature from every class at once, 'elementwise' is the L1 / "
+                "elastic net)."
+            )
         return {
+            "l1_type": self.l1_type,
             "C": _check_C(self.C),
             "l1_ratio": check_in_range(self.l1_ratio, "l1_ratio", 0.0, 1.0),
             "tol": tol,
@@ -373,6 +400,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             verbose=params["verbose"],
             random_state=self.random_state,
             reference=reference,
+            l1_type=params["l1_type"],
         )
         solver = resolve_solver(self.solver, problem)
         if solver.name == "sgd":
@@ -624,8 +652,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "MaxAbsScaler for sparse X): their scales differ a lot, which slows "
                 "first-order solvers down"
             )
-        if solver == "proximal" and params["l1_ratio"] > 0:
-            # the only solver for L1 / elastic net: no other solver to suggest
+        if solver == "proximal-newton" and params["l1_type"] == "grouped":
+            # the only solver for the grouped penalty
+            advice.append(f"accept a larger tol (now {params['tol']:g})")
+        elif solver == "proximal" and params["l1_ratio"] > 0:
+            # the only other solver for L1 / elastic net is proximal-newton, made
+            # for the grouped penalty: a looser tolerance is the plain advice
             advice.append(f"accept a larger tol (now {params['tol']:g})")
         else:
             others = {
@@ -677,6 +709,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self : SoftmaxRegression
         """
         params = self._check_params()
+        if params["l1_type"] == "grouped" and params["l1_ratio"] > 0:
+            raise ValueError(
+                "partial_fit does not do the grouped penalty (l1_type='grouped' with "
+                "l1_ratio > 0): its stochastic steps have no block soft-thresholding. Use "
+                "fit (solver 'proximal-newton'), or l1_type='elementwise'."
+            )
         first = getattr(self, "classes_", None) is None
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -798,6 +836,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         )
         self._partial_fit_state = state
         return state
+
+    @property
+    def n_features_selected_(self) -> int:
+        """Features with a non-zero weight for at least one class (see the class doc)."""
+        check_is_fitted(self)
+        coef = self.coef_
+        if not isinstance(coef, np.ndarray):  # a device array (array_api_dispatch)
+            from softmax._array_api import array_namespace
+            from softmax._dispatch import _host
+
+            coef = _host(array_namespace(coef), coef)
+        return int(np.count_nonzero(np.any(coef != 0, axis=0)))
 
     # -- prediction --------------------------------------------------------------
 

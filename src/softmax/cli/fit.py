@@ -28,9 +28,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="elastic-net mixing: 0 = L2 (default), 1 = L1",
     )
     group.add_argument(
+        "--l1-type",
+        choices=["elementwise", "grouped"],
+        default="elementwise",
+        help="what the l1-ratio share sums: |W_kj| (default), or grouped: the group lasso "
+        "across classes (a feature leaves every class at once)",
+    )
+    group.add_argument(
         "--solver",
         default="auto",
-        help="auto (default), lbfgs, newton-cg, newton-cholesky, proximal or sgd",
+        help="auto (default), lbfgs, newton-cg, newton-cholesky, proximal, proximal-newton or sgd",
     )
     group.add_argument("--max-iter", type=int, default=1000, help="iteration limit (1000)")
     group.add_argument("--tol", type=float, default=1e-7, help="solver tolerance (1e-7)")
@@ -159,6 +166,7 @@ def estimator_from_args(args: argparse.Namespace, y: Any = None) -> Any:
         random_state=args.random_state,
         reference_class=reference_label(getattr(args, "reference_class", None), y),
         label_smoothing=args.label_smoothing,
+        l1_type=getattr(args, "l1_type", "elementwise"),
     )
 
 

@@ -37,13 +37,17 @@ from softmax.solvers.lbfgs import LBFGS
 from softmax.solvers.newton_cg import NewtonCG
 from softmax.solvers.newton_cholesky import NewtonCholesky
 from softmax.solvers.proximal import Proximal
+from softmax.solvers.proximal_newton import ProximalNewton
 from softmax.solvers.stochastic import SGD
 
 __all__ = ["SOLVERS", "Problem", "Solver", "SolverResult", "resolve_solver", "solve"]
 
 #: solver name -> default instance
 SOLVERS: Mapping[str, Solver] = MappingProxyType(
-    {s.name: s for s in (LBFGS(), NewtonCG(), NewtonCholesky(), Proximal(), SGD())}
+    {
+        s.name: s
+        for s in (LBFGS(), NewtonCG(), NewtonCholesky(), Proximal(), ProximalNewton(), SGD())
+    }
 )
 
 #: "auto" uses newton-cholesky for dense rows while a full Hessian is cheap:
@@ -57,6 +61,8 @@ NEWTON_CHOLESKY_MAX_WORK = 200_000_000
 
 def _auto(problem: Problem) -> Solver:
     """What ``"auto"`` picks (see :func:`resolve_solver`)."""
+    if problem.has_group:
+        return SOLVERS["proximal-newton"]
     if problem.has_l1:
         return SOLVERS["proximal"]
     data = problem.data
@@ -75,7 +81,8 @@ def _auto(problem: Problem) -> Solver:
 def resolve_solver(solver: str | Solver, problem: Problem) -> Solver:
     """The solver for ``solver`` (a name, ``"auto"``, or an instance), checked against the problem.
 
-    ``"auto"`` picks ``"proximal"`` when the penalty has an L1 part;
+    ``"auto"`` picks ``"proximal-newton"`` for the grouped penalty
+    (``l1_type="grouped"``), ``"proximal"`` when the penalty has an L1 part;
     otherwise ``"newton-cholesky"`` for dense rows whose full Hessian is cheap
     (``n_coef = n_classes * (n_features + fit_intercept) <=
     NEWTON_CHOLESKY_MAX_COEF`` and ``n_samples * n_coef**2 <=
@@ -127,7 +134,7 @@ def solve(
 
     :func:`resolve_solver`, then :meth:`Solver.solve` (parameters as there);
     ``solver`` is ``"auto"``, ``"lbfgs"``, ``"newton-cg"``,
-    ``"newton-cholesky"``, ``"proximal"``, ``"sgd"``, or a configured
+    ``"newton-cholesky"``, ``"proximal"``, ``"proximal-newton"``, ``"sgd"``, or a configured
     instance (``SOLVERS["lbfgs"].with_options(history_size=10)``).
 
     Returns

@@ -117,7 +117,10 @@ class Objective:
         self.scale = self.C * weight_sum if problem.penalised else weight_sum
         strength = 1.0 / self.scale if problem.penalised else 0.0
         self.penalty: Penalty = make_penalty(
-            self.l1_ratio, fit_intercept=data.fit_intercept, strength=strength
+            self.l1_ratio,
+            fit_intercept=data.fit_intercept,
+            strength=strength,
+            l1_type=problem.l1_type,
         )
         self.shape = data.coef_shape
         #: the row of ``coef`` fixed at zero (the reference class), or None
@@ -403,9 +406,12 @@ def sum_zero_subspace(problem: Problem) -> bool:
     zero; the unpenalised intercepts are flat along it. The solvers then
     start there (:func:`initial_coef`) and stay there
     (:meth:`Objective.restrict`). An L1 part is not smallest at the mean, and
-    a reference row pins the representative.
+    a reference row pins the representative. The group norm of a column is,
+    like its squared norm, smallest along that direction at the mean (both
+    depend on the column's Euclidean norm alone), and block soft thresholding
+    scales a column, keeping its sum zero: the grouped penalty stays here.
     """
-    return problem.reference is None and problem.l1_ratio == 0.0
+    return problem.reference is None and (problem.l1_ratio == 0.0 or problem.l1_type == "grouped")
 
 
 def initial_coef(problem: Problem, coef0: np.ndarray | None) -> np.ndarray:
@@ -479,6 +485,8 @@ class Solver(ABC):
     needs: ClassVar[frozenset[Capability]] = frozenset()
     #: whether it handles an L1 part of the penalty
     supports_l1: ClassVar[bool] = False
+    #: whether it handles the group norm (``l1_type="grouped"``)
+    supports_group: ClassVar[bool] = False
     #: what ``tol`` stops on, in this solver (for messages and docs)
     tol_controls: ClassVar[str]
 
@@ -505,6 +513,12 @@ class Solver(ABC):
 
     def check(self, problem: Problem) -> None:
         """Raise ValueError, naming a solver that can, if this one cannot solve ``problem``."""
+        if problem.has_group and not self.supports_group:
+            raise ValueError(
+                f"solver {self.name!r} cannot do the grouped penalty (l1_type='grouped', "
+                f"l1_ratio={problem.l1_ratio}): its steps have no block soft-thresholding; "
+                "use solver='proximal-newton' (or 'auto')"
+            )
         if problem.has_l1 and not self.supports_l1:
             raise ValueError(
                 f"solver {self.name!r} supports only the L2 penalty (l1_ratio=0), got "

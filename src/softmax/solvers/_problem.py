@@ -15,10 +15,12 @@ The objective is scikit-learn's ``LogisticRegression`` objective
 .. math::
 
     F(W, b) = C \\sum_i s_i \\, CE(t_i, \\operatorname{softmax}(W x_i + b))
-              + \\frac{1 - \\rho}{2} \\lVert W \\rVert_F^2 + \\rho \\lVert W \\rVert_1 .
+              + \\frac{1 - \\rho}{2} \\lVert W \\rVert_F^2 + \\rho \\lVert W \\rVert_1 ,
 
 with ``t_i`` the one-hot label, or its smoothed form (``label_smoothing``,
-carried by the rows). ``C = inf`` is the unpenalised problem (the penalty term vanishes and ``F``
+carried by the rows). With ``l1_type="grouped"``, ``rho sum_j ||W[:, j]||_2``
+replaces ``rho ||W||_1`` (:class:`~softmax.penalties.GroupLasso`).
+``C = inf`` is the unpenalised problem (the penalty term vanishes and ``F``
 is reported as the data term alone). Without a penalty the symmetric
 parametrisation is not identifiable: adding one vector to every class's
 coefficients changes nothing. Solvers then return the representative whose
@@ -44,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from softmax.backends._base import RowData
-from softmax.penalties import Penalty, make_penalty
+from softmax.penalties import L1_TYPES, Penalty, make_penalty
 
 __all__ = ["Problem", "SolverResult"]
 
@@ -69,13 +71,18 @@ class Problem:
         Code of the reference class: its row of ``coef`` (weights and
         intercept) is fixed at zero and the solvers work on the other rows.
         None: the symmetric parametrisation (one free row per class).
+    l1_type : {"elementwise", "grouped"}, default "elementwise"
+        What the ``l1_ratio`` share of the penalty sums: the absolute values
+        of the weights (L1 / elastic net), or, ``"grouped"``, the Euclidean
+        norms of the features' columns ``W[:, j]`` (the group lasso across
+        classes, :class:`~softmax.penalties.GroupLasso`).
 
     Raises
     ------
     ValueError
         For a ``C`` that is not a positive number, an ``l1_ratio`` outside
-        [0, 1], a ``reference`` that is not a class code, or rows whose
-        weights sum to zero.
+        [0, 1], a ``reference`` that is not a class code, an unknown
+        ``l1_type``, or rows whose weights sum to zero.
 
     Examples
     --------
@@ -93,6 +100,7 @@ class Problem:
     verbose: int = 0
     random_state: Any = field(default=None, compare=False)
     reference: int | None = None
+    l1_type: str = "elementwise"
 
     def __post_init__(self) -> None:
         C = self.C
@@ -105,6 +113,8 @@ class Problem:
             raise ValueError(f"C must be a positive number (inf: no penalty), got {C!r}")
         if not 0.0 <= self.l1_ratio <= 1.0:
             raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio!r}")
+        if self.l1_type not in L1_TYPES:
+            raise ValueError(f"l1_type must be one of {list(L1_TYPES)}, got {self.l1_type!r}")
         if not self.data.weight_sum > 0:
             raise ValueError("the sum of the sample weights must be positive")
         ref = self.reference
@@ -137,12 +147,19 @@ class Problem:
     @property
     def penalty(self) -> Penalty:
         """The penalty ``r(W)`` at unit strength (weight 1 in ``F``; 0 when ``C = inf``)."""
-        return make_penalty(self.l1_ratio, fit_intercept=self.data.fit_intercept)
+        return make_penalty(
+            self.l1_ratio, fit_intercept=self.data.fit_intercept, l1_type=self.l1_type
+        )
 
     @property
     def has_l1(self) -> bool:
-        """Whether the penalty has a non-smooth (L1) part."""
+        """Whether the penalty has a non-smooth part (an L1 or group norm)."""
         return self.penalised and self.l1_ratio > 0
+
+    @property
+    def has_group(self) -> bool:
+        """Whether the non-smooth part is the group norm (``l1_type="grouped"``)."""
+        return self.has_l1 and self.l1_type == "grouped"
 
     @property
     def coef_shape(self) -> tuple[int, int]:
