@@ -1055,9 +1055,14 @@ def test_sigint_stops_a_fit_with_exit_130_and_one_line(tmp_path, json_flag):
 
 @pytest.fixture(scope="module")
 def slow_csv(tmp_path_factory):
-    """A CSV whose checkpointed fit takes about 70 passes (features on scales 1e-2..1e2)."""
+    """A CSV whose checkpointed fit takes about 80 passes (features on scales 1e-2..1e2).
+
+    Each pass reads 200 blocks, so one takes longer than a signal takes to
+    arrive: a run interrupted at its first new record leaves few records
+    behind, and 20 runs cannot finish the fit (with 1,000 rows they could).
+    """
     rng = np.random.default_rng(0)
-    n, p, k = 1000, 8, 3
+    n, p, k = 5000, 16, 3
     scales = np.geomspace(0.01, 100.0, p)
     X = rng.normal(size=(n, p)) * scales
     W = rng.normal(size=(k, p)) / scales
