@@ -814,3 +814,70 @@ def test_block_cache_without_digests_is_rebuilt(files, tmp_path):
     with pytest.warns(RuntimeWarning, match="block cache index .* is damaged.*digests"):
         data = build_row_data(src)
     assert not data._cache.complete
+
+
+# -- Ctrl-C, delivered for real: SIGINT raised in this process ------------------------
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("when", ["between-iterations", "mid-pass"])
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_sigint_leaves_a_checkpoint_that_resumes_to_the_same_model(
+    files, digits, tmp_path, solver, when
+):
+    """A real SIGINT (Python's own handler raises KeyboardInterrupt, which is
+    no Exception) at a callback or in the middle of reading a block: the
+    checkpoint holds no temporary and no damaged record, and the resumed fit
+    is the uninterrupted one bit for bit (for L-BFGS also scikit-learn's optimum)."""
+    import signal
+
+    from sklearn.linear_model import LogisticRegression
+
+    from softmax.streaming import CheckpointWarning
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    X, y = digits
+    kw = {"solver": solver, "tol": 1e-10, "max_iter": 300}
+    if solver == "sgd":
+        kw.update(max_iter=6, random_state=0)
+    full = SoftmaxRegression(**kw).fit(make_source(files, "csv", block_rows=300))
+    ck = tmp_path / "ck"
+    src = make_source(files, "csv", block_rows=300, checkpoint=ck)
+    callback = None
+    if when == "mid-pass":
+        # the 3rd block read after the checkpoint holds its first record (6 blocks a pass)
+        read_unit, blocks = src.read_unit, []
+
+        def interrupted_read(u):
+            for block in read_unit(u):
+                if blocks or any(ck.rglob("*.npz")):
+                    blocks.append(u)
+                if len(blocks) == 3:
+                    signal.raise_signal(signal.SIGINT)
+                yield block
+
+        src.read_unit = interrupted_read
+    else:
+
+        def callback(iteration, objective):
+            if iteration == (3 if solver == "sgd" else 12):
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        SoftmaxRegression(**kw).fit(src, callback=callback)
+    assert not list(ck.rglob("*.tmp")) and not list(ck.rglob(".*"))
+    assert any(ck.rglob("*.npz"))  # there is something to resume from
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)  # every record is whole
+        resumed = SoftmaxRegression(**kw).fit(
+            make_source(files, "csv", block_rows=300, checkpoint=ck)
+        )
+    np.testing.assert_array_equal(resumed.coef_, full.coef_)
+    np.testing.assert_array_equal(resumed.intercept_, full.intercept_)
+    assert resumed.n_iter_ == full.n_iter_
+    if solver == "lbfgs":
+        sk = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(X, y)
+        frame = pd_frame(X)
+        np.testing.assert_allclose(
+            resumed.predict_proba(frame), sk.predict_proba(X), atol=1e-5, rtol=0
+        )
