@@ -888,6 +888,17 @@ def test_every_written_file_follows_the_umask(files, capsys, tmp_path, umask):
     commands = [
         ["fit", files["train"], "--target", "species", "-o", out / "m.safetensors"],
         ["export", out / "m.safetensors", "-o", out / "m.onnx"],
+        # a checkpoint folder and its records
+        [
+            "fit",
+            files["train"],
+            "--target",
+            "species",
+            "--checkpoint",
+            out / "ck",
+            "-o",
+            out / "streamed.safetensors",
+        ],
         ["predict", out / "m.safetensors", files["test"], "-o", out / "p.csv", "--proba"],
         ["predict", out / "m.safetensors", files["test"], "-o", out / "p.parquet"],
         [
@@ -941,8 +952,13 @@ def test_every_written_file_follows_the_umask(files, capsys, tmp_path, umask):
         "class_weights.png",
         "curves.png",
     }
+    assert any(p.parent.name == "evals" and p.suffix == ".npz" for p in written)
     for path in written:
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+    folders = [p for p in out.rglob("*") if p.is_dir()]
+    assert {p.name for p in folders} >= {"figures", "demo", "ck", "evals"}
+    for path in folders:
+        assert path.stat().st_mode & 0o777 == 0o777 & ~umask, path
 
 
 # -- signals and pipes, sent for real ---------------------------------------------------
@@ -1201,7 +1217,10 @@ def test_evaluate_json_schema_and_values(files, capsys):
         "unknown_labels",
         "figures",
     }
-    proba = model.predict_proba(X_test)
+    # The probabilities from the file's coefficients and SciPy, not from predict_proba.
+    from scipy.special import softmax as scipy_softmax
+
+    proba = scipy_softmax(X_test.to_numpy() @ model.coef_.T + model.intercept_, axis=1)
     predicted = SPECIES[np.argmax(proba, axis=1)]
     assert doc["model"] == str(files["model"]) and doc["data"] == "test.csv"
     assert doc["n_samples"] == len(test) and doc["unknown_labels"] == 0 and doc["figures"] == []
