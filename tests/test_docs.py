@@ -310,6 +310,10 @@ def test_document_runs(path, tmp_path, monkeypatch):
     # thread: on a busy machine a second one makes the small products of the
     # examples many times slower (the examples' output does not depend on it).
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # A block that redraws a figure of the docs writes it under docs/figures/
+    # relative to the repository root: here, into the temporary copy of that
+    # folder, so the block runs without touching the repository.
+    (tmp_path / "docs" / "figures").mkdir(parents=True)
     with threadpool_limits(limits=1):
         run_document(path, tmp_path)
 
