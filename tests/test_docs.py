@@ -310,6 +310,10 @@ def test_document_runs(path, tmp_path, monkeypatch):
     # thread: on a busy machine a second one makes the small products of the
     # examples many times slower (the examples' output does not depend on it).
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # A block that redraws a figure of the docs writes it under docs/figures/
+    # relative to the repository root: here, into the temporary copy of that
+    # folder, so the block runs without touching the repository.
+    (tmp_path / "docs" / "figures").mkdir(parents=True)
     with threadpool_limits(limits=1):
         run_document(path, tmp_path)
 
@@ -319,6 +323,132 @@ def test_derived_tables_are_current():
     assert not stale, (
         f"{sorted(stale)} differ from their JSON: run `python benchmarks/sync_docs.py`"
     )
+
+
+# -- speed figures in prose come from a results file ----------------------------------
+
+# A time or a speed ratio in running text: "0.74 s", "52.7 ms", "13x", "0.4-0.6x",
+# "229 to 112 ms". Counts, percentages and shapes ("8,000 x 784") are not matched.
+SPEED_FIGURE = re.compile(
+    r"(?<![\w.,])(\d+(?:\.\d+)?)(?:\s?(?:-|to)\s?(\d+(?:\.\d+)?))?(?:\s?(?:ms|s)|x)(?![\w])"
+)
+# Figures typed into the docs before this check existed, none of them in a
+# results file: each is a debt (a benchmark should write them), listed so
+# that no new one can be added. Remove an entry when its figure moves into a
+# results file (an include) or out of the text.
+TYPED_BEFORE_THE_CHECK = {
+    ("dask.md", "229 to 112 ms"),
+    ("performance.md", "0.472 s"),
+    ("performance.md", "0.29 s"),
+    ("performance.md", "5.75 s"),
+    ("performance.md", "0.29 ms"),
+    ("performance.md", "0.565 s"),
+    ("performance.md", "0.75 to 0.47 ms"),
+    ("performance.md", "0.40x"),
+    ("performance.md", "13.1 s"),
+    ("solvers.md", "0.70 s"),
+    ("solvers.md", "18-135 s"),
+    ("solvers.md", "0.49 s"),
+    ("solvers.md", "0.64 s"),
+    ("solvers.md", "0.32 s"),
+    ("solvers.md", "2.44 s"),
+    ("solvers.md", "1.37 s"),
+    ("solvers.md", "0.80 s"),
+    ("solvers.md", "8.85 s"),
+    ("solvers.md", "5.47 s"),
+    ("solvers.md", "5.61 s"),
+    ("solvers.md", "3.50 s"),
+    ("solvers.md", "0.023 s"),
+    ("solvers.md", "0.148 s"),
+    ("solvers.md", "0.057 s"),
+    ("solvers.md", "0.293 s"),
+    ("solvers.md", "0.049 s"),
+    ("solvers.md", "1.989 s"),
+    ("solvers.md", "0.236 s"),
+    ("solvers.md", "0.281 s"),
+    ("solvers.md", "0.045 s"),
+    ("solvers.md", "0.170 s"),
+    ("solvers.md", "0.025 s"),
+    ("solvers.md", "52.7 ms"),
+    ("solvers.md", "41.4 ms"),
+    ("solvers.md", "354 ms"),
+    ("solvers.md", "0.62 to 0.50 s"),
+    ("solvers.md", "8.0 ms"),
+    ("solvers.md", "1.48x"),
+}
+
+
+def _results_text() -> str:
+    folder = ROOT / "benchmarks" / "results"
+    return "\n".join(
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix in {".md", ".json", ".txt"}
+    )
+
+
+def prose_speed_figures(text: str, doc: str) -> list[tuple[int, str, list[str]]]:
+    """(line, figure, its numbers) of each speed figure outside code blocks and includes."""
+    lines = text.splitlines()
+    skip = set()
+    for inc in sync_docs.find_includes(text, doc):
+        skip.update(range(inc.start, inc.end + 1))
+    for block in parse_blocks(text, doc):
+        end = block.line + len(block.source.splitlines())
+        skip.update(range(block.line - 1, end + 1))
+    found = []
+    for i, line in enumerate(lines):
+        if i in skip or line.lstrip().startswith("<!--"):
+            continue
+        for m in SPEED_FIGURE.finditer(line):
+            found.append((i + 1, m.group(0), [g for g in m.groups()[:2] if g]))
+    return found
+
+
+def _in_results(numbers: list[str], results: str) -> bool:
+    return all(re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", results) for n in numbers)
+
+
+def test_speed_figures_in_prose_come_from_results_files():
+    """Every time or speed ratio in the text of README.md and docs/ appears in
+    benchmarks/results/ (where a benchmark wrote it with its machine and load),
+    except the listed debts; and every debt is still there (the list shrinks)."""
+    results = _results_text()
+    typed, seen = [], set()
+    for path in DOCUMENTS:
+        for line, figure, numbers in prose_speed_figures(path.read_text("utf-8"), path.name):
+            if _in_results(numbers, results):
+                continue
+            seen.add((path.name, figure))
+            if (path.name, figure) not in TYPED_BEFORE_THE_CHECK:
+                typed.append(f"{path.name}:{line}: {figure!r}")
+    assert not typed, (
+        "speed figures typed by hand (no benchmarks/results file holds them); have a "
+        "benchmark write them and include its results file:\n" + "\n".join(typed)
+    )
+    gone = sorted(TYPED_BEFORE_THE_CHECK - seen)
+    assert not gone, f"no longer typed: remove from TYPED_BEFORE_THE_CHECK: {gone}"
+
+
+def test_speed_figure_check_finds_typed_figures():
+    text = textwrap.dedent(
+        """
+        The fit takes 0.74 s, 13x faster, and 1.06-1.11x a product (229 to 112 ms).
+
+        ```python
+        print("3.5 s")  # code is not prose
+        ```
+        Accuracy 98%, 8,000 x 784, 10 classes, 2 threads.
+        """
+    )
+    found = [(figure, numbers) for _, figure, numbers in prose_speed_figures(text, "x.md")]
+    assert found == [
+        ("0.74 s", ["0.74"]),
+        ("13x", ["13"]),
+        ("1.06-1.11x", ["1.06", "1.11"]),
+        ("229 to 112 ms", ["229", "112"]),
+    ]
+    assert _in_results(["0.74"], "| ours | 0.74 |") and not _in_results(["0.74"], "10.745")
 
 
 # -- the runner itself: each rule catches what it is for --------------------------------

@@ -1,8 +1,8 @@
 """Tests of the softmax function family against independent references.
 
-References: mpmath at 50 digits, SciPy, scikit-learn, PyTorch (where
-installed), finite differences, and the numerics table of DESIGN.md section 3.
-Every test runs on the NumPy kernels and, when numba is installed, on the
+References: mpmath at 50 digits, SciPy, scikit-learn, PyTorch (a test
+dependency), finite differences, and the numerics table of DESIGN.md section 3.
+Every test runs on the NumPy kernels and on the
 compiled kernels too (the ``kernel`` fixture).
 """
 
@@ -30,12 +30,11 @@ from softmax.functions import (
 inf, nan = np.inf, np.nan
 mpmath.mp.dps = 50
 
-try:
-    import numba  # noqa: F401
+# numba is a test dependency: both kernels are always tested (a missing numba
+# fails here instead of silently halving the suite).
+import numba  # noqa: E402, F401
 
-    KERNELS = ["numpy", "numba"]
-except ImportError:  # pragma: no cover
-    KERNELS = ["numpy"]
+KERNELS = ["numpy", "numba"]
 
 
 @pytest.fixture(params=KERNELS, autouse=True)

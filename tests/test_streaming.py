@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from softmax.streaming import FileSource
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
+pa_csv = pytest.importorskip("pyarrow.csv")
 
 
 @pytest.fixture(scope="module")
@@ -697,3 +699,185 @@ def test_streamed_rows_too_large_are_refused_with_exact_advice(tmp_path):
     clf = SoftmaxRegression(C=np.inf, tol=1e-10).fit(FileSource(tmp_path / "divided.npz"))
     sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit(divided, y)
     np.testing.assert_allclose(clf.predict_proba(divided), sk.predict_proba(divided), atol=1e-6)
+
+
+def _reference_loss_gradient(X, y, w, coef):
+    """Summed weighted cross-entropy and its gradient, from SciPy's softmax."""
+    from scipy.special import log_softmax, softmax
+
+    logits = X @ coef[:, :-1].T + coef[:, -1]
+    onehot = np.eye(coef.shape[0])[y]
+    loss = -np.sum(w * log_softmax(logits, axis=1)[np.arange(len(y)), y])
+    r = w[:, None] * (softmax(logits, axis=1) - onehot)
+    return loss, np.column_stack([r.T @ X, r.sum(axis=0)])
+
+
+@pytest.mark.parametrize("where", ["X", "y", "w", "X-truncated", "X-between-passes"])
+@pytest.mark.parametrize("layout", ["csv-one-block-units", "parquet-three-block-units"])
+def test_altered_block_cache_bytes_are_never_believed(digits, tmp_path, where, layout):
+    """Bytes of the right length altered in X.bin, y.bin or w.bin (or a cut
+    X.bin) are caught by the block digests in index.json: that pass reads the
+    damaged unit from the file with a warning naming the cache, its answer is
+    SciPy's on the true rows, and the next pass rebuilds the cache."""
+    X, y = digits
+    weighted = where == "w"
+    wcol = np.random.default_rng(2).uniform(0.5, 2.0, size=len(y))
+    names = [f"px{j}" for j in range(X.shape[1])]
+    columns = {**{n: X[:, j] for j, n in enumerate(names)}, "label": y}
+    table = pa.table({**columns, "wt": wcol} if weighted else columns)
+    if layout.startswith("csv"):
+        path, block_rows = tmp_path / "d.csv", 400
+        pa_csv.write_csv(table, path)
+    else:
+        path, block_rows = tmp_path / "d.parquet", 200
+        pq.write_table(table, path, row_group_size=600)
+    cache = tmp_path / "cache"
+    src = FileSource(
+        path, target="label", weight="wt" if weighted else None, block_rows=block_rows,
+        cache=cache,
+    )  # fmt: skip
+    if not weighted:
+        wcol = np.ones(len(y))
+    coef = np.random.default_rng(1).normal(scale=0.3, size=(10, 65))
+    ref_loss, ref_grad = _reference_loss_gradient(X, y, wcol, coef)
+
+    first = build_row_data(src)
+    first.loss_gradient(coef)  # the first full pass writes the cache
+    index = json.loads((cache / "index.json").read_text())
+    assert len(index["digests"]) == len(index["blocks"]) >= 5
+    units = [u for u, *_ in index["blocks"]]
+    assert max(units.count(u) for u in set(units)) == (1 if layout.startswith("csv") else 3)
+    # Damage the middle block of the cache: for Parquet, the second block of a unit.
+    k = len(index["blocks"]) // 2
+    u, pos, start, n = index["blocks"][k]
+    assert layout.startswith("csv") or index["blocks"][k - 1][0] == u  # mid-unit
+    file, width = {"y": ("y.bin", 1), "w": ("w.bin", 1)}.get(where, ("X.bin", 64))
+    itemsize = 8
+    target = cache / file
+    raw = bytearray(target.read_bytes())
+    size = len(raw)
+    row = pos + n // 2
+    if where == "X-truncated":
+        del raw[(pos + 1) * width * itemsize :]
+    elif where.startswith("X"):  # one pixel of one row: a value the row could have had
+        at = (row * width + 10) * itemsize
+        raw[at : at + 8] = np.float64(0.4375).tobytes() if X[row, 10] != 0.4375 else bytes(8)
+    elif where == "y":  # another valid class
+        raw[row * 8 : row * 8 + 8] = np.int64((y[row] + 1) % 10).tobytes()
+    else:
+        raw[row * 8 : row * 8 + 8] = np.float64(wcol[row] * 3).tobytes()
+    target.write_bytes(bytes(raw))
+    assert where == "X-truncated" or target.stat().st_size == size
+
+    warns = pytest.warns(
+        RuntimeWarning, match=re.escape(f"block cache {cache}: the block of rows {start}..")
+    )
+    if where == "w":
+        # A weighted source sums its weights in a pass when it is opened: that
+        # pass meets the damage, and the first evaluation rebuilds the cache.
+        with warns as rec:
+            data = build_row_data(src)
+        assert data.weight_sum == pytest.approx(wcol.sum(), rel=1e-13)
+        loss, grad = data.loss_gradient(coef)
+    else:
+        # "between passes": the fit that wrote (and so checked) the cache reads
+        # it again after the change; otherwise a new fit opens the cache.
+        data = first if where == "X-between-passes" else build_row_data(src)
+        assert data._cache.complete  # the index itself is whole
+        with warns as rec:
+            loss, grad = data.loss_gradient(coef)
+        assert not data._cache.complete
+        data.loss_gradient(coef)  # the next full pass rebuilds the cache
+    assert len([r for r in rec if "block cache" in str(r.message)]) == 1
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-11, atol=1e-10)
+    assert data._cache.complete
+    assert (cache / file).stat().st_size == size
+    # A fresh fit reads the rebuilt cache, silently, and gets the same answer.
+    fresh = build_row_data(src)
+    assert fresh._cache.complete
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss2, grad2 = fresh.loss_gradient(coef)
+    assert loss2 == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(grad2, ref_grad, rtol=1e-11, atol=1e-10)
+
+
+def test_block_cache_without_digests_is_rebuilt(files, tmp_path):
+    """An index that lists blocks but no digests (an older cache) is not read."""
+    cache = tmp_path / "cache"
+    src = make_source(files, "csv", block_rows=400, cache=cache)
+    build_row_data(src).loss_gradient(np.zeros((10, 65)))
+    index = json.loads((cache / "index.json").read_text())
+    del index["digests"]
+    (cache / "index.json").write_text(json.dumps(index))
+    with pytest.warns(RuntimeWarning, match="block cache index .* is damaged.*digests"):
+        data = build_row_data(src)
+    assert not data._cache.complete
+
+
+# -- Ctrl-C, delivered for real: SIGINT raised in this process ------------------------
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("when", ["between-iterations", "mid-pass"])
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_sigint_leaves_a_checkpoint_that_resumes_to_the_same_model(
+    files, digits, tmp_path, solver, when
+):
+    """A real SIGINT (Python's own handler raises KeyboardInterrupt, which is
+    no Exception) at a callback or in the middle of reading a block: the
+    checkpoint holds no temporary and no damaged record, and the resumed fit
+    is the uninterrupted one bit for bit (for L-BFGS also scikit-learn's optimum)."""
+    import signal
+
+    from sklearn.linear_model import LogisticRegression
+
+    from softmax.streaming import CheckpointWarning
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    X, y = digits
+    kw = {"solver": solver, "tol": 1e-10, "max_iter": 300}
+    if solver == "sgd":
+        kw.update(max_iter=6, random_state=0)
+    full = SoftmaxRegression(**kw).fit(make_source(files, "csv", block_rows=300))
+    ck = tmp_path / "ck"
+    src = make_source(files, "csv", block_rows=300, checkpoint=ck)
+    callback = None
+    if when == "mid-pass":
+        # the 3rd block read after the checkpoint holds its first record (6 blocks a pass)
+        read_unit, blocks = src.read_unit, []
+
+        def interrupted_read(u):
+            for block in read_unit(u):
+                if blocks or any(ck.rglob("*.npz")):
+                    blocks.append(u)
+                if len(blocks) == 3:
+                    signal.raise_signal(signal.SIGINT)
+                yield block
+
+        src.read_unit = interrupted_read
+    else:
+
+        def callback(iteration, objective):
+            if iteration == (3 if solver == "sgd" else 12):
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        SoftmaxRegression(**kw).fit(src, callback=callback)
+    assert not list(ck.rglob("*.tmp")) and not list(ck.rglob(".*"))
+    assert any(ck.rglob("*.npz"))  # there is something to resume from
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)  # every record is whole
+        resumed = SoftmaxRegression(**kw).fit(
+            make_source(files, "csv", block_rows=300, checkpoint=ck)
+        )
+    np.testing.assert_array_equal(resumed.coef_, full.coef_)
+    np.testing.assert_array_equal(resumed.intercept_, full.intercept_)
+    assert resumed.n_iter_ == full.n_iter_
+    if solver == "lbfgs":
+        sk = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(X, y)
+        frame = pd_frame(X)
+        np.testing.assert_allclose(
+            resumed.predict_proba(frame), sk.predict_proba(X), atol=1e-5, rtol=0
+        )

@@ -309,10 +309,21 @@ class StreamData(RowData):
 
         From the block cache once it is built, else decoded from the file.
         """
+        after = -1  # first row of the last block handed out from the cache
         if self._cache is not None and self._cache.complete:
-            yield from self._cache.read_unit(u)
-            return
+            try:
+                for block in self._cache.read_unit(u):
+                    yield block
+                    after = block[0]
+                return
+            except _CacheDamaged as exc:
+                # Bytes that do not match their digest are never used: this
+                # unit's remaining blocks come from the file, and the next
+                # full pass in file order rebuilds the cache.
+                self._cache.discard(str(exc))
         for block in self.source.read_unit(u):
+            if block.start <= after:
+                continue
             X = block.X if block.X.dtype == self.dtype else block.X.astype(self.dtype)
             yield block.start, X, self.source.encode(block.y, self.classes), block.weight
 
@@ -612,6 +623,14 @@ class _BlockCache:
     fits on the same source, read blocks back with positioned reads, which
     costs a fraction of decoding CSV or Parquet. A cache whose fingerprint
     does not match is rebuilt.
+
+    ``index.json`` also holds a SHA-256 digest of each block's stored bytes
+    (features, codes and weights). A block is checked the first time a fit
+    reads it, and again whenever the cache files have changed since (their
+    inode, size, mtime or ctime differ): a block that is short or whose
+    bytes were altered (even with the length kept) is never used. The pass
+    reads that unit from the file instead, with a RuntimeWarning naming the
+    cache, and the next full pass rebuilds it.
     """
 
     def __init__(self, path: str, fingerprint: dict[str, Any], n_features: int) -> None:
@@ -622,17 +641,32 @@ class _BlockCache:
         self.fingerprint = json.loads(json.dumps(fingerprint))
         self.dtype = np.dtype(fingerprint["compute_dtype"])
         self.p = n_features
-        # unit -> [(row in the cache files, row in the source, rows)]
-        self.blocks: dict[int, list[tuple[int, int, int]]] = {}
+        # unit -> [(row in the cache files, row in the source, rows, digest)]
+        self.blocks: dict[int, list[tuple[int, int, int, str]]] = {}
         self.weighted = False
         self.complete = False
+        # Blocks whose digest was checked, while the files keep this identity
+        # (inode, size, mtime, ctime): hashing costs about as much as the pass's
+        # arithmetic, so each block is checked once per fit, and again after
+        # any change to the files.
+        self._checked: set[int] = set()
+        self._stamp: tuple[Any, ...] = ()
         index = self.path / "index.json"
         if index.exists():
             try:
                 meta = json.loads(index.read_bytes())
                 if meta.get("fingerprint") == self.fingerprint:
-                    for u, pos, start, n in meta["blocks"]:
-                        self.blocks.setdefault(int(u), []).append((int(pos), int(start), int(n)))
+                    digests = meta["digests"]
+                    if len(digests) != len(meta["blocks"]):
+                        raise ValueError(
+                            f"{len(digests)} digests for {len(meta['blocks'])} blocks"
+                        )
+                    for (u, pos, start, n), digest in zip(meta["blocks"], digests):
+                        if not isinstance(digest, str):
+                            raise TypeError(f"a digest is {type(digest).__name__}, not str")
+                        self.blocks.setdefault(int(u), []).append(
+                            (int(pos), int(start), int(n), digest)
+                        )
                     self.weighted = bool(meta["weighted"])
                     self.complete = True
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -651,6 +685,14 @@ class _BlockCache:
         return _CacheWriter(self)
 
     def read_unit(self, u: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, Any]]:
+        """``(start, X, codes, file weights)`` of unit ``u``'s blocks, each checked.
+
+        Raises
+        ------
+        _CacheDamaged
+            Before a block that is short or does not match its digest is
+            handed out (the blocks before it were whole).
+        """
         p, dt = self.p, self.dtype
         with (
             open(self.path / "X.bin", "rb") as fx,
@@ -658,7 +700,10 @@ class _BlockCache:
             contextlib.ExitStack() as stack,
         ):
             fw = stack.enter_context(open(self.path / "w.bin", "rb")) if self.weighted else None
-            for pos, start, n in self.blocks.get(u, []):
+            stamp = tuple(_identity(os.fstat(f.fileno())) for f in (fx, fy, fw) if f is not None)
+            if stamp != self._stamp:  # the files changed since their blocks were checked
+                self._stamp, self._checked = stamp, set()
+            for pos, start, n, digest in self.blocks.get(u, []):
                 fx.seek(pos * p * dt.itemsize)
                 X = np.fromfile(fx, dtype=dt, count=n * p)
                 fy.seek(pos * 8)
@@ -667,9 +712,45 @@ class _BlockCache:
                 if fw is not None:
                     fw.seek(pos * 8)
                     w = np.fromfile(fw, dtype=np.float64, count=n)
-                if X.shape[0] != n * p or y.shape[0] != n:
-                    raise ValueError(f"block cache {self.path} is truncated; delete it")
+                if X.shape[0] != n * p or y.shape[0] != n or (w is not None and w.shape[0] != n):
+                    raise _CacheDamaged(f"the block of rows {start}..{start + n - 1} is short")
+                if pos not in self._checked:
+                    if _block_digest(X, y, w) != digest:
+                        raise _CacheDamaged(
+                            f"the block of rows {start}..{start + n - 1} does not match its digest"
+                        )
+                    self._checked.add(pos)
                 yield start, X.reshape(n, p), y, w
+
+    def discard(self, why: str) -> None:
+        """Stop reading the cache (``why`` says what was wrong); a full pass rebuilds it."""
+        import warnings
+
+        self.blocks, self.weighted, self.complete = {}, False, False
+        self._checked, self._stamp = set(), ()
+        (self.path / "index.json").unlink(missing_ok=True)
+        warnings.warn(
+            f"block cache {self.path}: {why}; reading the file instead and rebuilding the cache",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What changes when a file is rewritten or replaced."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class _CacheDamaged(Exception):
+    """A cached block that must not be used (short, or altered bytes)."""
+
+
+def _block_digest(X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> str:
+    """SHA-256 of a cached block's stored bytes: features, codes and weights."""
+    h = hashlib.sha256()
+    for a in (X, y) if w is None else (X, y, w):
+        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+    return h.hexdigest()
 
 
 class _CacheWriter:
@@ -681,15 +762,20 @@ class _CacheWriter:
         self.fw: Any = None
         self.rows = 0
         self.blocks: list[tuple[int, int, int, int]] = []
+        self.digests: list[str] = []
 
     def add(self, u: int, start: int, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> None:
-        np.ascontiguousarray(X, dtype=self.cache.dtype).tofile(self.fx)
-        np.asarray(y, dtype=np.int64).tofile(self.fy)
+        X = np.ascontiguousarray(X, dtype=self.cache.dtype)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        X.tofile(self.fx)
+        y.tofile(self.fy)
         if w is not None:
             if self.fw is None:
                 self.fw = open(self.cache.path / "w.bin", "wb")  # noqa: SIM115
-            np.asarray(w, dtype=np.float64).tofile(self.fw)
+            w = np.ascontiguousarray(w, dtype=np.float64)
+            w.tofile(self.fw)
         self.blocks.append((u, self.rows, start, X.shape[0]))
+        self.digests.append(_block_digest(X, y, w))
         self.rows += X.shape[0]
 
     def finish(self) -> None:
@@ -705,12 +791,17 @@ class _CacheWriter:
         meta = {
             "fingerprint": self.cache.fingerprint,
             "blocks": self.blocks,
+            "digests": self.digests,
             "weighted": self.fw is not None,
         }
         atomic_write_bytes(self.cache.path / "index.json", json.dumps(meta).encode())
         c = self.cache
         c.blocks = {}
-        for u, pos, start, n in self.blocks:
-            c.blocks.setdefault(u, []).append((pos, start, n))
+        for (u, pos, start, n), digest in zip(self.blocks, self.digests):
+            c.blocks.setdefault(u, []).append((pos, start, n, digest))
         c.weighted = self.fw is not None
         c.complete = True
+        # The bytes just written are the digested ones: checked while the files stay as they are.
+        names = ("X.bin", "y.bin", "w.bin") if c.weighted else ("X.bin", "y.bin")
+        c._stamp = tuple(_identity(os.stat(c.path / name)) for name in names)
+        c._checked = {pos for _, pos, _, _ in self.blocks}
