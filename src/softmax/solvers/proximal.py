@@ -8,8 +8,11 @@ Gao, 2007), the quasi-Newton method for L1-regularised log-linear models:
   objective (zero exactly at the optimum; the intercept is unpenalised);
 - the L-BFGS two-loop recursion (curvature pairs from the smooth part only,
   with the same centring/scaling preconditioner as ``lbfgs``) turns ``-pg``
-  into a direction ``d``; components of ``d`` that disagree in sign with
-  ``-pg`` are zeroed, so ``d`` is a descent direction;
+  into a direction ``d``, with every vector restricted to the free variables
+  (non-zero, unpenalised, or zero with ``pg != 0``), so that it estimates
+  the inverse of the Hessian's free block (:func:`free_direction`);
+  components of ``d`` that disagree in sign with ``-pg`` are zeroed, so
+  ``d`` is a descent direction;
 - the step stays in the orthant of the current point: a coordinate that
   would cross zero is set to zero (this is where sparsity appears), and a
   backtracking Armijo search on the full objective picks the step length.
@@ -27,6 +30,7 @@ It reaches the same optimum as scikit-learn's ``saga`` with a tight tolerance
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -40,9 +44,71 @@ from softmax.solvers._base import (
 )
 from softmax.solvers._preconditioners import diagonal
 from softmax.solvers._problem import SolverResult
-from softmax.solvers.lbfgs import QuasiNewton, make_memory
+from softmax.solvers.lbfgs import LBFGSMemory, QuasiNewton, make_memory
 
 __all__ = ["Proximal"]
+
+
+def free_direction(
+    mem: LBFGSMemory,
+    pg: np.ndarray,
+    free: np.ndarray,
+    M: Callable[[np.ndarray], np.ndarray] | None,
+) -> np.ndarray:
+    """``-H_F pg``: the L-BFGS direction on the free variables ``F`` alone.
+
+    The two-loop recursion over the stored pairs with every vector masked to
+    ``F`` (pairs whose masked curvature ``s.y`` is not safely positive are
+    skipped), from ``gamma P M P`` with ``P`` the mask. This estimates the
+    inverse of the Hessian's free block, ``(B_FF)^-1``, the Newton step on
+    the face the iterate is on. The plain recursion's free block, ``(B^-1)_FF``,
+    is the inverse of a Schur complement instead: larger along every
+    direction where free weights correlate with weights held at zero. On
+    digits (pure L1, C = 30 ``min_c``, correlated pixels) that made the
+    direction about 40 times too long, so the line search settled on steps
+    of 0.025 and OWL-QN stopped at ``max_iter`` with a relative gap of 8e-5.
+
+    Parameters
+    ----------
+    mem : LBFGSMemory
+        The pairs ``(s, y)`` (smooth-gradient differences).
+    pg : ndarray of shape (n,)
+        The pseudo-gradient (zero outside ``free`` except by rounding).
+    free : ndarray of bool, shape (n,)
+    M : callable, optional
+        The preconditioner ``g -> M g``.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        Zero outside ``free``.
+    """
+    k = mem.count
+    order = (mem.head - 1 - np.arange(k)) % mem.m  # newest first
+    S = mem.S[order].astype(np.float64) * free
+    Y = mem.Y[order].astype(np.float64) * free
+    sy = np.einsum("ij,ij->i", S, Y)
+    ss = np.einsum("ij,ij->i", S, S)
+    yy = np.einsum("ij,ij->i", Y, Y)
+    keep = (sy > 1e-12 * np.sqrt(ss * yy)) & (yy > 0)
+    S, Y, sy = S[keep], Y[keep], sy[keep]
+
+    def precondition(v: np.ndarray) -> np.ndarray:
+        return v if M is None else np.asarray(M(v), dtype=np.float64) * free
+
+    q = pg * free
+    if not len(sy):
+        return -precondition(q)
+    rho = 1.0 / sy
+    alpha = np.empty(len(sy))
+    for i in range(len(sy)):
+        alpha[i] = rho[i] * float(S[i] @ q)
+        q -= alpha[i] * Y[i]
+    gamma = sy[0] / float(Y[0] @ precondition(Y[0]))
+    r = gamma * precondition(q)
+    for i in reversed(range(len(sy))):
+        r += (alpha[i] - rho[i] * float(Y[i] @ r)) * S[i]
+    return -r
 
 
 def _orthant_project(x: np.ndarray, orthant: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -107,7 +173,9 @@ class Proximal(QuasiNewton):
             if not np.any(pg):
                 converged, message = True, "the minimum-norm subgradient is exactly zero"
                 break
-            d = mem.direction(pg) if mem.count else -(pg if M is None else M(pg))
+            # the free variables: unpenalised, non-zero, or zero with a way down
+            free = ~mask | (x != 0) | (pg != 0)
+            d = free_direction(mem, pg, free, M) if mem.count else -(pg if M is None else M(pg))
             obj.restrict(d.reshape(shape))  # the diagonal M may leave the subspace
             d[mask & (d * pg >= 0)] = 0.0  # keep only descent components
             dg = float(pg @ d)
