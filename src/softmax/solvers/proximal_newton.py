@@ -47,21 +47,46 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from softmax.backends._base import Capability
+from softmax.backends._base import Capability, RowData
 from softmax.penalties import GroupLasso, Penalty
 from softmax.solvers._base import Objective, Run, Solver, gap_not_reached
 from softmax.solvers._problem import SolverResult
 from softmax.solvers.newton_cholesky import newton_direction
 
-__all__ = ["ProximalNewton", "fista_model"]
+__all__ = ["ProximalNewton", "fista_model", "full_hessian_is_cheap"]
 
 #: the full Hessian is formed (one pass, ``O(n (K q)^2)``) when the backend
 #: offers it and ``K q`` is at most this; otherwise each inner FISTA step
 #: costs one Hessian-vector product (a pass over the rows)
 FULL_HESSIAN_MAX_COEF = 2000
+#: a full Hessian counts as cheap for :func:`full_hessian_is_cheap` while
+#: ``n_samples * n_coef^2`` (its multiply-adds) is at most this: on digits
+#: (1,797 x 650 coefficients, 7.6e8) one takes about 0.06 s on one thread
+CHEAP_HESSIAN_WORK = 2_000_000_000
 #: rounds of (FISTA until its support is stable, Newton on the face) per
 #: outer iteration for the elementwise L1 norm, before FISTA alone finishes
 POLISH_ROUNDS = 5
+
+
+def full_hessian_is_cheap(data: RowData) -> bool:
+    """Whether ``proximal-newton`` on ``data`` forms full Hessians that are cheap to form and use.
+
+    Dense rows from a backend with full Hessians, at most
+    ``FULL_HESSIAN_MAX_COEF`` coefficients, at least as many rows as
+    coefficients and ``n_samples * n_coef**2 <= CHEAP_HESSIAN_WORK``. Where
+    these fail, measured (``benchmarks/results/l1.md``): with more
+    coefficients than rows (200 x 500, 3 classes) the model is singular and
+    FISTA crawls (5-10 s where OWL-QN took 0.1-0.8 s); on CSR rows (4,000 x
+    300, 4 classes) the Hessian passes cost 2-14 s where OWL-QN took 0.03-0.6 s.
+    """
+    n_coef = data.coef_shape[0] * data.coef_shape[1]
+    return (
+        not data.is_sparse
+        and Capability.HESSIAN in data.capabilities
+        and n_coef <= FULL_HESSIAN_MAX_COEF
+        and data.n_samples >= n_coef
+        and data.n_samples * n_coef**2 <= CHEAP_HESSIAN_WORK
+    )
 
 
 def _largest_eigenvalue(hop: Callable[[np.ndarray], np.ndarray], v: np.ndarray, n: int) -> float:
