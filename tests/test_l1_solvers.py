@@ -103,7 +103,7 @@ def test_owlqn_alone_converges_on_digits_l1(digits):
 def test_kkt_along_a_digits_path(digits, rho):
     X, y = digits
     Cs = min_c(X, y, l1_ratio=rho) * np.logspace(0.05, 3, 7)
-    path = regularization_path(X, y, Cs, l1_ratio=rho, tol=1e-10)
+    path = regularization_path(X, y, Cs, l1_ratio=rho, tol=1e-12)
     assert path.converged.all()
     for k, C in enumerate(Cs):
         assert kkt_violation(X, y, C, rho, path.coefs[k], path.intercepts[k]) <= 1e-6
