@@ -143,7 +143,7 @@ class Proximal(QuasiNewton):
     OWL-QN converges linearly, slowly where the problem is ill-conditioned
     (weak penalties): on digits, pure L1 at C = 1000 ``min_c``, it stopped
     at ``max_iter=1000`` with a relative gap of 2e-5, while 100 iterations
-    and then 3-4 proximal Newton steps reached 1e-13 in a fifth of the time
+    and then 3-4 proximal Newton steps reached 1e-13 in less time
     (``benchmarks/results/l1.md``). None turns the hand-over off.
     """
 

@@ -74,10 +74,10 @@ def full_hessian_is_cheap(data: RowData) -> bool:
     Dense rows from a backend with full Hessians, at most
     ``FULL_HESSIAN_MAX_COEF`` coefficients, at least as many rows as
     coefficients and ``n_samples * n_coef**2 <= CHEAP_HESSIAN_WORK``. Where
-    these fail, measured (``benchmarks/results/l1.md``): with more
-    coefficients than rows (200 x 500, 3 classes) the model is singular and
-    FISTA crawls (5-10 s where OWL-QN took 0.1-0.8 s); on CSR rows (4,000 x
-    300, 4 classes) the Hessian passes cost 2-14 s where OWL-QN took 0.03-0.6 s.
+    these fail, proximal Newton was many times slower than OWL-QN
+    (``benchmarks/results/l1.md``): with more coefficients than rows (200 x
+    500, 3 classes) the model is singular and FISTA crawls; on CSR rows
+    (4,000 x 300, 4 classes) the Hessians are slow to form.
     """
     n_coef = data.coef_shape[0] * data.coef_shape[1]
     return (
