@@ -92,24 +92,35 @@ def _c_grid(Cs: int | Sequence[float] | np.ndarray, name: str = "Cs") -> np.ndar
 
 
 def _null_gradient(
-    X: Any, codes: np.ndarray, weights: np.ndarray, n_classes: int, fit_intercept: bool
+    X: Any,
+    codes: np.ndarray,
+    weights: np.ndarray,
+    n_classes: int,
+    fit_intercept: bool,
+    label_smoothing: float = 0.0,
 ) -> np.ndarray:
     r"""Gradient of the data term (per unit ``C``) with respect to ``W`` at ``W = 0``.
 
-    With ``W = 0`` the best unpenalised intercepts give every row the class
-    probabilities ``pi`` (the weighted class frequencies); without an
-    intercept the probabilities are uniform. The gradient is then
-    ``D = sum_i s_i (pi - e_{y_i}) x_i^T`` of shape (n_classes, n_features).
+    The gradient of ``CE(t, p)`` with respect to the logits is ``p - t``,
+    with the targets ``t_i = (1 - eps) e_{y_i} + eps / K`` (``eps`` the
+    label smoothing). With ``W = 0`` the best unpenalised intercepts give
+    every row the probabilities ``pi`` that zero the intercepts' gradient:
+    the weighted mean target, ``(1 - eps)`` times the weighted class
+    frequencies plus ``eps / K``; without an intercept the probabilities are
+    uniform. The gradient is then ``D = sum_i s_i (pi - t_i) x_i^T`` of
+    shape (n_classes, n_features).
     """
     total = float(weights.sum())
+    eps = float(label_smoothing)
     if fit_intercept:
-        pi = np.bincount(codes, weights=weights, minlength=n_classes) / total
+        freq = np.bincount(codes, weights=weights, minlength=n_classes) / total
+        pi = (1.0 - eps) * freq + eps / n_classes
     else:
         pi = np.full(n_classes, 1.0 / n_classes)
-    # sum_i s_i pi_k x_i  -  sum_{i: y_i = k} s_i x_i, via one (K, n) x (n, p) product
+    # sum_i s_i (pi_k - t_ik) x_i, via one (K, n) x (n, p) product
     R = np.zeros((n_classes, codes.shape[0]))
-    R[codes, np.arange(codes.shape[0])] = -weights
-    R += pi[:, None] * weights[None, :]
+    R[codes, np.arange(codes.shape[0])] = -(1.0 - eps) * weights
+    R += (pi - eps / n_classes)[:, None] * weights[None, :]
     D = R @ X if not hasattr(X, "tocsr") else np.asarray((X.T @ R.T).T)
     return np.asarray(D, dtype=np.float64)
 
@@ -123,6 +134,7 @@ def min_c(
     class_weight: dict[Any, float] | str | None = None,
     fit_intercept: bool = True,
     l1_type: str = "elementwise",
+    label_smoothing: float = 0.0,
 ) -> float:
     r"""The smallest ``C`` at which an L1 / elastic-net / group-lasso fit has a non-zero weight.
 
@@ -170,6 +182,12 @@ def min_c(
     fit_intercept : bool, default=True
     l1_type : {"elementwise", "grouped"}, default="elementwise"
         The L1 norm, or the group lasso across classes (see above).
+    label_smoothing : float in [0, 1), default=0.0
+        As in :class:`~softmax.SoftmaxRegression`: the fits are trained
+        against smoothed targets ``t_i = (1 - eps) e_{y_i} + eps / K``, so
+        ``D`` uses ``t_i`` in place of ``e_{y_i}`` and ``pi`` is their
+        weighted mean (with or without an intercept that shrinks ``D`` by
+        ``1 - eps``, so ``min_c`` grows by ``1 / (1 - eps)``).
 
     Returns
     -------
@@ -179,7 +197,8 @@ def min_c(
     Raises
     ------
     ValueError
-        ``l1_ratio`` outside (0, 1], an unknown ``l1_type``, fewer than two
+        ``l1_ratio`` outside (0, 1], ``label_smoothing`` outside [0, 1), an
+        unknown ``l1_type``, fewer than two
         classes, or a gradient that is zero for every feature (then every
         ``C`` gives ``W = 0``).
     TypeError
@@ -205,7 +224,8 @@ def min_c(
     _refuse_external(X, "min_c")
     X, codes, classes = _check_xy(X, y)
     weights = row_weights(codes, classes, sample_weight, class_weight)
-    D = _null_gradient(X, codes, weights, len(classes), bool(fit_intercept))
+    eps = check_label_smoothing(label_smoothing)
+    D = _null_gradient(X, codes, weights, len(classes), bool(fit_intercept), eps)
     if l1_type == "grouped":
         top = float(np.sqrt(np.einsum("kj,kj->j", D, D)).max(initial=0.0))
     else:

@@ -47,18 +47,46 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from softmax.backends._base import Capability
+from softmax.backends._base import Capability, RowData
 from softmax.penalties import GroupLasso, Penalty
 from softmax.solvers._base import Objective, Run, Solver, gap_not_reached
 from softmax.solvers._problem import SolverResult
 from softmax.solvers.newton_cholesky import newton_direction
 
-__all__ = ["ProximalNewton", "fista_model"]
+__all__ = ["ProximalNewton", "fista_model", "full_hessian_is_cheap"]
 
 #: the full Hessian is formed (one pass, ``O(n (K q)^2)``) when the backend
 #: offers it and ``K q`` is at most this; otherwise each inner FISTA step
 #: costs one Hessian-vector product (a pass over the rows)
 FULL_HESSIAN_MAX_COEF = 2000
+#: a full Hessian counts as cheap for :func:`full_hessian_is_cheap` while
+#: ``n_samples * n_coef^2`` (its multiply-adds) is at most this: on digits
+#: (1,797 x 650 coefficients, 7.6e8) one takes about 0.06 s on one thread
+CHEAP_HESSIAN_WORK = 2_000_000_000
+#: rounds of (FISTA until its support is stable, Newton on the face) per
+#: outer iteration for the elementwise L1 norm, before FISTA alone finishes
+POLISH_ROUNDS = 5
+
+
+def full_hessian_is_cheap(data: RowData) -> bool:
+    """Whether ``proximal-newton`` on ``data`` forms full Hessians that are cheap to form and use.
+
+    Dense rows from a backend with full Hessians, at most
+    ``FULL_HESSIAN_MAX_COEF`` coefficients, at least as many rows as
+    coefficients and ``n_samples * n_coef**2 <= CHEAP_HESSIAN_WORK``. Where
+    these fail, proximal Newton was many times slower than OWL-QN
+    (``benchmarks/results/l1.md``): with more coefficients than rows (200 x
+    500, 3 classes) the model is singular and FISTA crawls; on CSR rows
+    (4,000 x 300, 4 classes) the Hessians are slow to form.
+    """
+    n_coef = data.coef_shape[0] * data.coef_shape[1]
+    return (
+        not data.is_sparse
+        and Capability.HESSIAN in data.capabilities
+        and n_coef <= FULL_HESSIAN_MAX_COEF
+        and data.n_samples >= n_coef
+        and data.n_samples * n_coef**2 <= CHEAP_HESSIAN_WORK
+    )
 
 
 def _largest_eigenvalue(hop: Callable[[np.ndarray], np.ndarray], v: np.ndarray, n: int) -> float:
@@ -280,6 +308,82 @@ def support_newton(
     return out
 
 
+def support_newton_l1(
+    x: np.ndarray,
+    g: np.ndarray,
+    H: np.ndarray,
+    z: np.ndarray,
+    pen: Penalty,
+    U: np.ndarray | None,
+    max_iter: int = 5,
+) -> np.ndarray:
+    """Newton's method on the model ``q`` over the face of ``z`` (support and signs fixed).
+
+    On the coordinates ``S`` where ``z`` is non-zero (and the intercepts),
+    with the signs ``sigma`` of ``z`` there, the L1 norm is the linear
+    function ``c sigma.z``, so ``q`` on that face is a quadratic whose
+    minimiser is one Newton step away: ``H_SS dz = -(g + H (z - x) + c
+    sigma)_S`` (a Cholesky solve of a ``|S|``-square system; ``U``, the flat
+    directions of ``H`` as in ``newton-cholesky``, keeps the intercepts'
+    shift well posed). When the step would take a weight across zero, it
+    is projected on the orthant of ``z`` or cut where the first weight
+    reaches zero, whichever lowers ``q`` more; the weights at zero leave
+    ``S`` and the step is recomputed (an active-set method: ``q`` decreases
+    at every step). Exact where FISTA,
+    near the optimum, would crawl along an ill-conditioned face; whether
+    zero weights should enter is the caller's check (the model's KKT
+    conditions).
+
+    Returns
+    -------
+    ndarray
+        Never worse in ``q`` than ``z``; zero off the final ``S``.
+    """
+    K, q = z.shape
+    penalised = np.ones(K * q, dtype=bool)
+    if pen.fit_intercept:
+        penalised.reshape(K, q)[:, -1] = False
+    c = pen.l1_weight
+    zf = z.ravel().copy()
+    xf = x.ravel()
+    gf = g.ravel()
+
+    def model(v: np.ndarray) -> float:
+        d = v - xf
+        return float(gf @ d + 0.5 * d @ (H @ d) + c * np.abs(v[penalised]).sum())
+
+    value = model(zf)
+    for _ in range(max_iter):
+        idx = np.flatnonzero((zf != 0) | ~penalised)
+        sigma = np.sign(zf[idx]) * penalised[idx]
+        grad = gf[idx] + H[idx] @ (zf - xf) + c * sigma
+        # the flat directions (the intercepts' shift) lie inside S, orthogonal to grad
+        US = None if U is None else U[:, idx]
+        step = newton_direction(H[np.ix_(idx, idx)], grad, US)
+        new = zf[idx] + step
+        crossing = np.flatnonzero(np.sign(new) * sigma < 0)
+        if not len(crossing):
+            zf[idx] = new
+            break
+        # weights that would cross zero leave the face: either all at once
+        # (the step projected on the orthant) or the first one (the step cut
+        # where it reaches zero, a decrease of q for sure); the lower q wins
+        projected = zf.copy()
+        projected[idx] = np.where(np.sign(new) * sigma < 0, 0.0, new)
+        ratios = -zf[idx][crossing] / step[crossing]
+        first = int(np.argmin(ratios))
+        cut = zf.copy()
+        cut[idx] += ratios[first] * step
+        cut[idx[crossing[first]]] = 0.0
+        cut[idx[np.sign(cut[idx]) * sigma < 0]] = 0.0  # rounding at the boundary
+        candidates = [(model(v), i, v) for i, v in enumerate((projected, cut))]
+        best_value, _, best = min(candidates)
+        if not best_value < value:
+            break
+        zf, value = best, best_value
+    return zf.reshape(K, q)
+
+
 def _model_value(
     x: np.ndarray,
     g: np.ndarray,
@@ -380,7 +484,9 @@ class ProximalNewton(Solver):
 
         # Newton on the support of FISTA's answer: for the group norm, with the full Hessian
         polish = full and isinstance(pen, GroupLasso) and pen.group_weight > 0
-        U = obj.null_space() if polish else None
+        # ... and for the elementwise L1 norm, on the face (support and signs)
+        polish_l1 = full and not isinstance(pen, GroupLasso) and pen.l1_weight > 0
+        U = obj.null_space() if polish or polish_l1 else None
         x = run.coef0
         v = obj.restrict(np.ones(shape) + np.arange(x.size).reshape(shape) / x.size)
         L = 0.0
@@ -427,9 +533,14 @@ class ProximalNewton(Solver):
                     patience=patience,
                 )
 
-            z, _, L, _ = inner(None, 20 if polish else None, L)
-            if polish:
-                zp = support_newton(x, g, H, z, pen, U, rtol)
+            z, _, L, _ = inner(None, 20 if polish or polish_l1 else None, L)
+            # FISTA finds the support, Newton the weights on it; for L1, a few
+            # rounds (a weight entering the face sends FISTA back for 20 steps)
+            for _ in range(POLISH_ROUNDS if polish_l1 else 1 if polish else 0):
+                if polish:
+                    zp = support_newton(x, g, H, z, pen, U, rtol)
+                else:
+                    zp = support_newton_l1(x, g, H, z, pen, U)
                 done = False
                 if zp is not None:
                     qz, _ = _model_value(x, g, hop, pen, z)
@@ -438,7 +549,11 @@ class ProximalNewton(Solver):
                         z = zp
                         # the model's own KKT residual: is the support complete?
                         done = float(np.linalg.norm(pen.min_norm_subgradient(zp, gq))) <= rtol
-                if not done:
+                if done:
+                    break
+                z, _, L, _ = inner(z, 20 if polish_l1 else None, L)
+            else:
+                if polish_l1:
                     z, _, L, _ = inner(z, None, L)
             d = z - x
             delta = float(np.einsum("ij,ij->", g, d))
