@@ -90,6 +90,17 @@ BLOCK_BYTES = 2 * 1024 * 1024
 MIN_BLOCK_ROWS = 256
 #: Rows per block for CSR input (no cache argument: sparse products stream).
 SPARSE_BLOCK_ROWS = 16384
+#: Dense passes over at most this many classes hold the logits class-major,
+#: ``(n_classes, n_rows)``: the softmax over a few classes is then a handful of
+#: elementwise operations on contiguous rows instead of a loop over strided
+#: columns, and ``W @ X^T`` / ``G @ X`` are plain products. On digits (1,437
+#: x 64, 10 classes) a loss-gradient pass took 137 us instead of 288 us.
+CLASS_MAJOR_MAX_CLASSES = 16
+#: Dense X of at most this many bytes is also kept transposed (a copy, in the
+#: workspace of the backend that owns X) for the class-major logits ``W @
+#: X^T``, which BLAS computes about twice as fast from contiguous rows of
+#: ``X^T`` as from the transposed view (35 us against 70 us on digits).
+TRANSPOSED_COPY_BYTES = 32 * 1024 * 1024
 
 
 def _is_sparse(X: Any) -> bool:
@@ -214,6 +225,28 @@ class Workspace:
             first.ones,
         )
         self.proba = np.empty((self.n_rows, n_classes), dtype=self.dtype) if keep_proba else None
+        self._xt: np.ndarray | None = None
+        self._xt_source: Any = None
+
+    def transposed(self, X: Any) -> np.ndarray | None:
+        """A C-contiguous copy of ``X.T`` kept for the class-major pass, or None.
+
+        Made once, for dense ``X`` of at most ``TRANSPOSED_COPY_BYTES`` that
+        takes the class-major pass, and handed out only for that same array
+        object (a workspace may be offered other rows of the same shape).
+        Rows must not be modified in place between passes (no backend does).
+        """
+        if self._xt_source is X:
+            return self._xt
+        if (
+            not _class_major(X, self.n_classes)
+            or X.nbytes > TRANSPOSED_COPY_BYTES
+            or self.n_threads > 1
+        ):
+            return None
+        self._xt = np.ascontiguousarray(X.T)
+        self._xt_source = X
+        return self._xt
 
     def fits(self, X: Any, n_classes: int) -> bool:
         return (
@@ -283,6 +316,65 @@ def _fused_pass(X: Any, n_classes: int) -> Callable[..., Any] | None:
     return _fused_module.loss_grad_range
 
 
+def _class_major(X: Any, n_classes: int) -> bool:
+    """Whether passes over ``X`` hold the logits class-major (see CLASS_MAJOR_MAX_CLASSES)."""
+    return not _is_sparse(X) and n_classes <= CLASS_MAJOR_MAX_CLASSES
+
+
+def _loss_grad_range_class_major(
+    W: np.ndarray,
+    b: np.ndarray | None,
+    X: np.ndarray,
+    XT: np.ndarray | None,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    need_gradient: bool,
+    bufs: _Buffers,
+    lo: int,
+    hi: int,
+    step: int,
+    eps: float,
+) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+    """:func:`_loss_grad_range` with the logits of a block as ``(n_classes, n_rows)``.
+
+    ``XT`` is a C-contiguous ``X.T`` (or None: the transposed view is used).
+    """
+    K, p = W.shape
+    gW = np.zeros((K, p), dtype=np.float64) if need_gradient else None
+    gb = np.zeros(K, dtype=np.float64) if need_gradient and b is not None else None
+    loss = 0.0
+    for start in range(lo, hi, step):
+        stop = min(hi, start + step)
+        r = stop - start
+        # the block buffer (block_rows x K) reused as K x r, contiguous
+        Zt = bufs.z.reshape(-1)[: K * r].reshape(K, r)
+        XbT = XT[:, start:stop] if XT is not None else X[start:stop].T
+        np.matmul(W, XbT, out=Zt)
+        if b is not None:
+            Zt += b[:, None]
+        sb = None if weights is None else weights[start:stop]
+        loss += multinomial_residuals_(
+            Zt,
+            y[start:stop],
+            sb,
+            need_residuals=need_gradient,
+            rows=bufs.row_index,
+            label_smoothing=eps,
+            class_major=True,
+        )
+        if not need_gradient:
+            continue
+        Xb = X[start:stop]
+        if bufs.gtmp is None:
+            gW += Zt @ Xb
+        else:
+            np.matmul(Zt, Xb, out=bufs.gtmp)
+            gW += bufs.gtmp
+        if gb is not None:
+            gb += Zt.sum(axis=1, dtype=np.float64)
+    return loss, gW, gb
+
+
 def _loss_grad_range(
     W: np.ndarray,
     b: np.ndarray | None,
@@ -296,14 +388,22 @@ def _loss_grad_range(
     hi: int,
     step: int,
     eps: float = 0.0,
+    XT: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
-    """Loss, weight gradient and intercept gradient of rows ``lo:hi``, in blocks."""
+    """Loss, weight gradient and intercept gradient of rows ``lo:hi``, in blocks.
+
+    ``XT``: a C-contiguous ``X.T`` for the class-major pass (optional).
+    """
     fused = _fused_pass(X, W.shape[0])
     if fused is not None:
         return fused(
             W, b, X, y, weights, need_gradient, bufs.gtmp, proba_out, lo, hi, step,
             label_smoothing=eps,
         )  # fmt: skip
+    if proba_out is None and _class_major(X, W.shape[0]):
+        return _loss_grad_range_class_major(
+            W, b, X, XT, y, weights, need_gradient, bufs, lo, hi, step, eps
+        )
     K, p = W.shape
     WT = W.T  # F-contiguous view: BLAS reads it transposed, no copy
     gW = np.zeros((K, p), dtype=np.float64) if need_gradient else None
@@ -362,7 +462,9 @@ def _loss_grad(
     ranges = _ranges(n, ws.block_rows, ws.n_threads)
     args = (W, b, X, y, weights, need_gradient)
     if len(ranges) == 1:
-        parts = [_loss_grad_range(*args, ws.buffers[0], proba_out, 0, n, ws.block_rows, eps)]
+        # a caller's workspace (kept across passes) may hold the transposed rows
+        XT = ws.transposed(X) if ws is workspace and proba_out is None else None
+        parts = [_loss_grad_range(*args, ws.buffers[0], proba_out, 0, n, ws.block_rows, eps, XT)]
     else:
         futures = [
             _executor().submit(
