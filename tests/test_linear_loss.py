@@ -346,3 +346,34 @@ def test_class_major_float32_rows():
         assert loss == pytest.approx(ref_loss, rel=1e-6)
         np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-4)
     assert ws._xt is not None and ws._xt.dtype == np.float32
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_curvature_moments_match_the_formulas(monkeypatch, weighted, fit_intercept):
+    """``sum_i w_ik (1, x_ij, x_ij^2)``, ``w_ik = s_i p_ik (1 - p_ik)``: every layout.
+
+    Through a kept workspace the rows are one class-major block (X^T and X * X
+    reused); without one, or with blocks smaller than the rows, the blocked pass.
+    """
+    from softmax.linear_loss import block_curvature_moments
+
+    X, y, w, coef = make(fit_intercept, seed=7)
+    w = w if weighted else None
+    Z = X @ coef[:, :P].T + (coef[:, P] if fit_intercept else 0.0)
+    Pr = scipy_softmax(Z, axis=1)
+    Wc = Pr * (1 - Pr) * (1.0 if w is None else w[:, None])
+    ref = (Wc.sum(axis=0), Wc.T @ X, Wc.T @ (X * X))
+    ws = ll.Workspace(X, K)
+    for workspace in (None, ws, ws):
+        got = block_curvature_moments(coef, X, w, fit_intercept=fit_intercept, workspace=workspace)
+        for a, b in zip(got, ref):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    assert ws._x2 is not None
+    monkeypatch.setattr(ll, "MIN_BLOCK_ROWS", 7)
+    monkeypatch.setattr(ll, "BLOCK_BYTES", 7 * (P + K) * 8)
+    ws = ll.Workspace(X, K)
+    got = block_curvature_moments(coef, X, w, fit_intercept=fit_intercept, workspace=ws)
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    assert ws._x2 is None  # many blocks: the row-major pass

@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from softmax._kernels import softmax_columns_
 from softmax.losses import multinomial_hessian_product, multinomial_residuals_, softmax_rows_
 
 __all__ = [
@@ -226,6 +227,7 @@ class Workspace:
         )
         self.proba = np.empty((self.n_rows, n_classes), dtype=self.dtype) if keep_proba else None
         self._xt: np.ndarray | None = None
+        self._x2: np.ndarray | None = None
         self._xt_source: Any = None
 
     def transposed(self, X: Any) -> np.ndarray | None:
@@ -245,8 +247,21 @@ class Workspace:
         ):
             return None
         self._xt = np.ascontiguousarray(X.T)
+        self._x2 = None
         self._xt_source = X
         return self._xt
+
+    def squared(self, X: Any) -> np.ndarray | None:
+        """``X * X`` kept for :func:`block_curvature_moments`, or None.
+
+        Under the same conditions as :meth:`transposed` (and for the same
+        array object only).
+        """
+        if self.transposed(X) is None:
+            return None
+        if self._x2 is None:
+            self._x2 = X * X
+        return self._x2
 
     def fits(self, X: Any, n_classes: int) -> bool:
         return (
@@ -973,6 +988,22 @@ def block_curvature_moments(
     dt = _compute_dtype(X)
     ws = workspace if workspace is not None and workspace.fits(X, K) else Workspace(X, K)
     W, b = _split(coef, p, fit_intercept, dt)
+    XT = ws.transposed(X) if ws is workspace and n <= ws.block_rows else None
+    if XT is not None:
+        # class-major, one block (see CLASS_MAJOR_MAX_CLASSES): a caller's
+        # workspace keeps X^T and X * X across refreshes
+        Zt = ws.z.reshape(-1)[: K * n].reshape(K, n)
+        np.matmul(W, XT, out=Zt)
+        if b is not None:
+            Zt += b[:, None]
+        softmax_columns_(Zt)
+        Zt *= 1 - Zt  # p (1 - p)
+        if weights is not None:
+            Zt *= weights.astype(dt)
+        s0 = Zt.sum(axis=1, dtype=np.float64)
+        s1 = np.asarray(Zt @ X, dtype=np.float64)
+        s2 = np.asarray(Zt @ ws.squared(X), dtype=np.float64)
+        return s0, s1, s2
     s0 = np.zeros(K)
     s1 = np.zeros((K, p))
     s2 = np.zeros((K, p))
