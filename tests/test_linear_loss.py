@@ -358,7 +358,7 @@ def test_curvature_moments_match_the_formulas(monkeypatch, weighted, fit_interce
     """
     from softmax.linear_loss import block_curvature_moments
 
-    X, y, w, coef = make(fit_intercept, seed=7)
+    X, _y, w, coef = make(fit_intercept, seed=7)
     w = w if weighted else None
     Z = X @ coef[:, :P].T + (coef[:, P] if fit_intercept else 0.0)
     Pr = scipy_softmax(Z, axis=1)
