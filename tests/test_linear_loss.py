@@ -377,3 +377,33 @@ def test_curvature_moments_match_the_formulas(monkeypatch, weighted, fit_interce
     for a, b in zip(got, ref):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
     assert ws._x2 is None  # many blocks: the row-major pass
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_class_major_hessp_matches_the_full_hessian(weighted, fit_intercept):
+    """Through a kept workspace (one class-major block), ``hessp(V)`` is ``H V``.
+
+    ``H`` from :func:`block_hessian` (explicit per-row outer products) and
+    central differences of the textbook gradient; the loss and gradient the
+    same call returns are the textbook ones.
+    """
+    X, y, w, coef = make(fit_intercept, seed=8)
+    w = w if weighted else None
+    ws = ll.Workspace(X, K, keep_proba=True)
+    for _ in range(2):  # the second call reads the kept transposed rows
+        loss, grad, hessp = block_hessp(coef, X, y, w, fit_intercept=fit_intercept, workspace=ws)
+    assert ws._xt is not None
+    ref_loss, ref_grad = _reference_loss_gradient(coef, X, y, w, fit_intercept, 0.0)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-11, atol=1e-12)
+    H = block_hessian(coef, X, y, w, fit_intercept=fit_intercept)[2]
+    rng = np.random.default_rng(9)
+    for _ in range(3):
+        V = rng.normal(size=coef.shape)
+        hv = hessp(V)
+        np.testing.assert_allclose(hv.ravel(), H @ V.ravel(), rtol=1e-10, atol=1e-10)
+        h = 1e-6
+        gp = _reference_loss_gradient(coef + h * V, X, y, w, fit_intercept, 0.0)[1]
+        gm = _reference_loss_gradient(coef - h * V, X, y, w, fit_intercept, 0.0)[1]
+        np.testing.assert_allclose(hv, (gp - gm) / (2 * h), rtol=1e-5, atol=1e-7)

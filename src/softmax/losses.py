@@ -235,6 +235,7 @@ def multinomial_hessian_product(
     weights: np.ndarray | None = None,
     *,
     out: np.ndarray | None = None,
+    class_major: bool = False,
 ) -> np.ndarray:
     """Hessian of the weighted cross-entropy w.r.t. the logits, times ``v``, per row.
 
@@ -248,6 +249,9 @@ def multinomial_hessian_product(
         Row weights; None means all ones.
     out : ndarray of shape (n_rows, n_classes), optional
         Where to write the result (may be ``v`` itself).
+    class_major : bool, default False
+        ``proba``, ``v`` and ``out`` are transposed, of shape (n_classes,
+        n_rows) (see :func:`multinomial_residuals_`).
 
     Returns
     -------
@@ -255,11 +259,13 @@ def multinomial_hessian_product(
         ``s_i * p_i * (v_i - p_i . v_i)``.
     """
     # p.v per row, in float64 (a sum of K products)
-    pv = np.einsum("ij,ij->i", proba, v, dtype=np.float64)
+    pv = np.einsum("ki,ki->i" if class_major else "ij,ij->i", proba, v, dtype=np.float64)
     if out is None:
         out = np.empty(np.broadcast_shapes(proba.shape, v.shape), np.result_type(proba, v))
-    np.subtract(v, pv.astype(out.dtype, copy=False)[:, None], out=out)
+    pv = pv.astype(out.dtype, copy=False)
+    np.subtract(v, pv if class_major else pv[:, None], out=out)
     out *= proba
     if weights is not None:
-        out *= weights.astype(out.dtype, copy=False)[:, None]
+        w = weights.astype(out.dtype, copy=False)
+        out *= w if class_major else w[:, None]
     return out

@@ -297,13 +297,13 @@ def _extrapolated_start(
 #: weights' Hessian, ``1 + C lambda_max(sum_i s_i x~_i x~_i^T) / 2`` (the
 #: logit Hessian ``diag(p) - p p^T`` is at most 1/2, Boehning's bound; ``x~``
 #: with the intercept's 1), is at most this. There the penalty dominates the
-#: curvature: Newton-CG stops on its decrement after 3-4 iterations of few CG
+#: curvature: Newton-CG stops on its decrement after 3-6 iterations of few CG
 #: steps each, where L-BFGS's stopping rule waits for 20 iterations (its rate
 #: estimate needs two windows of 10). On a digits fold (1,437 x 64, 10
-#: classes) the fits at C = 1e-4, 4.6e-4 and 2.2e-3 (bounds 0.7, 3.3 and 15)
-#: took 3.3, 3.5 and 5.1 ms against 8.9, 9.2 and 8.6 ms; at C = 0.01 (bound
-#: 72) both took 7 ms, and beyond it L-BFGS is faster.
-PATH_NEWTON_CG_MAX_CONDITION = 50.0
+#: classes; bounds 0.8, 3.8, 18, 82, 381, 1766 and 8199 at C = 1e-4 ... 1)
+#: the warm-started fits took 2.4, 2.6, 3.8, 5.1, 6.2, 7.2 and 11.7 ms with
+#: Newton-CG against 9.0, 9.2, 8.5, 6.8, 7.0, 8.8 and 10.3 ms with L-BFGS.
+PATH_NEWTON_CG_MAX_CONDITION = 1000.0
 
 
 def _path_solvers(
@@ -355,6 +355,25 @@ def _fit_path(
     """
     solvers = _path_solvers(model, X, y, sample_weight, Cs)
     model.set_params(warm_start=True)
+    # the same arrays at every C: validated once (SoftmaxRegression._kept_in_memory_data)
+    model._keep_rows = True
+    try:
+        return _fit_grid(model, X, y, sample_weight, Cs, solvers, visit)
+    finally:
+        model._keep_rows = False
+        model.__dict__.pop("_kept_rows", None)
+
+
+def _fit_grid(
+    model: SoftmaxRegression,
+    X: Any,
+    y: Any,
+    sample_weight: Any,
+    Cs: np.ndarray,
+    solvers: list[str] | None,
+    visit: Callable[[int, SoftmaxRegression], None] | None,
+) -> dict[str, Any]:
+    """The loop of :func:`_fit_path` (parameters as there; ``solvers`` per C or None)."""
     n = len(Cs)
     coefs: list[np.ndarray] = []
     intercepts: list[np.ndarray] = []
