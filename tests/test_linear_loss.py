@@ -295,3 +295,141 @@ def test_threaded_ranges_equal_one_thread(monkeypatch, sparse):
         np.testing.assert_allclose(many[1], one[1], rtol=1e-12, atol=1e-13)
     assert ll._ranges(120, 10, 3) == [(0, 40), (40, 80), (80, 120)]
     assert ll._ranges(5, 10, 2) == [(0, 5)]
+
+
+def _reference_loss_gradient(coef, X, y, w, fit_intercept, eps):
+    """Smoothed weighted CE and its gradient from the textbook formulas (float64)."""
+    Xd = np.asarray(X, dtype=np.float64)
+    n, p = Xd.shape
+    k = coef.shape[0]
+    Z = Xd @ coef[:, :p].T + (coef[:, p] if fit_intercept else 0.0)
+    P = scipy_softmax(Z, axis=1)
+    T = (1 - eps) * np.eye(k)[y] + eps / k
+    s = np.ones(n) if w is None else w
+    loss = float(s @ -(T * np.log(P)).sum(axis=1))
+    G = s[:, None] * (P - T)
+    grad = G.T @ Xd
+    if fit_intercept:
+        grad = np.column_stack([grad, G.sum(axis=0)])
+    return loss, grad
+
+
+@pytest.mark.parametrize("class_major", [True, False])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+@pytest.mark.parametrize("blocks", ["one", "many"])
+def test_class_major_and_row_major_passes_match_the_formulas(
+    monkeypatch, class_major, fit_intercept, weighted, eps, blocks
+):
+    """Both layouts of the dense pass (logits per class or per row) give the textbook values.
+
+    With a workspace kept across calls the class-major pass reads a
+    transposed copy of X; without one it reads the transposed view.
+    """
+    X, y, w, coef = make(fit_intercept, seed=3)
+    w = w if weighted else None
+    monkeypatch.setattr(ll, "CLASS_MAJOR_MAX_CLASSES", K if class_major else 0)
+    if blocks == "many":
+        monkeypatch.setattr(ll, "MIN_BLOCK_ROWS", 7)
+        monkeypatch.setattr(ll, "BLOCK_BYTES", 7 * (P + K) * 8)
+    ref_loss, ref_grad = _reference_loss_gradient(coef, X, y, w, fit_intercept, eps)
+    ws = ll.Workspace(X, K)
+    for workspace in (None, ws, ws):  # the second use of ws reads its transposed copy
+        loss, grad = block_loss_gradient(
+            coef, X, y, w, fit_intercept=fit_intercept, workspace=workspace, label_smoothing=eps
+        )
+        assert loss == pytest.approx(ref_loss, rel=1e-12)
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-11, atol=1e-12)
+        loss_only, _ = block_loss_gradient(
+            coef, X, y, w, fit_intercept=fit_intercept, need_gradient=False, workspace=workspace,
+            label_smoothing=eps,
+        )  # fmt: skip
+        assert loss_only == pytest.approx(ref_loss, rel=1e-12)
+    assert (ws._xt is not None) == class_major
+
+
+def test_class_major_transposed_copy_follows_the_rows():
+    """A workspace offered other rows of the same shape never reuses the old transpose."""
+    X, y, w, coef = make(True, seed=4)
+    X2 = X[::-1].copy()
+    ws = ll.Workspace(X, K)
+    block_loss_gradient(coef, X, y, w, fit_intercept=True, workspace=ws)
+    loss, grad = block_loss_gradient(coef, X2, y, w, fit_intercept=True, workspace=ws)
+    ref_loss, ref_grad = _reference_loss_gradient(coef, X2, y, w, True, 0.0)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-11, atol=1e-12)
+
+
+def test_class_major_float32_rows():
+    """float32 rows through the class-major pass: float32 products, float64 sums."""
+    X, y, w, coef = make(True, dtype=np.float32, seed=5)
+    coef = coef.astype(np.float32).astype(np.float64)
+    ws = ll.Workspace(X, K)
+    for _ in range(2):
+        loss, grad = block_loss_gradient(coef, X, y, w, fit_intercept=True, workspace=ws)
+        ref_loss, ref_grad = _reference_loss_gradient(coef, X, y, w, True, 0.0)
+        assert loss == pytest.approx(ref_loss, rel=1e-6)
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-4)
+    assert ws._xt is not None and ws._xt.dtype == np.float32
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_curvature_moments_match_the_formulas(monkeypatch, weighted, fit_intercept):
+    """``sum_i w_ik (1, x_ij, x_ij^2)``, ``w_ik = s_i p_ik (1 - p_ik)``: every layout.
+
+    Through a kept workspace the rows are one class-major block (X^T and X * X
+    reused); without one, or with blocks smaller than the rows, the blocked pass.
+    """
+    from softmax.linear_loss import block_curvature_moments
+
+    X, _y, w, coef = make(fit_intercept, seed=7)
+    w = w if weighted else None
+    Z = X @ coef[:, :P].T + (coef[:, P] if fit_intercept else 0.0)
+    Pr = scipy_softmax(Z, axis=1)
+    Wc = Pr * (1 - Pr) * (1.0 if w is None else w[:, None])
+    ref = (Wc.sum(axis=0), Wc.T @ X, Wc.T @ (X * X))
+    ws = ll.Workspace(X, K)
+    for workspace in (None, ws, ws):
+        got = block_curvature_moments(coef, X, w, fit_intercept=fit_intercept, workspace=workspace)
+        for a, b in zip(got, ref):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    assert ws._x2 is not None
+    monkeypatch.setattr(ll, "MIN_BLOCK_ROWS", 7)
+    monkeypatch.setattr(ll, "BLOCK_BYTES", 7 * (P + K) * 8)
+    ws = ll.Workspace(X, K)
+    got = block_curvature_moments(coef, X, w, fit_intercept=fit_intercept, workspace=ws)
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    assert ws._x2 is None  # many blocks: the row-major pass
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_class_major_hessp_matches_the_full_hessian(weighted, fit_intercept):
+    """Through a kept workspace (one class-major block), ``hessp(V)`` is ``H V``.
+
+    ``H`` from :func:`block_hessian` (explicit per-row outer products) and
+    central differences of the textbook gradient; the loss and gradient the
+    same call returns are the textbook ones.
+    """
+    X, y, w, coef = make(fit_intercept, seed=8)
+    w = w if weighted else None
+    ws = ll.Workspace(X, K, keep_proba=True)
+    for _ in range(2):  # the second call reads the kept transposed rows
+        loss, grad, hessp = block_hessp(coef, X, y, w, fit_intercept=fit_intercept, workspace=ws)
+    assert ws._xt is not None
+    ref_loss, ref_grad = _reference_loss_gradient(coef, X, y, w, fit_intercept, 0.0)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-11, atol=1e-12)
+    H = block_hessian(coef, X, y, w, fit_intercept=fit_intercept)[2]
+    rng = np.random.default_rng(9)
+    for _ in range(3):
+        V = rng.normal(size=coef.shape)
+        hv = hessp(V)
+        np.testing.assert_allclose(hv.ravel(), H @ V.ravel(), rtol=1e-10, atol=1e-10)
+        h = 1e-6
+        gp = _reference_loss_gradient(coef + h * V, X, y, w, fit_intercept, 0.0)[1]
+        gm = _reference_loss_gradient(coef - h * V, X, y, w, fit_intercept, 0.0)[1]
+        np.testing.assert_allclose(hv, (gp - gm) / (2 * h), rtol=1e-5, atol=1e-7)

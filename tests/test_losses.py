@@ -115,3 +115,27 @@ def test_huge_logits_do_not_overflow():
     # logsumexp(700, 710, 720) - 700, computed stably
     expected = 720 + np.log1p(np.exp(-10) + np.exp(-20)) - 700
     assert loss[1] == pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+def test_class_major_residuals_match_scipy(dtype, eps):
+    """``class_major=True``: the same loss and the transposed residuals as SciPy's softmax."""
+    from scipy.special import log_softmax
+
+    from softmax.losses import multinomial_residuals_
+
+    rng = np.random.default_rng(11)
+    n, k = 37, 6
+    Z = (rng.normal(size=(n, k)) * 4).astype(dtype)
+    y = rng.integers(0, k, n)
+    w = rng.uniform(0.1, 3.0, n)
+    T = (1 - eps) * np.eye(k)[y] + eps / k
+    logp = log_softmax(Z.astype(np.float64), axis=1)
+    ref_loss = float(w @ -(T * logp).sum(axis=1))
+    ref_G = w[:, None] * (np.exp(logp) - T)
+    Zt = np.ascontiguousarray(Z.T)
+    loss = multinomial_residuals_(Zt, y, w, label_smoothing=eps, class_major=True)
+    rtol = 1e-12 if dtype == np.float64 else 1e-6
+    assert loss == pytest.approx(ref_loss, rel=rtol)
+    np.testing.assert_allclose(Zt.T, ref_G, rtol=rtol * 10, atol=rtol)

@@ -132,6 +132,34 @@ def test_path_warm_starts_save_iterations(digits):
     assert path.n_iter.sum() < 0.9 * sum(cold)
 
 
+def test_path_uses_newton_cg_where_the_penalty_dominates(digits):
+    """``solver="auto"``: Newton-CG at small C (the documented bound), same optima as sklearn."""
+    from sklearn.linear_model import LogisticRegression
+
+    from softmax import model_selection as ms
+
+    X, y = digits
+    Cs = np.logspace(-4, 0, 5)
+    Xt = np.column_stack([X, np.ones(len(X))])
+    bound = 0.5 * Cs * np.linalg.eigvalsh(Xt.T @ Xt)[-1]
+    model = SoftmaxRegression()
+    expected = ["newton-cg" if b <= ms.PATH_NEWTON_CG_MAX_CONDITION else "auto" for b in bound]
+    assert ms._path_solvers(model, X, y, None, Cs) == expected
+    assert expected[0] == "newton-cg" and expected[-1] == "auto"
+    # not for explicit solvers, L1, or problems "auto" gives the full Newton
+    assert ms._path_solvers(SoftmaxRegression(solver="lbfgs"), X, y, None, Cs) is None
+    assert ms._path_solvers(SoftmaxRegression(l1_ratio=0.5), X, y, None, Cs) is None
+    assert ms._path_solvers(model, X[:, :5], y % 3, None, Cs) is None
+    path = regularization_path(X, y, Cs, tol=1e-10)
+    for i, C in enumerate(Cs):
+        ref = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
+        ref.fit(X, y)
+        # Newton's last step lands on the optimum; L-BFGS's tol=1e-10 leaves ~1e-4
+        atol = 1e-7 if expected[i] == "newton-cg" else 2e-4
+        np.testing.assert_allclose(path.coefs[i], ref.coef_, atol=atol)
+        np.testing.assert_allclose(path.intercepts[i], ref.intercept_, atol=atol)
+
+
 def test_l1_path_starts_empty_at_min_c(digits):
     X, y = digits
     X, y = X[:300], y[:300]

@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from softmax._kernels import softmax_columns_
 from softmax.losses import multinomial_hessian_product, multinomial_residuals_, softmax_rows_
 
 __all__ = [
@@ -90,6 +91,17 @@ BLOCK_BYTES = 2 * 1024 * 1024
 MIN_BLOCK_ROWS = 256
 #: Rows per block for CSR input (no cache argument: sparse products stream).
 SPARSE_BLOCK_ROWS = 16384
+#: Dense passes over at most this many classes hold the logits class-major,
+#: ``(n_classes, n_rows)``: the softmax over a few classes is then a handful of
+#: elementwise operations on contiguous rows instead of a loop over strided
+#: columns, and ``W @ X^T`` / ``G @ X`` are plain products. On digits (1,437
+#: x 64, 10 classes) a loss-gradient pass took 137 us instead of 288 us.
+CLASS_MAJOR_MAX_CLASSES = 16
+#: Dense X of at most this many bytes is also kept transposed (a copy, in the
+#: workspace of the backend that owns X) for the class-major logits ``W @
+#: X^T``, which BLAS computes about twice as fast from contiguous rows of
+#: ``X^T`` as from the transposed view (35 us against 70 us on digits).
+TRANSPOSED_COPY_BYTES = 32 * 1024 * 1024
 
 
 def _is_sparse(X: Any) -> bool:
@@ -214,6 +226,42 @@ class Workspace:
             first.ones,
         )
         self.proba = np.empty((self.n_rows, n_classes), dtype=self.dtype) if keep_proba else None
+        self._xt: np.ndarray | None = None
+        self._x2: np.ndarray | None = None
+        self._xt_source: Any = None
+
+    def transposed(self, X: Any) -> np.ndarray | None:
+        """A C-contiguous copy of ``X.T`` kept for the class-major pass, or None.
+
+        Made once, for dense ``X`` of at most ``TRANSPOSED_COPY_BYTES`` that
+        takes the class-major pass, and handed out only for that same array
+        object (a workspace may be offered other rows of the same shape).
+        Rows must not be modified in place between passes (no backend does).
+        """
+        if self._xt_source is X:
+            return self._xt
+        if (
+            not _class_major(X, self.n_classes)
+            or X.nbytes > TRANSPOSED_COPY_BYTES
+            or self.n_threads > 1
+        ):
+            return None
+        self._xt = np.ascontiguousarray(X.T)
+        self._x2 = None
+        self._xt_source = X
+        return self._xt
+
+    def squared(self, X: Any) -> np.ndarray | None:
+        """``X * X`` kept for :func:`block_curvature_moments`, or None.
+
+        Under the same conditions as :meth:`transposed` (and for the same
+        array object only).
+        """
+        if self.transposed(X) is None:
+            return None
+        if self._x2 is None:
+            self._x2 = X * X
+        return self._x2
 
     def fits(self, X: Any, n_classes: int) -> bool:
         return (
@@ -283,6 +331,71 @@ def _fused_pass(X: Any, n_classes: int) -> Callable[..., Any] | None:
     return _fused_module.loss_grad_range
 
 
+def _class_major(X: Any, n_classes: int) -> bool:
+    """Whether passes over ``X`` hold the logits class-major (see CLASS_MAJOR_MAX_CLASSES)."""
+    return not _is_sparse(X) and n_classes <= CLASS_MAJOR_MAX_CLASSES
+
+
+def _loss_grad_range_class_major(
+    W: np.ndarray,
+    b: np.ndarray | None,
+    X: np.ndarray,
+    XT: np.ndarray | None,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    need_gradient: bool,
+    bufs: _Buffers,
+    lo: int,
+    hi: int,
+    step: int,
+    eps: float,
+    proba_t: np.ndarray | None = None,
+) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+    """:func:`_loss_grad_range` with the logits of a block as ``(n_classes, n_rows)``.
+
+    ``XT`` is a C-contiguous ``X.T`` (or None: the transposed view is used).
+    ``proba_t``: a C-contiguous ``(n_classes, hi - lo)`` array that keeps the
+    probabilities (for Hessian products; rows ``lo:hi`` in one block).
+    """
+    K, p = W.shape
+    gW = np.zeros((K, p), dtype=np.float64) if need_gradient else None
+    gb = np.zeros(K, dtype=np.float64) if need_gradient and b is not None else None
+    loss = 0.0
+    for start in range(lo, hi, step):
+        stop = min(hi, start + step)
+        r = stop - start
+        # the block buffer (block_rows x K) reused as K x r, contiguous
+        Gt = bufs.z.reshape(-1)[: K * r].reshape(K, r)
+        Zt = Gt if proba_t is None else proba_t
+        XbT = XT[:, start:stop] if XT is not None else X[start:stop].T
+        np.matmul(W, XbT, out=Zt)
+        if b is not None:
+            Zt += b[:, None]
+        sb = None if weights is None else weights[start:stop]
+        loss += multinomial_residuals_(
+            Zt,
+            y[start:stop],
+            sb,
+            need_residuals=need_gradient,
+            out=None if proba_t is None else Gt,
+            rows=bufs.row_index,
+            label_smoothing=eps,
+            class_major=True,
+        )
+        Zt = Gt  # the residuals
+        if not need_gradient:
+            continue
+        Xb = X[start:stop]
+        if bufs.gtmp is None:
+            gW += Zt @ Xb
+        else:
+            np.matmul(Zt, Xb, out=bufs.gtmp)
+            gW += bufs.gtmp
+        if gb is not None:
+            gb += Zt.sum(axis=1, dtype=np.float64)
+    return loss, gW, gb
+
+
 def _loss_grad_range(
     W: np.ndarray,
     b: np.ndarray | None,
@@ -296,14 +409,22 @@ def _loss_grad_range(
     hi: int,
     step: int,
     eps: float = 0.0,
+    XT: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
-    """Loss, weight gradient and intercept gradient of rows ``lo:hi``, in blocks."""
+    """Loss, weight gradient and intercept gradient of rows ``lo:hi``, in blocks.
+
+    ``XT``: a C-contiguous ``X.T`` for the class-major pass (optional).
+    """
     fused = _fused_pass(X, W.shape[0])
     if fused is not None:
         return fused(
             W, b, X, y, weights, need_gradient, bufs.gtmp, proba_out, lo, hi, step,
             label_smoothing=eps,
         )  # fmt: skip
+    if proba_out is None and _class_major(X, W.shape[0]):
+        return _loss_grad_range_class_major(
+            W, b, X, XT, y, weights, need_gradient, bufs, lo, hi, step, eps
+        )
     K, p = W.shape
     WT = W.T  # F-contiguous view: BLAS reads it transposed, no copy
     gW = np.zeros((K, p), dtype=np.float64) if need_gradient else None
@@ -362,7 +483,9 @@ def _loss_grad(
     ranges = _ranges(n, ws.block_rows, ws.n_threads)
     args = (W, b, X, y, weights, need_gradient)
     if len(ranges) == 1:
-        parts = [_loss_grad_range(*args, ws.buffers[0], proba_out, 0, n, ws.block_rows, eps)]
+        # a caller's workspace (kept across passes) may hold the transposed rows
+        XT = ws.transposed(X) if ws is workspace and proba_out is None else None
+        parts = [_loss_grad_range(*args, ws.buffers[0], proba_out, 0, n, ws.block_rows, eps, XT)]
     else:
         futures = [
             _executor().submit(
@@ -484,6 +607,9 @@ def block_hessp(
     else:
         P = np.empty((n, K), dtype=dt)
     ws = workspace if workspace is not None and workspace.fits(X, K) else Workspace(X, K)
+    XT = ws.transposed(X) if ws is workspace and n <= ws.block_rows else None
+    if XT is not None:
+        return _class_major_hessp(coef, X, XT, y, weights, fit_intercept, ws, P, label_smoothing)
     loss, grad = _loss_grad(coef, X, y, weights, fit_intercept, True, ws, P, label_smoothing)
 
     def hessp(V: np.ndarray) -> np.ndarray:
@@ -509,6 +635,55 @@ def block_hessp(
         out[:, :p] = hW
         if fit_intercept:
             out[:, p] = hb
+        return out
+
+    return loss, grad, hessp
+
+
+def _class_major_hessp(
+    coef: np.ndarray,
+    X: np.ndarray,
+    XT: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    fit_intercept: bool,
+    ws: Workspace,
+    P: np.ndarray,
+    eps: float,
+) -> tuple[float, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """:func:`block_hessp` for rows in one class-major block (see CLASS_MAJOR_MAX_CLASSES).
+
+    The probabilities are kept as ``(n_classes, n_rows)`` in the memory of
+    ``P``; each product is ``W_V @ X^T``, the logit Hessian product per
+    column, and ``R @ X``: on digits (1,437 x 64, 10 classes) 110 us
+    instead of 210 us.
+    """
+    n, p = X.shape
+    K = coef.shape[0]
+    dt = _compute_dtype(X)
+    Pt = P.reshape(-1).reshape(K, n)  # the same memory, class-major
+    W, b = _split(coef, p, fit_intercept, dt)
+    bufs = ws.buffers[0]
+    loss, gW, gb = _loss_grad_range_class_major(
+        W, b, X, XT, y, weights, True, bufs, 0, n, max(n, 1), eps, proba_t=Pt
+    )
+    grad = np.empty(coef.shape, dtype=np.float64)
+    grad[:, :p] = gW
+    if fit_intercept:
+        grad[:, p] = gb
+
+    def hessp(V: np.ndarray) -> np.ndarray:
+        V = np.asarray(V, dtype=np.float64).reshape(coef.shape)
+        Vw, vb = _split(V, p, fit_intercept, dt)
+        Ut = bufs.z.reshape(-1)[: K * n].reshape(K, n)
+        np.matmul(Vw, XT, out=Ut)
+        if vb is not None:
+            Ut += vb[:, None]
+        Rt = multinomial_hessian_product(Pt, Ut, weights, out=Ut, class_major=True)
+        out = np.empty(coef.shape, dtype=np.float64)
+        out[:, :p] = Rt @ X
+        if fit_intercept:
+            out[:, p] = Rt.sum(axis=1, dtype=np.float64)
         return out
 
     return loss, grad, hessp
@@ -871,6 +1046,22 @@ def block_curvature_moments(
     dt = _compute_dtype(X)
     ws = workspace if workspace is not None and workspace.fits(X, K) else Workspace(X, K)
     W, b = _split(coef, p, fit_intercept, dt)
+    XT = ws.transposed(X) if ws is workspace and n <= ws.block_rows else None
+    if XT is not None:
+        # class-major, one block (see CLASS_MAJOR_MAX_CLASSES): a caller's
+        # workspace keeps X^T and X * X across refreshes
+        Zt = ws.z.reshape(-1)[: K * n].reshape(K, n)
+        np.matmul(W, XT, out=Zt)
+        if b is not None:
+            Zt += b[:, None]
+        softmax_columns_(Zt)
+        Zt *= 1 - Zt  # p (1 - p)
+        if weights is not None:
+            Zt *= weights.astype(dt)
+        s0 = Zt.sum(axis=1, dtype=np.float64)
+        s1 = np.asarray(Zt @ X, dtype=np.float64)
+        s2 = np.asarray(Zt @ ws.squared(X), dtype=np.float64)
+        return s0, s1, s2
     s0 = np.zeros(K)
     s1 = np.zeros((K, p))
     s2 = np.zeros((K, p))

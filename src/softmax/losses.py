@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from softmax._kernels import softmax_rows_  # the in-place row kernel of the functions layer
+# the in-place row (and class-major) kernels of the functions layer
+from softmax._kernels import softmax_columns_, softmax_rows_
 
 __all__ = [
     "check_label_smoothing",
@@ -51,22 +52,40 @@ __all__ = [
 ]
 
 
-def _true_class_index(z: np.ndarray, y: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    """Flat indices of ``z[i, y_i]`` in a C-contiguous ``z`` (cheaper than 2-D fancy indexing)."""
+def _true_class_index(
+    z: np.ndarray, y: np.ndarray, rows: np.ndarray | None, class_major: bool = False
+) -> np.ndarray:
+    """Flat indices of ``z[i, y_i]`` (``z[y_i, i]`` class-major) in a C-contiguous ``z``.
+
+    Cheaper than 2-D fancy indexing.
+    """
+    if class_major:
+        k, n = z.shape
+        flat = y * n
+        flat += np.arange(n) if rows is None else rows[:n]
+        return flat
     n, k = z.shape
     flat = (np.arange(n) if rows is None else rows[:n]) * k
     flat += y
     return flat
 
 
-def _row_losses_(z: np.ndarray, flat: np.ndarray, eps: float = 0.0) -> np.ndarray:
-    """``logsumexp(z_i) - t_i^T z_i`` per row (float64); ``z`` becomes ``softmax(z)``."""
+def _row_losses_(
+    z: np.ndarray, flat: np.ndarray, eps: float = 0.0, class_major: bool = False
+) -> np.ndarray:
+    """``logsumexp(z_i) - t_i^T z_i`` per row (float64); ``z`` becomes ``softmax(z)``.
+
+    ``class_major``: ``z`` holds one row of data per column (see
+    :func:`multinomial_residuals_`).
+    """
+    axis = 0 if class_major else 1
     zy = z.ravel().take(flat).astype(np.float64)
-    zsum = z.sum(axis=1, dtype=np.float64) if eps else None
-    lse = softmax_rows_(z)  # z now holds the probabilities
+    zsum = z.sum(axis=axis, dtype=np.float64) if eps else None
+    # z now holds the probabilities
+    lse = softmax_columns_(z) if class_major else softmax_rows_(z)
     lse -= zy
     if zsum is not None:
-        _smooth_(lse, zy, zsum, eps, z.shape[1])
+        _smooth_(lse, zy, zsum, eps, z.shape[axis])
     return lse
 
 
@@ -136,6 +155,7 @@ def multinomial_residuals_(
     out: np.ndarray | None = None,
     rows: np.ndarray | None = None,
     label_smoothing: float = 0.0,
+    class_major: bool = False,
 ) -> float:
     """Summed weighted loss of a block of logit rows, and their residuals, in place.
 
@@ -168,6 +188,11 @@ def multinomial_residuals_(
         ``eps``: the target is ``t = (1 - eps) onehot(y) + eps / K`` (PyTorch's
         definition) and ``G = s (softmax(z) - t)``. Not checked here (the
         estimator and :class:`~softmax.backends._base.RowData` check it).
+    class_major : bool, default False
+        ``z`` (and ``out``) are transposed, of shape (n_classes, n_rows): one
+        column per row of data. For a few classes the softmax over classes
+        is then faster (:func:`softmax._kernels.softmax_columns_`), and
+        ``G @ X`` is the gradient with respect to the weights.
 
     Returns
     -------
@@ -183,8 +208,8 @@ def multinomial_residuals_(
     (0.693147, [[0.5, -0.5]])
     """
     eps = float(label_smoothing)
-    flat = _true_class_index(z, y, rows)
-    lse = _row_losses_(z, flat, eps)
+    flat = _true_class_index(z, y, rows, class_major)
+    lse = _row_losses_(z, flat, eps, class_major)
     loss = float(lse.sum() if weights is None else np.dot(weights, lse))
     if not need_residuals:
         return loss
@@ -194,12 +219,13 @@ def multinomial_residuals_(
         G = out
         np.copyto(G, z)
     if eps:
-        G -= eps / z.shape[1]
+        G -= eps / z.shape[0 if class_major else 1]
         G.ravel()[flat] -= 1.0 - eps
     else:
         G.ravel()[flat] -= 1
     if weights is not None:
-        G *= weights.astype(G.dtype, copy=False)[:, None]
+        w = weights.astype(G.dtype, copy=False)
+        G *= w if class_major else w[:, None]
     return loss
 
 
@@ -209,6 +235,7 @@ def multinomial_hessian_product(
     weights: np.ndarray | None = None,
     *,
     out: np.ndarray | None = None,
+    class_major: bool = False,
 ) -> np.ndarray:
     """Hessian of the weighted cross-entropy w.r.t. the logits, times ``v``, per row.
 
@@ -222,6 +249,9 @@ def multinomial_hessian_product(
         Row weights; None means all ones.
     out : ndarray of shape (n_rows, n_classes), optional
         Where to write the result (may be ``v`` itself).
+    class_major : bool, default False
+        ``proba``, ``v`` and ``out`` are transposed, of shape (n_classes,
+        n_rows) (see :func:`multinomial_residuals_`).
 
     Returns
     -------
@@ -229,11 +259,13 @@ def multinomial_hessian_product(
         ``s_i * p_i * (v_i - p_i . v_i)``.
     """
     # p.v per row, in float64 (a sum of K products)
-    pv = np.einsum("ij,ij->i", proba, v, dtype=np.float64)
+    pv = np.einsum("ki,ki->i" if class_major else "ij,ij->i", proba, v, dtype=np.float64)
     if out is None:
         out = np.empty(np.broadcast_shapes(proba.shape, v.shape), np.result_type(proba, v))
-    np.subtract(v, pv.astype(out.dtype, copy=False)[:, None], out=out)
+    pv = pv.astype(out.dtype, copy=False)
+    np.subtract(v, pv if class_major else pv[:, None], out=out)
     out *= proba
     if weights is not None:
-        out *= weights.astype(out.dtype, copy=False)[:, None]
+        w = weights.astype(out.dtype, copy=False)
+        out *= w if class_major else w[:, None]
     return out

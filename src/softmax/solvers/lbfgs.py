@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.linalg.blas import dtrsv as _dtrsv
 
 from softmax.backends._base import Capability, RowData
 from softmax.solvers._base import (
@@ -211,12 +212,11 @@ class LBFGSMemory:
         self.rho = np.empty(m)
         self.alpha = np.empty(m)
         # G[t, u] = s_t . y_u with the pairs newest first (float64), kept up to
-        # date by push, and from it the two unit triangular matrices of
-        # _direction_gram: the recursion's 4 m sequential vector operations
-        # become four matrix-vector products and two m x m triangular solves
+        # date by push; _direction_gram reads the two unit triangular systems
+        # of the recursion off it: its 4 m sequential vector operations become
+        # four matrix-vector products and two m x m triangular solves
         self.G = np.zeros((m, m))
-        self.lower = np.eye(m)  # I + diag(rho) tril(G, -1), newest first
-        self.upper = np.eye(m)  # I + diag(rho) triu(G^T, 1), newest first
+        self.order = np.zeros(0, dtype=np.intp)  # slots, newest first
         self.count = 0  # pairs stored
         self.head = 0  # next slot to write
         self.gamma = 1.0  # scaling of the initial inverse Hessian
@@ -226,6 +226,7 @@ class LBFGSMemory:
     def clear(self) -> None:
         self.count = 0
         self.head = 0
+        self.order = self.order[:0]
 
     def transform(self, change: Callable[[np.ndarray], np.ndarray]) -> None:
         """Re-express the stored pairs in new coordinates.
@@ -252,18 +253,9 @@ class LBFGSMemory:
         order = (i - np.arange(k)) % self.m  # newest (this one) first
         G = self.G
         G[1:k, 1:k] = G[: k - 1, : k - 1].copy()  # the older pairs age by one
-        G[:k, 0] = (self.S[:k] @ self.Y[i]).astype(np.float64)[order]
-        G[0, :k] = (self.Y[:k] @ self.S[i]).astype(np.float64)[order]
-        # the older pairs' rows of the triangular matrices age by one too; the
-        # newest pair adds column 0 of the lower one and row 0 of the upper one
-        rho = self.rho[order]
-        for T in (self.lower, self.upper):
-            T[1:k, 1:k] = T[: k - 1, : k - 1].copy()
-            T[0, :k] = 0.0
-            T[:k, 0] = 0.0
-            T[0, 0] = 1.0
-        self.lower[1:k, 0] = rho[1:] * G[1:k, 0]  # rho_t s_t . y_new
-        self.upper[0, 1:k] = rho[0] * G[1:k, 0]  # rho_new y_new . s_u
+        G[:k, 0] = np.asarray(self.S[:k] @ self.Y[i], dtype=np.float64)[order]
+        G[0, :k] = np.asarray(self.Y[:k] @ self.S[i], dtype=np.float64)[order]
+        self.order = order
         if self.M is None:
             yMy = yy
         else:
@@ -278,7 +270,7 @@ class LBFGSMemory:
         """``-H_k g`` by the two-loop recursion (Nocedal & Wright, Alg. 7.4)."""
         dt = self.dtype.type  # scalars of the pairs' dtype: no float64 temporaries
         q = g.astype(dt)
-        order = (self.head - 1 - np.arange(self.count)) % self.m  # newest first
+        order = self.order  # newest first
         loops = _compiled_loops() if self.compiled else None
         if loops is None:
             return self._direction_gram(q, order)
@@ -301,24 +293,27 @@ class LBFGSMemory:
         (Y r)``, ``U[t, u] = y_t.s_u`` (``u > t``); the direction is ``-(r + S^T c)``.
         The same numbers as the loops (to rounding) for four matrix-vector
         products over the history instead of ``4 k`` vector operations in Python.
+        Both systems are read off ``diag(rho) G`` and ``diag(rho) G^T``: the
+        triangular solves take their strict triangle and a unit diagonal.
         """
-        from scipy.linalg.blas import dtrsv
-
         dt = self.dtype.type
         k = self.count
         S, Y = self.S[:k], self.Y[:k]  # by slot; only the small arrays are reordered
         rho = self.rho[order]
-        Sg = (S @ q).astype(np.float64)[order]
-        # BLAS reads the C-ordered matrices transposed: solve (L^T)^T x = b
-        alpha = dtrsv(self.lower[:k, :k].T, rho * Sg, lower=0, trans=1, diag=1)
+        G = self.G[:k, :k]
+        Sg = np.asarray(S @ q, dtype=np.float64)[order]
+        # BLAS reads a C-ordered matrix transposed: the upper triangle of
+        # (diag(rho) G)^T is L^T, and trans=1 solves L alpha = rho * Sg
+        alpha = _dtrsv((rho[:, None] * G).T, rho * Sg, lower=0, trans=1, diag=1)
         by_slot = np.empty(k)
         by_slot[order] = alpha
         q = q - by_slot.astype(dt) @ Y
         if self.M is not None:
             q = np.asarray(self.M(q), dtype=dt)
         q *= dt(self.gamma)
-        Yr = (Y @ q).astype(np.float64)[order]
-        c = dtrsv(self.upper[:k, :k].T, alpha - rho * Yr, lower=1, trans=1, diag=1)
+        Yr = np.asarray(Y @ q, dtype=np.float64)[order]
+        # the lower triangle of (diag(rho) G^T)^T is U^T: solves U c = alpha - rho * Yr
+        c = _dtrsv((rho[:, None] * G.T).T, alpha - rho * Yr, lower=1, trans=1, diag=1)
         by_slot[order] = c
         q += by_slot.astype(dt) @ S
         return -q.astype(np.float64)
