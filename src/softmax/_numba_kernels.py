@@ -49,8 +49,6 @@ _FASTMATH = {"reassoc", "nsz", "contract", "arcp"}
 # Rows up to this long are processed in transposed blocks (see _short_into):
 # an inner loop of length K would leave most SIMD lanes idle.
 _SHORT = 64
-#: bytes of long rows per chunk of the log path (stays in L2 between passes)
-_LONG_CHUNK = 1 << 20
 _BLOCK_ROWS = 256  # rows per transposed block of short rows (<= 128 KiB, in L2)
 #: Elements per chunk of short rows for the out-of-place log-softmax (L2-sized).
 _LOG_CHUNK = 1 << 16
@@ -98,6 +96,31 @@ def _mul_exact(typingctx, a, b):
 
     def codegen(context, builder, signature, args):
         return builder.fmul(args[0], args[1])
+
+    return sig, codegen
+
+
+@intrinsic
+def _sub_shift(typingctx, x, m, ls):
+    # (x - m) - ls in x's dtype, in that order, inside fast-math code. numba's
+    # fast-math pass adds its flags to every float instruction that has none
+    # (inlined callees and intrinsics included), and with "reassoc" LLVM
+    # folds the expression into x - (m + ls), which rounds m + ls at m's
+    # scale. An instruction that already carries a flag is left alone:
+    # "contract" (fuse a multiply-add) is a no-op on a lone subtraction.
+    # float32: m is a float32 entry of the row (exact), ls rounds once more
+    # (as in _sub_group), and the row stays at 16 lanes a vector.
+    if not all(isinstance(a, types.Float) for a in (x, m, ls)):
+        return None
+    sig = x(x, m, ls)
+
+    def codegen(context, builder, signature, args):
+        xd, md, ld = (
+            context.cast(builder, a, t, signature.return_type)
+            for a, t in zip(args, signature.args, strict=True)
+        )
+        d = builder.fsub(xd, md, flags=("contract",))
+        return builder.fsub(d, ld, flags=("contract",))
 
     return sig, codegen
 
@@ -795,7 +818,7 @@ def _row_expsum_shifted_impl(xr, orow, store):
 
 
 @numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
-def _rows_long(z, log, lse, cs, ls):
+def _rows_long(z, log, lse):
     # One row at a time: the row stays in L1/L2 across its passes. In place
     # on purpose: with separate input and output arrays LLVM must assume they
     # may overlap and falls back to scalar code when they do.
@@ -815,8 +838,9 @@ def _rows_long(z, log, lse, cs, ls):
         logs = np.log(s)
         lse[i] = c + logs
         if log:
-            cs[i] = c  # (z - c) - logs by _sub_rows, outside this fast-math code
-            ls[i] = logs
+            # (z - c) - logs while the row is in L1 (see _sub_shift)
+            for j in range(k):
+                zr[j] = _sub_shift(zr[j], c, logs)
         else:
             inv = _as_dtype(zr, 1.0 / s)
             for j in range(k):
@@ -844,18 +868,7 @@ def rows_(z: np.ndarray, log: bool) -> np.ndarray:
     n, k = z.shape
     if k > _SHORT:
         lse = np.empty(n, dtype=np.float64)
-        cs = np.empty(n, dtype=np.float64)
-        ls = np.empty(n, dtype=np.float64)
-        if not log:
-            _rows_long(z, log, lse, cs, ls)
-            return lse
-        # chunks of rows that stay in L2 between the fast-math pass and the
-        # exact subtraction (a separate call: see _sub_rows)
-        step = max(1, _LONG_CHUNK // (k * z.itemsize))
-        for a in range(0, n, step):
-            b = min(n, a + step)
-            _rows_long(z[a:b], log, lse[a:b], cs[a:b], ls[a:b])
-            _sub_rows(z[a:b], cs[a:b], ls[a:b])
+        _rows_long(z, log, lse)
         return lse
     if k <= _VEC_MAX_K:
         # no streaming stores in place: the callers (losses, estimators) read
@@ -873,7 +886,7 @@ def rows_(z: np.ndarray, log: bool) -> np.ndarray:
 
 
 @numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
-def _long_into(x, out, log, lse, cs, ls):
+def _long_into(x, out, log, lse):
     n, k = x.shape
     for i in range(n):
         xr = x[i]
@@ -887,8 +900,9 @@ def _long_into(x, out, log, lse, cs, ls):
         logs = np.log(s)
         lse[i] = c + logs
         if log:
-            cs[i] = c  # (x - c) - logs by _sub_into, outside this fast-math code
-            ls[i] = logs
+            # (x - c) - logs while the row is in L1 (see _sub_shift)
+            for j in range(k):
+                orow[j] = _sub_shift(xr[j], c, logs)
         else:
             inv = _as_dtype(xr, 1.0 / s)
             for j in range(k):
@@ -967,16 +981,7 @@ def rows_into_(x: np.ndarray, out: np.ndarray, log: bool) -> np.ndarray:
     n, k = x.shape
     if k > _SHORT:
         lse = np.empty(n, dtype=np.float64)
-        cs = np.empty(n, dtype=np.float64)
-        ls = np.empty(n, dtype=np.float64)
-        if not log:
-            _long_into(x, out, log, lse, cs, ls)
-            return lse
-        step = max(1, _LONG_CHUNK // (k * x.itemsize))
-        for a in range(0, n, step):
-            b = min(n, a + step)
-            _long_into(x[a:b], out[a:b], log, lse[a:b], cs[a:b], ls[a:b])
-            _sub_into(x[a:b], out[a:b], cs[a:b], ls[a:b])
+        _long_into(x, out, log, lse)
         return lse
     if k <= _VEC_MAX_K:
         return _vec_rows(x, out, log, stream=True)
