@@ -19,7 +19,7 @@ Long rows (K > 64): one row at a time. One pass reads the row, exponentiates
 it shifted by the max of its first 16 entries (a shift below the row max
 only scales every term, as long as exp stays in range) and sums; a row whose
 max is too far above its first entries (its sum shows it) is redone with the
-max. Then a scaling pass in L1. Short rows up to ``_VEC_MAX_K`` (16): groups of 16
+max. Then a scaling pass (softmax) or the subtraction (log-softmax) in L1. Short rows up to ``_VEC_MAX_K`` (16): groups of 16
 float32 / 8 float64 rows are loaded as plain vectors and transposed in
 registers by constant shuffles, so that max, exp, sum and log run across rows,
 one SIMD lane per row (LLVM vector IR written out below, one kernel compiled
@@ -42,9 +42,10 @@ from numba.extending import intrinsic, overload
 # No "afn" (np.log must stay exact) and no "nnan"/"ninf" (callers rely on a
 # NaN or inf in a row giving a non-finite logsumexp for that row, and on -inf
 # entries giving exp = 0). "reassoc" lets LLVM vectorise the sum reductions;
-# where reassociation would hurt (the two-step Cody-Waite reduction and the
-# final scaling in _exp_neg, x - hi - lo in the long kernels) explicit
-# intrinsics without fast-math flags keep the order.
+# where reassociation would hurt (the two-step Cody-Waite reduction in
+# _exp_neg, (x - m) - log s in the long kernels) explicit intrinsics keep the
+# order (see _sub_shift: numba's pass flags every float instruction that has
+# no flag of its own).
 _FASTMATH = {"reassoc", "nsz", "contract", "arcp"}
 # Rows up to this long are processed in transposed blocks (see _short_into):
 # an inner loop of length K would leave most SIMD lanes idle.
@@ -90,12 +91,13 @@ def _fma(typingctx, a, b, c):
 
 @intrinsic
 def _mul_exact(typingctx, a, b):
-    # a * b without fast-math flags: LLVM may not fold it with the product
-    # that made a (p * 2**(n + k0) * 2**-k0 must round once, at the end)
+    # a * b without "reassoc": LLVM may not fold it with the product that
+    # made a (p * 2**(n + k0) * 2**-k0 must round once, at the end). The
+    # "contract" flag keeps numba's fast-math pass off it (see _sub_shift).
     sig = a(a, a)
 
     def codegen(context, builder, signature, args):
-        return builder.fmul(args[0], args[1])
+        return builder.fmul(args[0], args[1], flags=("contract",))
 
     return sig, codegen
 
@@ -378,24 +380,6 @@ def _pairwise(op, vals):
     return vals[0]
 
 
-def _concat(b, parts):
-    # one vector from the K column vectors (a tree of two-input shuffles)
-    while len(parts) > 1:
-        nxt = []
-        for a in range(0, len(parts) - 1, 2):
-            x, y = parts[a], parts[a + 1]
-            nx, ny = x.type.count, y.type.count
-            if nx != ny:  # widen the last, shorter one (its extra lanes are unused)
-                pad = list(range(ny)) + [ny - 1] * (nx - ny)
-                y = b.shuffle_vector(y, y, ir.Constant(ir.VectorType(_I32, nx), pad))
-            mask = ir.Constant(ir.VectorType(_I32, nx + ny), list(range(nx + ny)))
-            nxt.append(b.shuffle_vector(x, y, mask))
-        if len(parts) % 2:
-            nxt.append(parts[-1])
-        parts = nxt
-    return parts[0]
-
-
 def _arr(b, context, sig, args, i):
     # the array struct of argument i of an intrinsic
     return context.make_array(sig.args[i])(context, b, args[i])
@@ -432,16 +416,27 @@ def _rows_group(typingctx, xf, of, base, ms, ss, row, k, log, g, nt):
             for j in range(K)
         ]
         m = _pairwise(v.max, cols)
-        es = [v.exp_neg(b.fsub(c, m)) for c in cols]
+        if LOG:
+            es = [v.exp_neg(b.fsub(c, m)) for c in cols]
+        else:
+            # softmax: exp in the rows' own layout (each row's max spread to
+            # its K lanes by an in-register permute), so that the result is
+            # stored without the transpose back; only the sum needs columns
+            spread = ir.Constant(ir.VectorType(_I32, n), [p // K for p in range(n)])
+            vf = _Vec(b, fty, n)
+            ef = vf.exp_neg(b.fsub(flat, b.shuffle_vector(m, m, spread)))
+            es = [
+                b.shuffle_vector(
+                    ef, ef, ir.Constant(ir.VectorType(_I32, G), [i * K + j for i in range(G)])
+                )
+                for j in range(K)
+            ]
         s = _pairwise(b.fadd, es)  # K terms in (0, 1], in the input dtype
         b.store(m if v.is64 else b.fpext(m, dty), _vec_ptr(b, ma, args[5], dty), align=8)
         b.store(s if v.is64 else b.fpext(s, dty), _vec_ptr(b, sa, args[5], dty), align=8)
         if not LOG:
             inv = b.fdiv(v.c(1.0), s)
-            outs = [b.fmul(e, inv) for e in es]
-            cm = _concat(b, outs) if K > 1 else outs[0]
-            back = [(p % K) * G + p // K for p in range(n)]
-            res = b.shuffle_vector(cm, cm, ir.Constant(ir.VectorType(_I32, n), back))
+            res = b.fmul(ef, b.shuffle_vector(inv, inv, spread))
             _store(b, res, _vec_ptr(b, oa, args[2], bty), size, NT)
         return context.get_dummy_value()
 
