@@ -15,18 +15,18 @@ the arguments a softmax needs (``x <= 0``, and up to 280 / 40 above 0 for the
 one-pass shift below), including gradual underflow to subnormals and 0
 (tests/test_functions_exp.py).
 
-Long rows (K > 64): one row at a time. One pass reads the row, exponentiates
-it shifted by the max of its first 16 entries (a shift below the row max
-only scales every term, as long as exp stays in range) and sums; a row whose
-max is too far above its first entries (its sum shows it) is redone with the
-max. Then a scaling pass (softmax) or the subtraction (log-softmax) in L1. Short rows up to ``_VEC_MAX_K`` (16): groups of 16
-float32 / 8 float64 rows are loaded as plain vectors and transposed in
-registers by constant shuffles, so that max, exp, sum and log run across rows,
-one SIMD lane per row (LLVM vector IR written out below, one kernel compiled
-per K); rows of 17 to 64: blocks of rows transposed through a buffer.
-``rows_into_`` reads ``x`` and writes ``out`` in the same pass, without the
-copy an in-place kernel needs; large short-row outputs are written with
-non-temporal stores.
+Long rows (K > 64): one row at a time. One pass reads the row, exponentiates it
+shifted by the max of its first 16 entries (a shift below the row max only
+scales every term, as long as exp stays in range) and sums; a row whose max is
+too far above its first entries (its sum shows it) is redone with the max. Then
+a scaling pass (softmax) or the subtraction (log-softmax) in L1. Short rows up
+to ``_VEC_MAX_K`` (16): groups of 16 float32 / 8 float64 rows are loaded as
+plain vectors and transposed in registers by constant shuffles, so that max,
+exp, sum and log run across rows, one SIMD lane per row (LLVM vector IR written
+out below, one kernel compiled per K); rows of 17 to 64: blocks of rows
+transposed through a buffer. ``rows_into_`` reads ``x`` and writes ``out`` in
+the same pass, without the copy an in-place kernel needs; large short-row
+outputs are written with non-temporal stores.
 """
 
 from __future__ import annotations

@@ -321,7 +321,8 @@ class InMemoryData(RowData):
         W = P * (1.0 - P)
         if self.weights is not None:
             W *= self.weights[::stride, None]
-        total = max(float(Xs.shape[0] if self.weights is None else self.weights[::stride].sum()), 1e-300)
+        total = Xs.shape[0] if self.weights is None else self.weights[::stride].sum()
+        total = max(float(total), 1e-300)
         W /= total
         K, r = P.shape[1], Z.shape[1]
         blocks = np.empty((K, r, r))

@@ -734,4 +734,3 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
 
     apply.quad = quad  # type: ignore[attr-defined]
     return apply
-
