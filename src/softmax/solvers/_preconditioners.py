@@ -1,6 +1,6 @@
 """Approximate inverse Hessians ``g -> M g`` for the solvers.
 
-Two kinds, both in the variables ``(W, b' = b + W mu)`` that decouple each
+Three kinds, all in the variables ``(W, b' = b + W mu)`` that decouple each
 class's weights from its intercept (``mu`` a weighted feature mean):
 
 - :func:`diagonal`: ``M = T D^-1 T^T`` with ``D`` the Hessian diagonal in
@@ -26,6 +26,10 @@ class's weights from its intercept (``mu`` a weighted feature mean):
     dominate a minibatch's Newton-like step, and kept as its leading
     eigendirections plus ``delta`` for the rest (low rank), or as its
     diagonal beyond ``VR_FULL_MAX_FEATURES`` features.
+- :func:`class_blocks` (L-BFGS's default where Kronecker pays): each class's
+  own curvature block in the leading eigendirections of ``Sigma``, with the
+  Kronecker diagonal on the rest; applied as ``P M P`` onto the objective's
+  subspace (:meth:`Objective.restrict`), which also keeps a fixed row zero.
 
 Along ``1 (x) v`` (the same vector added to every class) the data term is
 flat: ``A``'s all-ones eigenvector is split off exactly with eigenvalue 0,
