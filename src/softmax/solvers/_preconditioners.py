@@ -694,9 +694,10 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     p = mean.size
     if objective.block_split is None:
         r = min(CLASS_BLOCK_RANK, p)
-        # eigh returns ascending eigenvalues: the leading r are the last columns
-        objective.block_split = (U[:, p - r :], U[:, : p - r], np.maximum(lam[: p - r], 0.0))
-    V, R, lam_rest = objective.block_split
+        # eigh returns ascending eigenvalues: the leading r are U's last
+        # columns, V (a view: U's coordinates serve both parts in one product)
+        objective.block_split = (U[:, p - r :], np.maximum(lam[: p - r], 0.0))
+    V, lam_rest = objective.block_split
     r = V.shape[1]
     fi = data.fit_intercept
     blocks, a = data.subspace_curvature(coef, V)
@@ -711,22 +712,25 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     ev = np.maximum(ev, floor[:, None])
     inv_top = (Q / ev[:, None, :]) @ Q.transpose(0, 2, 1)  # (K, r + fi, r + fi)
     inv_rest = 1.0 / (np.outer(np.maximum(a, 0.0), lam_rest) + l2)  # (K, p - r)
-    dt = V.dtype  # float32 products for wide rows, as in Kronecker
+    dt = U.dtype  # float32 products for wide rows, as in Kronecker
+    cut = p - r
 
-    def apply(g: np.ndarray) -> np.ndarray:
+    def coords(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # g (restricted) in U's coordinates (K, p) and the intercept top (K, r + fi)
         G = objective.restrict(np.array(g, dtype=np.float64).reshape(K, q))
         GW = G[:, :p]
         if fi:
-            gb = G[:, p]
-            GW = GW - np.outer(gb, mean)  # the gradient in (W, b')
-        GWd = GW.astype(dt)
-        top = (GWd @ V).astype(np.float64)
-        if fi:
-            top = np.concatenate([top, gb[:, None]], axis=1)
+            GW = GW - np.outer(G[:, p], mean)  # the gradient in (W, b')
+        T = (GW.astype(dt) @ U).astype(np.float64)
+        top = np.concatenate([T[:, cut:], G[:, p:]], axis=1) if fi else T[:, cut:]
+        return T, top
+
+    def apply(g: np.ndarray) -> np.ndarray:
+        T, top = coords(g)
         top = np.einsum("kij,kj->ki", inv_top, top)
-        rest = (GWd @ R).astype(np.float64) * inv_rest
-        dW = (top[:, :r].astype(dt) @ V.T).astype(np.float64)
-        dW += (rest.astype(dt) @ R.T).astype(np.float64)
+        T[:, :cut] *= inv_rest
+        T[:, cut:] = top[:, :r]
+        dW = (T.astype(dt) @ U.T).astype(np.float64)
         out = np.empty((K, q))
         out[:, :p] = dW
         if fi:
@@ -734,7 +738,10 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
         return objective.restrict(out).ravel()
 
     def quad(g: np.ndarray) -> float:
-        return float(g @ apply(g))
+        # g^T M g from the coordinates alone (M is P M0 P, and P g = g here)
+        T, top = coords(g)
+        rest = float(np.sum(T[:, :cut] ** 2 * inv_rest))
+        return rest + float(np.einsum("ki,kij,kj->", top, inv_top, top))
 
     apply.quad = quad  # type: ignore[attr-defined]
     return apply
