@@ -678,9 +678,11 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     Returns
     -------
     callable or None
-        ``g -> M g`` on flat vectors, with ``quad`` (``g -> g^T M g``); None
-        without an L2 part, or when the backend lacks ``feature_covariance``
-        or ``subspace_curvature``.
+        ``g -> M g`` on flat vectors, with ``quad`` (``g -> g^T M g``) and
+        ``basis`` (the :class:`FeatureBasis` of the covariance's eigenvectors,
+        in which ``M`` needs no ``p x p`` product); None without an L2 part,
+        or when the backend lacks ``feature_covariance`` or
+        ``subspace_curvature``.
     """
     K, q = objective.shape
     l2 = objective.penalty.smooth_l2
@@ -712,36 +714,47 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     ev = np.maximum(ev, floor[:, None])
     inv_top = (Q / ev[:, None, :]) @ Q.transpose(0, 2, 1)  # (K, r + fi, r + fi)
     inv_rest = 1.0 / (np.outer(np.maximum(a, 0.0), lam_rest) + l2)  # (K, p - r)
-    dt = U.dtype  # float32 products for wide rows, as in Kronecker
     cut = p - r
+    # everything below is in U's coordinates (FeatureBasis: L-BFGS keeps its
+    # history there, so an iteration pays two p x p products, as with
+    # Kronecker); the class projection of restrict() commutes with the
+    # rotation of the features. mean in the basis: the (W, b') change there.
+    mean_r = (mean.astype(U.dtype) @ U).astype(np.float64) if fi else None
 
-    def coords(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # g (restricted) in U's coordinates (K, p) and the intercept top (K, r + fi)
-        G = objective.restrict(np.array(g, dtype=np.float64).reshape(K, q))
-        GW = G[:, :p]
+    def split(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # coordinates t (restricted) -> (K, p) weights in (W, b') and the
+        # leading part with the intercept (K, r + fi)
+        T = objective.restrict(np.array(t, dtype=np.float64).reshape(K, q))
+        TW = T[:, :p]
         if fi:
-            GW = GW - np.outer(G[:, p], mean)  # the gradient in (W, b')
-        T = (GW.astype(dt) @ U).astype(np.float64)
-        top = np.concatenate([T[:, cut:], G[:, p:]], axis=1) if fi else T[:, cut:]
-        return T, top
+            TW = TW - np.outer(T[:, p], mean_r)  # the gradient in (W, b')
+        top = np.concatenate([TW[:, cut:], T[:, p:]], axis=1) if fi else TW[:, cut:]
+        return TW, top
 
-    def apply(g: np.ndarray) -> np.ndarray:
-        T, top = coords(g)
+    def apply_r(t: np.ndarray) -> np.ndarray:
+        TW, top = split(t)
         top = np.einsum("kij,kj->ki", inv_top, top)
-        T[:, :cut] *= inv_rest
-        T[:, cut:] = top[:, :r]
-        dW = (T.astype(dt) @ U.T).astype(np.float64)
         out = np.empty((K, q))
-        out[:, :p] = dW
+        out[:, :cut] = TW[:, :cut] * inv_rest
+        out[:, cut:p] = top[:, :r]
         if fi:
-            out[:, p] = top[:, r] - dW @ mean  # back from b' to b
+            out[:, p] = top[:, r] - out[:, :p] @ mean_r  # back from b' to b
         return objective.restrict(out).ravel()
 
-    def quad(g: np.ndarray) -> float:
-        # g^T M g from the coordinates alone (M is P M0 P, and P g = g here)
-        T, top = coords(g)
-        rest = float(np.sum(T[:, :cut] ** 2 * inv_rest))
+    def quad_r(t: np.ndarray) -> float:
+        TW, top = split(t)
+        rest = float(np.sum(TW[:, :cut] ** 2 * inv_rest))
         return rest + float(np.einsum("ki,kij,kj->", top, inv_top, top))
 
+    apply_r.quad = quad_r  # type: ignore[attr-defined]
+    basis = FeatureBasis(U, K, q, apply_r)
+
+    def apply(g: np.ndarray) -> np.ndarray:
+        return basis.back(apply_r(basis.forward(g)))
+
+    def quad(g: np.ndarray) -> float:
+        return quad_r(basis.forward(g))
+
+    apply.basis = basis  # type: ignore[attr-defined]
     apply.quad = quad  # type: ignore[attr-defined]
     return apply
