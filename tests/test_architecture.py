@@ -157,6 +157,7 @@ def test_backends_are_never_probed_for_capabilities():
         "feature_moments",
         "feature_covariance",
         "class_curvature",
+        "subspace_curvature",
         "curvature_moments",
         "gradient_hessian_product",
         "hessian",

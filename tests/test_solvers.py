@@ -427,6 +427,70 @@ def test_lbfgs_with_kronecker_preconditioner_reaches_sklearn_optimum(dtype):
     assert np.mean(predict(kron.coef, X) == predict(sk_coef(sk), X)) >= 0.999
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_class_blocks_preconditioner_inverts_each_class_block(
+    fit_intercept, weighted, monkeypatch
+):
+    """With every feature direction kept and every row used, M is P diag_k(H_kk)^-1 P.
+
+    H_kk, the k-th diagonal block of the Hessian in the variables (W, b), built
+    from its definition: X_a^T diag(s_i p_ik (1 - p_ik)) X_a / sum(s) plus the L2
+    curvature on the weights; P the projection onto class-sum-zero columns.
+    """
+    import softmax.solvers._preconditioners as pre
+    from softmax.losses import softmax_rows_
+
+    rng = np.random.default_rng(21)
+    n, p, K, C = 80, 4, 3, 2.0
+    X = rng.normal(size=(n, p)) @ rng.normal(size=(p, p)) + np.array([0.5, 2.0, -1.0, 0.0])
+    y = rng.integers(0, K, size=n)
+    s = rng.uniform(0.2, 3.0, size=n) if weighted else None
+    monkeypatch.setattr(pre, "CLASS_BLOCK_RANK", p)
+    obj = objective_of(data_of(X, y, s, fit_intercept=fit_intercept), C=C)
+    sw = float(n if s is None else s.sum())
+    l2 = 1.0 / (C * sw)  # f = (sum_i s_i loss_i + |W|^2 / (2 C)) / sum(s)
+    assert obj.penalty.smooth_l2 == pytest.approx(l2)
+    coef = rng.normal(size=obj.shape)
+    Xa = np.hstack([X, np.ones((n, 1))]) if fit_intercept else X
+    P = Xa @ coef.T
+    softmax_rows_(P)
+    q = Xa.shape[1]
+    M_ref = np.zeros((K * q, K * q))
+    for k in range(K):
+        w = P[:, k] * (1 - P[:, k]) * (1.0 if s is None else s) / sw
+        H = (Xa * w[:, None]).T @ Xa
+        H[np.arange(p), np.arange(p)] += l2  # not on the intercept
+        M_ref[k * q : (k + 1) * q, k * q : (k + 1) * q] = np.linalg.inv(H)
+    proj = np.kron(np.eye(K) - np.ones((K, K)) / K, np.eye(q))  # class sums -> 0
+    M = pre.class_blocks(obj, coef)
+    G = rng.normal(size=obj.shape)
+    expected = proj @ M_ref @ proj @ G.ravel()
+    np.testing.assert_allclose(M(G.ravel()), expected, rtol=1e-8, atol=1e-10)
+    g = proj @ G.ravel()
+    np.testing.assert_allclose(M.quad(g), g @ M_ref @ g, rtol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lbfgs_with_class_blocks_reaches_sklearn_optimum(dtype, monkeypatch):
+    """The class-block preconditioner (leading directions: 20 of 64 pixels) on raw digits."""
+    import softmax.solvers._preconditioners as pre
+
+    monkeypatch.setattr(pre, "CLASS_BLOCK_RANK", 20)
+    X, y = load_digits(return_X_y=True)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit(X, y)
+    f_sk = objective(sk_coef(sk), X, y, None, 1.0, 0.0)
+    res = solve(data_of(X.astype(dtype), y), solver="lbfgs", C=1.0, preconditioner="blocks")
+    assert res.converged, res.message
+    assert res.n_iter > 5  # past the switch from the diagonal preconditioner
+    f_ours = objective(res.coef, X, y, None, 1.0, 0.0)  # evaluated in float64
+    assert (f_ours - f_sk) / f_sk <= 1e-6
+    assert np.mean(predict(res.coef, X) == predict(sk_coef(sk), X)) >= 0.999
+
+
 def test_kronecker_preconditioner_falls_back_to_the_diagonal_one_on_sparse_rows(digits):
     X, y = digits
     X = np.where(np.abs(X) > 0.5, X, 0.0)[:600]
@@ -550,7 +614,8 @@ def test_feature_basis_is_an_orthogonal_change_of_variables_for_the_precondition
 def test_auto_preconditioner_switches_to_the_kronecker_basis_and_reaches_the_optimum(
     dtype, monkeypatch
 ):
-    """ "auto" switches from diagonal to Kronecker mid-run (the history moves into its basis)."""
+    """ "auto" switches from diagonal to class blocks mid-run; "kronecker" (the history
+    moves into its basis) reaches the same optimum."""
     import softmax.solvers.lbfgs as lbfgs
 
     monkeypatch.setattr(lbfgs, "KRONECKER_WORK", 10_000)  # a small problem qualifies
@@ -562,12 +627,13 @@ def test_auto_preconditioner_switches_to_the_kronecker_basis_and_reaches_the_opt
     y = np.argmax(X @ rng.normal(size=(p, K)) * 0.3 + rng.gumbel(size=(n_rows, K)), axis=1)
     data = data_of(X.astype(dtype), y)
     assert lbfgs.use_kronecker(data)
-    res = solve(data, solver="lbfgs", C=1.0, tol=1e-9)
-    assert res.converged, res.message
-    assert res.n_iter > lbfgs.KRONECKER_START
     ref = solve(data_of(X, y), solver="newton-cholesky", C=1.0, tol=1e-12)
-    f_ours = objective(res.coef, X, y, None, 1.0, 0.0)
-    assert (f_ours - ref.objective) / ref.objective <= 1e-6
+    for kind in ("auto", "kronecker"):
+        res = solve(data, solver="lbfgs", C=1.0, tol=1e-9, preconditioner=kind)
+        assert res.converged, res.message
+        assert res.n_iter > lbfgs.KRONECKER_START
+        f_ours = objective(res.coef, X, y, None, 1.0, 0.0)
+        assert (f_ours - ref.objective) / ref.objective <= 1e-6
 
 
 def test_auto_preconditioner_is_diagonal_for_many_classes(monkeypatch):
@@ -588,9 +654,11 @@ def test_auto_preconditioner_is_diagonal_for_many_classes(monkeypatch):
     built = []
     real = pre.kronecker
     monkeypatch.setattr(lbfgs, "kronecker", lambda *a, **k: built.append(1) or real(*a, **k))
+    blocks = pre.class_blocks
+    monkeypatch.setattr(lbfgs, "class_blocks", lambda *a, **k: built.append(2) or blocks(*a, **k))
     res = solve(data, solver="lbfgs", C=1.0, tol=1e-10)
     assert res.converged, res.message
-    assert not built  # the Kronecker factor was never built
+    assert not built  # neither the Kronecker factor nor class blocks were built
     ref = solve(data_of(X, y7), solver="newton-cholesky", C=1.0, tol=1e-12)
     f_ours = objective(res.coef, X, y7, None, 1.0, 0.0)
     assert (f_ours - ref.objective) / ref.objective <= 1e-8

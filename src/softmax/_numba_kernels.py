@@ -15,18 +15,18 @@ the arguments a softmax needs (``x <= 0``, and up to 280 / 40 above 0 for the
 one-pass shift below), including gradual underflow to subnormals and 0
 (tests/test_functions_exp.py).
 
-Long rows (K > 64): one row at a time. One pass reads the row, exponentiates
-it shifted by the max of its first 16 entries (a shift below the row max
-only scales every term, as long as exp stays in range) and sums; a row whose
-max is too far above its first entries (its sum shows it) is redone with the
-max. Then a scaling pass in L1. Short rows up to ``_VEC_MAX_K`` (16): groups of 16
-float32 / 8 float64 rows are loaded as plain vectors and transposed in
-registers by constant shuffles, so that max, exp, sum and log run across rows,
-one SIMD lane per row (LLVM vector IR written out below, one kernel compiled
-per K); rows of 17 to 64: blocks of rows transposed through a buffer.
-``rows_into_`` reads ``x`` and writes ``out`` in the same pass, without the
-copy an in-place kernel needs; large short-row outputs are written with
-non-temporal stores.
+Long rows (K > 64): one row at a time. One pass reads the row, exponentiates it
+shifted by the max of its first 16 entries (a shift below the row max only
+scales every term, as long as exp stays in range) and sums; a row whose max is
+too far above its first entries (its sum shows it) is redone with the max. Then
+a scaling pass (softmax) or the subtraction (log-softmax) in L1. Short rows up
+to ``_VEC_MAX_K`` (16): groups of 16 float32 / 8 float64 rows are loaded as
+plain vectors and transposed in registers by constant shuffles, so that max,
+exp, sum and log run across rows, one SIMD lane per row (LLVM vector IR written
+out below, one kernel compiled per K); rows of 17 to 64: blocks of rows
+transposed through a buffer. ``rows_into_`` reads ``x`` and writes ``out`` in
+the same pass, without the copy an in-place kernel needs; large short-row
+outputs are written with non-temporal stores.
 """
 
 from __future__ import annotations
@@ -42,15 +42,14 @@ from numba.extending import intrinsic, overload
 # No "afn" (np.log must stay exact) and no "nnan"/"ninf" (callers rely on a
 # NaN or inf in a row giving a non-finite logsumexp for that row, and on -inf
 # entries giving exp = 0). "reassoc" lets LLVM vectorise the sum reductions;
-# where reassociation would hurt (the two-step Cody-Waite reduction and the
-# final scaling in _exp_neg, x - hi - lo in the long kernels) explicit
-# intrinsics without fast-math flags keep the order.
+# where reassociation would hurt (the two-step Cody-Waite reduction in
+# _exp_neg, (x - m) - log s in the long kernels) explicit intrinsics keep the
+# order (see _sub_shift: numba's pass flags every float instruction that has
+# no flag of its own).
 _FASTMATH = {"reassoc", "nsz", "contract", "arcp"}
 # Rows up to this long are processed in transposed blocks (see _short_into):
 # an inner loop of length K would leave most SIMD lanes idle.
 _SHORT = 64
-#: bytes of long rows per chunk of the log path (stays in L2 between passes)
-_LONG_CHUNK = 1 << 20
 _BLOCK_ROWS = 256  # rows per transposed block of short rows (<= 128 KiB, in L2)
 #: Elements per chunk of short rows for the out-of-place log-softmax (L2-sized).
 _LOG_CHUNK = 1 << 16
@@ -92,12 +91,38 @@ def _fma(typingctx, a, b, c):
 
 @intrinsic
 def _mul_exact(typingctx, a, b):
-    # a * b without fast-math flags: LLVM may not fold it with the product
-    # that made a (p * 2**(n + k0) * 2**-k0 must round once, at the end)
+    # a * b without "reassoc": LLVM may not fold it with the product that
+    # made a (p * 2**(n + k0) * 2**-k0 must round once, at the end). The
+    # "contract" flag keeps numba's fast-math pass off it (see _sub_shift).
     sig = a(a, a)
 
     def codegen(context, builder, signature, args):
-        return builder.fmul(args[0], args[1])
+        return builder.fmul(args[0], args[1], flags=("contract",))
+
+    return sig, codegen
+
+
+@intrinsic
+def _sub_shift(typingctx, x, m, ls):
+    # (x - m) - ls in x's dtype, in that order, inside fast-math code. numba's
+    # fast-math pass adds its flags to every float instruction that has none
+    # (inlined callees and intrinsics included), and with "reassoc" LLVM
+    # folds the expression into x - (m + ls), which rounds m + ls at m's
+    # scale. An instruction that already carries a flag is left alone:
+    # "contract" (fuse a multiply-add) is a no-op on a lone subtraction.
+    # float32: m is a float32 entry of the row (exact), ls rounds once more
+    # (as in _sub_group), and the row stays at 16 lanes a vector.
+    if not all(isinstance(a, types.Float) for a in (x, m, ls)):
+        return None
+    sig = x(x, m, ls)
+
+    def codegen(context, builder, signature, args):
+        xd, md, ld = (
+            context.cast(builder, a, t, signature.return_type)
+            for a, t in zip(args, signature.args, strict=True)
+        )
+        d = builder.fsub(xd, md, flags=("contract",))
+        return builder.fsub(d, ld, flags=("contract",))
 
     return sig, codegen
 
@@ -355,24 +380,6 @@ def _pairwise(op, vals):
     return vals[0]
 
 
-def _concat(b, parts):
-    # one vector from the K column vectors (a tree of two-input shuffles)
-    while len(parts) > 1:
-        nxt = []
-        for a in range(0, len(parts) - 1, 2):
-            x, y = parts[a], parts[a + 1]
-            nx, ny = x.type.count, y.type.count
-            if nx != ny:  # widen the last, shorter one (its extra lanes are unused)
-                pad = list(range(ny)) + [ny - 1] * (nx - ny)
-                y = b.shuffle_vector(y, y, ir.Constant(ir.VectorType(_I32, nx), pad))
-            mask = ir.Constant(ir.VectorType(_I32, nx + ny), list(range(nx + ny)))
-            nxt.append(b.shuffle_vector(x, y, mask))
-        if len(parts) % 2:
-            nxt.append(parts[-1])
-        parts = nxt
-    return parts[0]
-
-
 def _arr(b, context, sig, args, i):
     # the array struct of argument i of an intrinsic
     return context.make_array(sig.args[i])(context, b, args[i])
@@ -409,16 +416,27 @@ def _rows_group(typingctx, xf, of, base, ms, ss, row, k, log, g, nt):
             for j in range(K)
         ]
         m = _pairwise(v.max, cols)
-        es = [v.exp_neg(b.fsub(c, m)) for c in cols]
+        if LOG:
+            es = [v.exp_neg(b.fsub(c, m)) for c in cols]
+        else:
+            # softmax: exp in the rows' own layout (each row's max spread to
+            # its K lanes by an in-register permute), so that the result is
+            # stored without the transpose back; only the sum needs columns
+            spread = ir.Constant(ir.VectorType(_I32, n), [p // K for p in range(n)])
+            vf = _Vec(b, fty, n)
+            ef = vf.exp_neg(b.fsub(flat, b.shuffle_vector(m, m, spread)))
+            es = [
+                b.shuffle_vector(
+                    ef, ef, ir.Constant(ir.VectorType(_I32, G), [i * K + j for i in range(G)])
+                )
+                for j in range(K)
+            ]
         s = _pairwise(b.fadd, es)  # K terms in (0, 1], in the input dtype
         b.store(m if v.is64 else b.fpext(m, dty), _vec_ptr(b, ma, args[5], dty), align=8)
         b.store(s if v.is64 else b.fpext(s, dty), _vec_ptr(b, sa, args[5], dty), align=8)
         if not LOG:
             inv = b.fdiv(v.c(1.0), s)
-            outs = [b.fmul(e, inv) for e in es]
-            cm = _concat(b, outs) if K > 1 else outs[0]
-            back = [(p % K) * G + p // K for p in range(n)]
-            res = b.shuffle_vector(cm, cm, ir.Constant(ir.VectorType(_I32, n), back))
+            res = b.fmul(ef, b.shuffle_vector(inv, inv, spread))
             _store(b, res, _vec_ptr(b, oa, args[2], bty), size, NT)
         return context.get_dummy_value()
 
@@ -795,7 +813,7 @@ def _row_expsum_shifted_impl(xr, orow, store):
 
 
 @numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
-def _rows_long(z, log, lse, cs, ls):
+def _rows_long(z, log, lse):
     # One row at a time: the row stays in L1/L2 across its passes. In place
     # on purpose: with separate input and output arrays LLVM must assume they
     # may overlap and falls back to scalar code when they do.
@@ -815,8 +833,9 @@ def _rows_long(z, log, lse, cs, ls):
         logs = np.log(s)
         lse[i] = c + logs
         if log:
-            cs[i] = c  # (z - c) - logs by _sub_rows, outside this fast-math code
-            ls[i] = logs
+            # (z - c) - logs while the row is in L1 (see _sub_shift)
+            for j in range(k):
+                zr[j] = _sub_shift(zr[j], c, logs)
         else:
             inv = _as_dtype(zr, 1.0 / s)
             for j in range(k):
@@ -844,18 +863,7 @@ def rows_(z: np.ndarray, log: bool) -> np.ndarray:
     n, k = z.shape
     if k > _SHORT:
         lse = np.empty(n, dtype=np.float64)
-        cs = np.empty(n, dtype=np.float64)
-        ls = np.empty(n, dtype=np.float64)
-        if not log:
-            _rows_long(z, log, lse, cs, ls)
-            return lse
-        # chunks of rows that stay in L2 between the fast-math pass and the
-        # exact subtraction (a separate call: see _sub_rows)
-        step = max(1, _LONG_CHUNK // (k * z.itemsize))
-        for a in range(0, n, step):
-            b = min(n, a + step)
-            _rows_long(z[a:b], log, lse[a:b], cs[a:b], ls[a:b])
-            _sub_rows(z[a:b], cs[a:b], ls[a:b])
+        _rows_long(z, log, lse)
         return lse
     if k <= _VEC_MAX_K:
         # no streaming stores in place: the callers (losses, estimators) read
@@ -873,7 +881,7 @@ def rows_(z: np.ndarray, log: bool) -> np.ndarray:
 
 
 @numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
-def _long_into(x, out, log, lse, cs, ls):
+def _long_into(x, out, log, lse):
     n, k = x.shape
     for i in range(n):
         xr = x[i]
@@ -887,8 +895,9 @@ def _long_into(x, out, log, lse, cs, ls):
         logs = np.log(s)
         lse[i] = c + logs
         if log:
-            cs[i] = c  # (x - c) - logs by _sub_into, outside this fast-math code
-            ls[i] = logs
+            # (x - c) - logs while the row is in L1 (see _sub_shift)
+            for j in range(k):
+                orow[j] = _sub_shift(xr[j], c, logs)
         else:
             inv = _as_dtype(xr, 1.0 / s)
             for j in range(k):
@@ -967,16 +976,7 @@ def rows_into_(x: np.ndarray, out: np.ndarray, log: bool) -> np.ndarray:
     n, k = x.shape
     if k > _SHORT:
         lse = np.empty(n, dtype=np.float64)
-        cs = np.empty(n, dtype=np.float64)
-        ls = np.empty(n, dtype=np.float64)
-        if not log:
-            _long_into(x, out, log, lse, cs, ls)
-            return lse
-        step = max(1, _LONG_CHUNK // (k * x.itemsize))
-        for a in range(0, n, step):
-            b = min(n, a + step)
-            _long_into(x[a:b], out[a:b], log, lse[a:b], cs[a:b], ls[a:b])
-            _sub_into(x[a:b], out[a:b], cs[a:b], ls[a:b])
+        _long_into(x, out, log, lse)
         return lse
     if k <= _VEC_MAX_K:
         return _vec_rows(x, out, log, stream=True)

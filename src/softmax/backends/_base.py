@@ -71,6 +71,8 @@ class Capability(str, enum.Enum):
     FEATURE_COVARIANCE = "feature_covariance"
     #: :meth:`RowData.class_curvature` (class factor of the Kronecker preconditioner)
     CLASS_CURVATURE = "class_curvature"
+    #: :meth:`RowData.subspace_curvature` (the class-block preconditioner)
+    SUBSPACE_CURVATURE = "subspace_curvature"
     #: answers are logged to :attr:`RowData.checkpoint` and replayed on a restart
     EVALUATION_LOG = "evaluation_log"
     #: :meth:`RowData.information` (log-likelihood, score, information, meat)
@@ -260,6 +262,31 @@ class RowData(ABC):
         :attr:`Capability.CLASS_CURVATURE`; of shape (n_classes, n_classes).
         """
         raise self._missing(Capability.CLASS_CURVATURE)
+
+    def subspace_curvature(self, coef: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each class's curvature in the feature subspace spanned by ``V``.
+
+        :attr:`Capability.SUBSPACE_CURVATURE`. With ``z_i = V^T (x_i - mean)``
+        (``mean`` the weighted feature mean; ``x_i`` itself without
+        intercept), followed by a 1 when the model has an intercept, and
+        ``w_ik = p_ik (1 - p_ik)`` at ``coef``: the weighted means over rows
+        (a backend may take them over a subsample).
+
+        Parameters
+        ----------
+        coef : ndarray of shape (n_classes, n_features + fit_intercept)
+        V : ndarray of shape (n_features, r)
+            Orthonormal columns. A backend may cache the projected rows for
+            as long as the caller passes the same array object.
+
+        Returns
+        -------
+        blocks : ndarray of shape (n_classes, r + fit_intercept, r + fit_intercept)
+            ``mean_i s_i w_ik z_i z_i^T``, float64.
+        curvature : ndarray of shape (n_classes,)
+            ``mean_i s_i w_ik`` (the diagonal of the mean class curvature).
+        """
+        raise self._missing(Capability.SUBSPACE_CURVATURE)
 
     def information(
         self,

@@ -179,10 +179,11 @@ class InMemoryData(RowData):
         self.is_sparse = bool(sp.issparse(X))
         caps = BLOCK_SUMS | {Capability.CLASS_CURVATURE}
         if not self.is_sparse and 0 < self.n_features <= COVARIANCE_MAX_FEATURES:
-            caps |= {Capability.FEATURE_COVARIANCE}
+            caps |= {Capability.FEATURE_COVARIANCE, Capability.SUBSPACE_CURVATURE}
         self.capabilities = caps
         self._ws: Workspace | None = None
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
+        self._projected: tuple[np.ndarray, np.ndarray] | None = None  # (V, rows @ V)
 
     def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Weighted mean of each feature and of its square.
@@ -293,6 +294,47 @@ class InMemoryData(RowData):
             A -= sP.T @ P
         A /= max(total, 1e-300)
         return A
+
+    def subspace_curvature(self, coef: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each class's curvature in the feature subspace of ``V`` (see :class:`RowData`).
+
+        :attr:`Capability.SUBSPACE_CURVATURE` (dense rows, with
+        ``feature_covariance``). Over the even stride of rows that
+        :meth:`class_curvature` uses (all rows, counted as one pass, when
+        there are at most ``2 * CURVATURE_ROWS``). The projected rows
+        (``m x r`` in X's dtype) are kept while the same ``V`` comes back:
+        a preconditioner refresh then costs the logits of the ``m`` rows
+        and ``K`` products of ``r x m x r``.
+        """
+        if Capability.SUBSPACE_CURVATURE not in self.capabilities:
+            raise self._missing(Capability.SUBSPACE_CURVATURE)
+        n = self.n_samples
+        stride = max(1, n // CURVATURE_ROWS)
+        if stride == 1:
+            self.n_passes += 1
+        Xs = self.X[::stride]
+        if self._projected is None or self._projected[0] is not V:
+            Zs = Xs - self.feature_moments()[0].astype(Xs.dtype) if self.fit_intercept else Xs
+            Z = Zs @ V.astype(Xs.dtype, copy=False)
+            if self.fit_intercept:
+                Z = np.hstack([Z, np.ones((Z.shape[0], 1), dtype=Z.dtype)])
+            self._projected = (V, Z)
+        Z = self._projected[1]
+        P = decision_function(coef, Xs, fit_intercept=self.fit_intercept)
+        softmax_rows_(P)
+        P = P.astype(np.float64, copy=False)
+        W = P * (1.0 - P)
+        if self.weights is not None:
+            W *= self.weights[::stride, None]
+        total = Xs.shape[0] if self.weights is None else self.weights[::stride].sum()
+        total = max(float(total), 1e-300)
+        W /= total
+        K, r = P.shape[1], Z.shape[1]
+        blocks = np.empty((K, r, r))
+        Wz = W.astype(Z.dtype)
+        for k in range(K):
+            blocks[k] = (Z * Wz[:, k : k + 1]).T @ Z
+        return blocks, W.sum(axis=0)
 
     def n_threads(self) -> int:
         """Row threads of this data's passes (see :data:`N_THREADS`)."""

@@ -132,6 +132,9 @@ class Objective:
         #: the feature factor of the Kronecker preconditioner, once per objective
         #: (the rows are fixed): see softmax.solvers._preconditioners
         self.feature_factor: Any = None
+        #: the leading/trailing split of that factor's eigenbasis for the
+        #: class-block preconditioner, once per objective
+        self.block_split: Any = None
 
     # -- the reference class: the solvers see only the free rows ------------------
     def restrict(self, V: np.ndarray) -> np.ndarray:

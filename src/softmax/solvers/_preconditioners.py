@@ -1,6 +1,6 @@
 """Approximate inverse Hessians ``g -> M g`` for the solvers.
 
-Two kinds, both in the variables ``(W, b' = b + W mu)`` that decouple each
+Three kinds, all in the variables ``(W, b' = b + W mu)`` that decouple each
 class's weights from its intercept (``mu`` a weighted feature mean):
 
 - :func:`diagonal`: ``M = T D^-1 T^T`` with ``D`` the Hessian diagonal in
@@ -26,6 +26,10 @@ class's weights from its intercept (``mu`` a weighted feature mean):
     dominate a minibatch's Newton-like step, and kept as its leading
     eigendirections plus ``delta`` for the rest (low rank), or as its
     diagonal beyond ``VR_FULL_MAX_FEATURES`` features.
+- :func:`class_blocks` (L-BFGS's default where Kronecker pays): each class's
+  own curvature block in the leading eigendirections of ``Sigma``, with the
+  Kronecker diagonal on the rest; applied as ``P M P`` onto the objective's
+  subspace (:meth:`Objective.restrict`), which also keeps a fixed row zero.
 
 Along ``1 (x) v`` (the same vector added to every class) the data term is
 flat: ``A``'s all-ones eigenvector is split off exactly with eigenvalue 0,
@@ -55,6 +59,7 @@ from softmax.backends._base import Capability
 __all__ = [
     "FeatureBasis",
     "Kronecker",
+    "class_blocks",
     "damped_kronecker",
     "damping",
     "diagonal",
@@ -62,6 +67,14 @@ __all__ = [
 ]
 
 Precond = Callable[[np.ndarray], np.ndarray]
+
+#: Feature eigendirections (the leading ones of the covariance) in which
+#: :func:`class_blocks` keeps each class's own curvature block; the rest get
+#: the Kronecker diagonal. On MNIST digits (8,000 x 784, C = 1) L-BFGS took
+#: 72 iterations to a 1e-6 gap with the Kronecker preconditioner, and with
+#: class blocks of rank 100 / 150 / 300 / 784 (2,667 rows; 784: every row)
+#: 37 / 38 / 38 / 30.
+CLASS_BLOCK_RANK = 100
 
 #: From this many features on, the batch Kronecker preconditioner's products
 #: run in float32 (they are memory-bound on the p x p eigenvector matrix).
@@ -626,3 +639,122 @@ def damped_kronecker(
     ct = np.float32 if p >= VR_FLOAT32_FEATURES else np.float64
     Ub = np.ascontiguousarray(U[:, keep], dtype=ct)
     return Kronecker(Ua, la, inv_b, mu, Ub, lam[keep] + delta, delta, l2)
+
+
+# --------------------------------------------------------------------------- class blocks
+
+
+def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
+    """Each class's own curvature block in the leading feature subspace, or None.
+
+    The data term's Hessian is ``sum_i s_i A_i (x) x~_i x~_i^T`` with ``A_i =
+    diag(p_i) - p_i p_i^T``. The Kronecker preconditioner replaces every
+    ``A_i`` by their mean, so one feature covariance serves all classes. Near
+    the optimum most rows are classified with confidence. A class's
+    curvature then comes from the rows where that class is in doubt, and
+    those rows span different feature directions for each class. Here, in
+    the variables ``(W, b' = b + W mu)`` of the Kronecker preconditioner:
+
+    * the ``r = CLASS_BLOCK_RANK`` leading eigendirections ``V`` of the
+      feature covariance (:func:`_feature_factor`) and the intercept get, for
+      each class ``k``, the exact block ``mean_i s_i p_ik (1 - p_ik) z_i
+      z_i^T + l2`` with ``z_i = (V^T x~_i, 1)``. These come from the
+      backend's ``subspace_curvature``, over a row subsample;
+    * the other directions get the Kronecker diagonal ``a_k lam_j + l2``,
+      with ``a_k`` the class's mean curvature and ``lam_j`` the covariance
+      eigenvalue.
+
+    The cross-class blocks (``-p_ik p_il``) are left out. The result is
+    applied as ``P M P`` onto the objective's subspace
+    (:meth:`Objective.restrict`), so it stays symmetric positive definite
+    there.
+
+    Parameters
+    ----------
+    objective : softmax.solvers._base.Objective
+    coef : ndarray of shape (n_classes, n_features + fit_intercept)
+        The point whose curvature is used.
+
+    Returns
+    -------
+    callable or None
+        ``g -> M g`` on flat vectors, with ``quad`` (``g -> g^T M g``) and
+        ``basis`` (the :class:`FeatureBasis` of the covariance's eigenvectors,
+        in which ``M`` needs no ``p x p`` product); None without an L2 part,
+        or when the backend lacks ``feature_covariance`` or
+        ``subspace_curvature``.
+    """
+    K, q = objective.shape
+    l2 = objective.penalty.smooth_l2
+    data = objective.data
+    if not l2 > 0 or Capability.SUBSPACE_CURVATURE not in data.capabilities:
+        return None
+    factor = _feature_factor(objective)
+    if factor is None:
+        return None
+    mean, lam, U = factor
+    p = mean.size
+    if objective.block_split is None:
+        r = min(CLASS_BLOCK_RANK, p)
+        # eigh returns ascending eigenvalues: the leading r are U's last
+        # columns, V (a view: U's coordinates serve both parts in one product)
+        objective.block_split = (U[:, p - r :], np.maximum(lam[: p - r], 0.0))
+    V, lam_rest = objective.block_split
+    r = V.shape[1]
+    fi = data.fit_intercept
+    blocks, a = data.subspace_curvature(coef, V)
+    # each block plus the penalty (not on the intercept), inverted through its
+    # eigendecomposition: a direction no sampled row reaches keeps 1 / l2
+    reg = np.full(r + fi, l2)
+    if fi:
+        reg[-1] = 0.0
+    blocks[:, np.arange(r + fi), np.arange(r + fi)] += reg
+    ev, Q = np.linalg.eigh(blocks)
+    floor = 1e-12 * np.maximum(ev.max(axis=1, initial=0.0), 1e-300)
+    ev = np.maximum(ev, floor[:, None])
+    inv_top = (Q / ev[:, None, :]) @ Q.transpose(0, 2, 1)  # (K, r + fi, r + fi)
+    inv_rest = 1.0 / (np.outer(np.maximum(a, 0.0), lam_rest) + l2)  # (K, p - r)
+    cut = p - r
+    # everything below is in U's coordinates (FeatureBasis: L-BFGS keeps its
+    # history there, so an iteration pays two p x p products, as with
+    # Kronecker); the class projection of restrict() commutes with the
+    # rotation of the features. mean in the basis: the (W, b') change there.
+    mean_r = (mean.astype(U.dtype) @ U).astype(np.float64) if fi else None
+
+    def split(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # coordinates t (restricted) -> (K, p) weights in (W, b') and the
+        # leading part with the intercept (K, r + fi)
+        T = objective.restrict(np.array(t, dtype=np.float64).reshape(K, q))
+        TW = T[:, :p]
+        if fi:
+            TW = TW - np.outer(T[:, p], mean_r)  # the gradient in (W, b')
+        top = np.concatenate([TW[:, cut:], T[:, p:]], axis=1) if fi else TW[:, cut:]
+        return TW, top
+
+    def apply_r(t: np.ndarray) -> np.ndarray:
+        TW, top = split(t)
+        top = np.einsum("kij,kj->ki", inv_top, top)
+        out = np.empty((K, q))
+        out[:, :cut] = TW[:, :cut] * inv_rest
+        out[:, cut:p] = top[:, :r]
+        if fi:
+            out[:, p] = top[:, r] - out[:, :p] @ mean_r  # back from b' to b
+        return objective.restrict(out).ravel()
+
+    def quad_r(t: np.ndarray) -> float:
+        TW, top = split(t)
+        rest = float(np.sum(TW[:, :cut] ** 2 * inv_rest))
+        return rest + float(np.einsum("ki,kij,kj->", top, inv_top, top))
+
+    apply_r.quad = quad_r  # type: ignore[attr-defined]
+    basis = FeatureBasis(U, K, q, apply_r)
+
+    def apply(g: np.ndarray) -> np.ndarray:
+        return basis.back(apply_r(basis.forward(g)))
+
+    def quad(g: np.ndarray) -> float:
+        return quad_r(basis.forward(g))
+
+    apply.basis = basis  # type: ignore[attr-defined]
+    apply.quad = quad  # type: ignore[attr-defined]
+    return apply

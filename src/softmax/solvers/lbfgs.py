@@ -34,7 +34,7 @@ from softmax.solvers._base import (
     f_noise_level,
 )
 from softmax.solvers._linesearch import wolfe_line_search
-from softmax.solvers._preconditioners import FeatureBasis, diagonal, kronecker
+from softmax.solvers._preconditioners import FeatureBasis, class_blocks, diagonal, kronecker
 from softmax.solvers._problem import SolverResult
 
 __all__ = [
@@ -349,15 +349,19 @@ class LBFGS(QuasiNewton):
     ----------
     history_size, precondition, precondition_every
         As in :class:`QuasiNewton`.
-    preconditioner : {"auto", "kronecker", "diagonal"}, default "auto"
+    preconditioner : {"auto", "blocks", "kronecker", "diagonal"}, default "auto"
         Which preconditioner: ``"kronecker"`` (class curvature times feature
         covariance, :func:`softmax.solvers._preconditioners.kronecker`; dense
-        X of at most 2048 features, else the diagonal one), ``"diagonal"``
+        X of at most 2048 features, else the diagonal one), ``"blocks"``
+        (each class's own curvature in the leading feature eigendirections,
+        :func:`softmax.solvers._preconditioners.class_blocks`; diagonal for
+        the first ``KRONECKER_START`` iterations: it needs a point with
+        informative probabilities), ``"diagonal"``
         (:func:`softmax.solvers._preconditioners.diagonal`), or ``"auto"``:
-        where it pays (:func:`use_kronecker`), diagonal for the first
-        ``KRONECKER_START`` iterations and Kronecker from then on (refreshed
-        every ``precondition_every``), so problems solved within them never
-        pay for the covariance.
+        where the feature covariance pays (:func:`use_kronecker`), diagonal
+        for the first ``KRONECKER_START`` iterations and class blocks from
+        then on (refreshed every ``precondition_every``), so problems solved
+        within them never pay for the covariance.
     """
 
     name: ClassVar[str] = "lbfgs"
@@ -369,9 +373,9 @@ class LBFGS(QuasiNewton):
     preconditioner: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.preconditioner not in ("auto", "kronecker", "diagonal"):
+        if self.preconditioner not in ("auto", "blocks", "kronecker", "diagonal"):
             raise ValueError(
-                "preconditioner must be 'auto', 'kronecker' or 'diagonal', got "
+                "preconditioner must be 'auto', 'blocks', 'kronecker' or 'diagonal', got "
                 f"{self.preconditioner!r}"
             )
 
@@ -387,12 +391,17 @@ class LBFGS(QuasiNewton):
         # "auto" starts diagonal and switches at the first refresh: problems
         # solved in fewer iterations never pay for the covariance
         kron = precondition and (
-            preconditioner == "kronecker" or (preconditioner == "auto" and use_kronecker(data))
+            preconditioner in ("kronecker", "blocks")
+            or (preconditioner == "auto" and use_kronecker(data))
         )
 
         def make_M(coef: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray] | None:
             use = kron and (coef is not None or preconditioner == "kronecker")
-            M = kronecker(obj, coef) if use else None
+            M = None
+            if use and coef is not None and preconditioner in ("auto", "blocks"):
+                M = class_blocks(obj, coef)
+            if use and M is None:
+                M = kronecker(obj, coef)
             return M if M is not None else diagonal(obj, coef)
 
         M = make_M(None) if precondition else None
