@@ -48,7 +48,7 @@ from softmax.backends._base import Capability
 from softmax.solvers._base import Objective, RateGapEstimate, Run, f_noise_level
 from softmax.solvers._linesearch import wolfe_line_search
 from softmax.solvers._preconditioners import KRONECKER_FLOAT32_FEATURES
-from softmax.solvers._problem import SolverResult
+from softmax.solvers._problem import Problem, SolverResult
 
 __all__ = ["DeviceMemory", "applies", "solve_on_device"]
 
@@ -56,14 +56,13 @@ Vec = Any  # a 1-D array of the rows' namespace, on their device
 Precond = Callable[[Vec], Vec]
 
 
-def applies(run: Run) -> bool:
-    """Whether the L-BFGS fit of ``run`` takes the device road.
+def applies(problem: Problem) -> bool:
+    """Whether an L-BFGS fit of ``problem`` takes the device road.
 
     Rows that answer on their device (``Capability.DEVICE_ARRAYS``), and no
     reference class (whose fixed row the NumPy road handles).
     """
-    data = run.problem.data
-    return Capability.DEVICE_ARRAYS in data.capabilities and run.problem.reference is None
+    return Capability.DEVICE_ARRAYS in problem.data.capabilities and problem.reference is None
 
 
 def to_host(xp: Any, *values: Any) -> list[float]:
