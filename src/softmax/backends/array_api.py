@@ -2,10 +2,13 @@
 
 :class:`ArrayAPIData` answers the :class:`~softmax.backends._base.RowData`
 questions with the operations of the rows' own namespace, on their own
-device: ``X``, the labels and the weights never leave it. Only results of
-the size of ``coef`` (the loss, the gradient, the preconditioners' moments)
-cross, once per pass, so the existing NumPy solvers drive a fit whose
-passes over ``X`` run where ``X`` lives.
+device: ``X``, the labels and the weights never leave it. Each question is
+answered twice: as host float64 arrays (the ``RowData`` methods, for any
+solver: only results of the size of ``coef`` or of the preconditioners'
+moments cross, once per pass), and as arrays left on the device taking
+device coefficients (the ``device_*`` methods, declared by
+``Capability.DEVICE_ARRAYS``), with which L-BFGS keeps its whole iteration
+on the device (:mod:`softmax.solvers._device_lbfgs`).
 
 Beyond the loss and gradient it answers the questions L-BFGS builds its
 preconditioners from (feature moments, curvature moments, the class
@@ -107,8 +110,8 @@ class ArrayAPIData(RowData):
     #: Widest rows for which ``feature_covariance`` is declared (so that
     #: L-BFGS may use the Kronecker preconditioner). Its ``p x p``
     #: eigendecomposition (once) and basis rotations (each iteration) run on
-    #: the host: on a fast device they may cost more than the iterations they
-    #: save over the diagonal preconditioner (0 keeps to the diagonal one;
+    #: the device; whether they pay there over the diagonal preconditioner is
+    #: not measured on a GPU yet (0 keeps to the diagonal one;
     #: ``benchmarks/bench_gpu_fit.py --diagonal`` measures that road).
     covariance_max_features: int = COVARIANCE_MAX_FEATURES
 
