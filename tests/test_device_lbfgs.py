@@ -174,7 +174,7 @@ def test_gram_two_loop_matches_the_textbook_recursion(lib):
     """DeviceMemory's Gram-form recursion, with the history rolling past m pairs."""
     rng = np.random.default_rng(3)
     n, m = 40, 5
-    X, y, _ = _rows(50, n - 1, 1, seed=3)
+    X = _rows(50, n - 1, 1, seed=3)[0]
     data = _device_data(lib, X, np.zeros(50, dtype=int), None, 1, True)
     space = dev._Space(data)
     xp = space.xp
