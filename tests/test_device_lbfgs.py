@@ -263,3 +263,96 @@ def test_reference_class_keeps_the_numpy_road():
     )
     np.testing.assert_allclose(res.coef, cpu.coef, rtol=1e-6, atol=1e-9)
     assert np.all(res.coef[0] == 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("lib", LIBS)
+def test_device_fit_without_penalty_reaches_sklearn(lib, dtype):
+    """C = inf: no L2 part (no Kronecker factor), the class-sum-zero representative."""
+    X, y, _ = _rows(2000, 10, 3, seed=6)
+    X = X.astype(dtype)
+    X64 = X.astype(np.float64)
+    skl = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-12, max_iter=200)
+    skl.fit(X64, y)
+    s = np.ones(len(y))
+    ref = np.hstack([skl.coef_, skl.intercept_[:, None]])
+    data = _device_data(lib, X, y, None, 3, True)
+    res = solve(Problem(data, C=np.inf), solver="lbfgs", tol=1e-8)
+    memory = InMemoryData(X, y, None, np.arange(3), fit_intercept=True)
+    cpu = solve(Problem(memory, C=np.inf), solver="lbfgs", tol=1e-8)
+
+    def data_term(coef):
+        return _objective(X64, y, s, 1.0, coef, True) - 0.5 * np.sum(coef[:, :-1] ** 2)
+
+    f, f_star = data_term(res.coef), data_term(ref)
+    assert res.converged and -1e-9 <= (f - f_star) / f_star <= 1e-6
+    np.testing.assert_allclose(res.coef.sum(axis=0), 0.0, atol=1e-10)
+    assert abs(res.n_iter - cpu.n_iter) <= 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("lib", LIBS)
+def test_device_fit_with_label_smoothing_reaches_scipy(lib, dtype):
+    """Smoothed targets: the optimum of the objective written here, minimised by SciPy."""
+    import scipy.optimize
+
+    X, y, w = _rows(1500, 8, 3, seed=7)
+    X = X.astype(dtype)
+    X64 = X.astype(np.float64)
+    eps, C, K, p = 0.2, 0.5, 3, 8
+    T = (1 - eps) * np.eye(K)[y] + eps / K
+
+    def fun(v):
+        W, b = v[: K * p].reshape(K, p), v[K * p :]
+        Z = X64 @ W.T + b
+        Z = Z - Z.max(axis=1, keepdims=True)
+        logp = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+        R = (np.exp(logp) - T) * w[:, None]
+        f = C * np.sum(w * -(T * logp).sum(axis=1)) + 0.5 * np.sum(W**2)
+        return f, np.concatenate([(C * R.T @ X64 + W).ravel(), C * R.sum(axis=0)])
+
+    options = {"ftol": 1e-15, "gtol": 1e-10, "maxiter": 10_000}
+    ref = scipy.optimize.minimize(
+        fun, np.zeros(K * (p + 1)), jac=True, method="L-BFGS-B", options=options
+    )
+    if lib == "torch":
+        Xd, yd, wd = torch.asarray(X), torch.asarray(y), torch.asarray(w.astype(dtype))
+    else:
+        d1 = strict.Device("device1")
+        Xd, yd, wd = (strict.asarray(a, device=d1) for a in (X, y, w.astype(dtype)))
+    data = ArrayAPIData(Xd, yd, wd, np.arange(K), fit_intercept=True, label_smoothing=eps)
+    res = solve(Problem(data, C=C), solver="lbfgs", tol=1e-8)
+    coef = res.coef
+    f = fun(np.concatenate([coef[:, :p].ravel(), coef[:, p]]))[0]
+    assert res.converged and -1e-9 <= (f - ref.fun) / ref.fun <= 1e-6
+
+
+def test_estimator_fit_on_device1_sends_only_scalars(monkeypatch):
+    """SoftmaxRegression under dispatch on device1: the NumPy fit's iterations, scalars only.
+
+    Beyond the iteration, what crosses: the weight sum when the rows are
+    built, and the coefficients once at the end (published back to device1).
+    """
+    import sklearn
+
+    from softmax import SoftmaxRegression
+
+    X, y, w = _rows(4000, 12, 4, seed=8)
+    X = X.astype(np.float32)
+    d1 = strict.Device("device1")
+    Xd, yd, wd = (strict.asarray(a, device=d1) for a in (X, y, w.astype(np.float32)))
+    cpu = SoftmaxRegression(C=3.0, solver="lbfgs", tol=1e-8).fit(X, y, sample_weight=w)
+    sizes = _count_transfers(monkeypatch)
+    with sklearn.config_context(array_api_dispatch=True):
+        est = SoftmaxRegression(C=3.0, tol=1e-8).fit(Xd, yd, sample_weight=wd)
+    assert est.coef_.device == d1
+    assert [n for n in sizes if n > 4] == [4 * 13]
+    assert abs(est.n_iter_ - cpu.n_iter_) <= 2
+    skl = LogisticRegression(C=3.0, solver="newton-cholesky", tol=1e-12, max_iter=200)
+    skl.fit(X.astype(np.float64), y, sample_weight=w)
+    coef = np.asarray(est.coef_.to_device(strict.Device("CPU_DEVICE")), dtype=np.float64)
+    inter = np.asarray(est.intercept_.to_device(strict.Device("CPU_DEVICE")), dtype=np.float64)
+    f = _objective(X.astype(np.float64), y, w, 3.0, np.hstack([coef, inter[:, None]]), True)
+    ref = np.hstack([skl.coef_, skl.intercept_[:, None]])
+    f_star = _objective(X.astype(np.float64), y, w, 3.0, ref, True)
+    assert -1e-9 <= (f - f_star) / f_star <= 1e-6
