@@ -65,10 +65,15 @@ def applies(problem: Problem) -> bool:
     return Capability.DEVICE_ARRAYS in problem.data.capabilities and problem.reference is None
 
 
+def _cast(xp: Any, a: Any, dtype: Any) -> Any:
+    """``a`` in ``dtype``; itself when it is already (no kernel, no copy)."""
+    return a if a.dtype == dtype else xp.astype(a, dtype)
+
+
 def to_host(xp: Any, *values: Any) -> list[float]:
     """0-d device arrays as host floats, in one transfer (one sync on a GPU)."""
     dt = values[0].dtype
-    flat = xp.stack([xp.astype(xp.reshape(v, (1,))[0], dt) for v in values])
+    flat = xp.stack([_cast(xp, v, dt) for v in values])
     out = _backend._to_numpy(xp, flat)  # the one helper through which data leaves
     return [float(v) for v in out]
 
@@ -178,6 +183,7 @@ class DeviceMemory:
         self.m = m
         self.M = precond
         self.gamma = 1.0
+        self._mask_cache: dict[int, tuple[Any, Any, Any]] = {}
         self.clear()
 
     @property
@@ -191,8 +197,8 @@ class DeviceMemory:
         """Re-express the pairs in new coordinates (``change`` linear and orthogonal)."""
         if self.S is not None:
             xp, hd = self.space.xp, self.space.hist_dtype
-            self.S = xp.astype(change(self.S), hd)
-            self.Y = xp.astype(change(self.Y), hd)
+            self.S = _cast(xp, change(self.S), hd)
+            self.Y = _cast(xp, change(self.Y), hd)
 
     def curvature(self, s: Vec, y: Vec) -> list[float]:
         """``[s.y, y.y, s.s, y.M.y]`` on the host, in one transfer."""
@@ -211,7 +217,7 @@ class DeviceMemory:
             return False  # would break positive definiteness: skip the update
         sp = self.space
         xp, dt, hd = sp.xp, sp.dtype, sp.hist_dtype
-        s_h, y_h = xp.astype(s, hd)[None, :], xp.astype(y, hd)[None, :]
+        s_h, y_h = _cast(xp, s, hd)[None, :], _cast(xp, y, hd)[None, :]
         rho = xp.reshape(xp.asarray(1.0 / sy, dtype=dt, device=sp.device), (1,))
         if self.S is None:
             self.S, self.Y, self.rho = s_h, y_h, rho
@@ -220,9 +226,9 @@ class DeviceMemory:
             S, Y, G, old_rho = self.S, self.Y, self.G, self.rho
             if S.shape[0] == self.m:  # the oldest pair leaves
                 S, Y, G, old_rho = S[1:, :], Y[1:, :], G[1:, 1:], old_rho[1:]
-            col = xp.astype(S @ y_h[0, :], dt)  # s_t . y_new
-            row = xp.astype(Y @ s_h[0, :], dt)  # s_new . y_u
-            corner = xp.reshape(xp.astype(self.space.dot(s_h[0, :], y_h[0, :]), dt), (1, 1))
+            col = _cast(xp, S @ y_h[0, :], dt)  # s_t . y_new
+            row = _cast(xp, Y @ s_h[0, :], dt)  # s_new . y_u
+            corner = xp.reshape(_cast(xp, self.space.dot(s_h[0, :], y_h[0, :]), dt), (1, 1))
             top = xp.concat([G, col[:, None]], axis=1)
             bottom = xp.concat([row[None, :], corner], axis=1)
             self.G = xp.concat([top, bottom], axis=0)
@@ -231,6 +237,18 @@ class DeviceMemory:
             self.rho = xp.concat([old_rho, rho])
         self.gamma = sy / yMy
         return True
+
+    def _masks(self, k: int) -> tuple[Any, Any, Any]:
+        """``I``, and the 0/1 masks of the strict upper and lower triangles (``k x k``), cached."""
+        if k not in self._mask_cache:
+            sp = self.space
+            xp = sp.xp
+            eye = xp.eye(k, dtype=sp.dtype, device=sp.device)
+            idx = xp.arange(k, device=sp.device)
+            above = _cast(xp, idx[:, None] < idx[None, :], sp.dtype)
+            below = _cast(xp, idx[:, None] > idx[None, :], sp.dtype)
+            self._mask_cache[k] = (eye, above, below)
+        return self._mask_cache[k]
 
     def direction(self, g: Vec) -> Vec:
         """``-H_k g`` by the two-loop recursion in its Gram form, on the device.
@@ -246,22 +264,18 @@ class DeviceMemory:
         sp = self.space
         xp, dt, hd = sp.xp, sp.dtype, sp.hist_dtype
         S, Y, G, rho = self.S, self.Y, self.G, self.rho
-        k = S.shape[0]
-        idx = xp.arange(k, device=sp.device)
-        eye = xp.eye(k, dtype=dt, device=sp.device)
-        zero = xp.zeros((k, k), dtype=dt, device=sp.device)
-        upper = eye + rho[:, None] * xp.where(idx[:, None] < idx[None, :], G, zero)
-        GT = xp.permute_dims(G, (1, 0))
-        lower = eye + rho[:, None] * xp.where(idx[:, None] > idx[None, :], GT, zero)
-        q = xp.astype(g, hd)
-        alpha = sp.solve_unit(upper, rho * xp.astype(S @ q, dt), upper=True)
-        q = q - xp.astype(alpha, hd) @ Y
+        eye, above, below = self._masks(S.shape[0])
+        upper = eye + rho[:, None] * (G * above)
+        lower = eye + rho[:, None] * (xp.permute_dims(G, (1, 0)) * below)
+        q = _cast(xp, g, hd)
+        alpha = sp.solve_unit(upper, rho * _cast(xp, S @ q, dt), upper=True)
+        q = q - _cast(xp, alpha, hd) @ Y
         if self.M is not None:  # applied in the working dtype, like the gradients
-            q = xp.astype(self.M(xp.astype(q, dt)), hd)
+            q = _cast(xp, self.M(_cast(xp, q, dt)), hd)
         q = q * self.gamma
-        c = sp.solve_unit(lower, alpha - rho * xp.astype(Y @ q, dt), upper=False)
-        q = q + xp.astype(c, hd) @ S
-        return -xp.astype(q, dt)
+        c = sp.solve_unit(lower, alpha - rho * _cast(xp, Y @ q, dt), upper=False)
+        q = q + _cast(xp, c, hd) @ S
+        return -_cast(xp, q, dt)
 
 
 # --------------------------------------------------------------------------- preconditioners
@@ -334,9 +348,9 @@ class FeatureBasis:
         K, q = self.shape
         p = Q.shape[0]
         G = xp.reshape(V, (-1, K, q))
-        W = xp.reshape(xp.astype(G[:, :, :p], Q.dtype), (-1, p)) @ Q
-        W = xp.astype(xp.reshape(W, (-1, K, p)), self.space.dtype)
-        out = xp.concat([W, xp.astype(G[:, :, p:], self.space.dtype)], axis=2)
+        W = xp.reshape(_cast(xp, G[:, :, :p], Q.dtype), (-1, p)) @ Q
+        W = _cast(xp, xp.reshape(W, (-1, K, p)), self.space.dtype)
+        out = xp.concat([W, _cast(xp, G[:, :, p:], self.space.dtype)], axis=2)
         return xp.reshape(out, tuple(V.shape))
 
     def forward(self, V: Any) -> Any:
@@ -368,8 +382,8 @@ def _feature_factor(dobj: _DeviceObjective) -> tuple[Any, Any, Any] | None:
     if not data.fit_intercept:
         S = S + mean[:, None] * mean[None, :]
     dt = xp.float32 if dobj.p >= KRONECKER_FLOAT32_FEATURES else sp.dtype
-    lam, U = xp.linalg.eigh(xp.astype(S, dt))
-    dobj.feature_factor = (mean, xp.astype(lam, sp.dtype), U)
+    lam, U = xp.linalg.eigh(_cast(xp, S, dt))
+    dobj.feature_factor = (mean, _cast(xp, lam, sp.dtype), U)
     return dobj.feature_factor
 
 
@@ -392,7 +406,7 @@ def _class_factor(sp: _Space, K: int, A: Any | None) -> tuple[Any, Any, Any]:
     zero = xp.zeros((1,), dtype=dt, device=dev)
     la = xp.concat([xp.maximum(la, zero), zero])
     pos = la > 0
-    n_pos = xp.sum(xp.astype(pos, dt))
+    n_pos = xp.sum(_cast(xp, pos, dt))
     total = xp.sum(xp.where(pos, la, xp.zeros_like(la)))
     mean_pos = total / xp.maximum(n_pos, xp.ones_like(n_pos))
     fill = xp.where(n_pos > 0, mean_pos, xp.ones_like(mean_pos))
@@ -426,7 +440,7 @@ def kronecker(dobj: _DeviceObjective, coef: Any | None) -> Precond | None:
     UaT = xp.permute_dims(Ua, (1, 0))
     mean_r = None
     if data.fit_intercept:
-        mean_r = xp.astype(xp.astype(mean, Ub.dtype) @ Ub, sp.dtype)
+        mean_r = _cast(xp, _cast(xp, mean, Ub.dtype) @ Ub, sp.dtype)
 
     def centred(g: Vec) -> tuple[Any, Any]:
         Gm = xp.reshape(g, (K, q))
