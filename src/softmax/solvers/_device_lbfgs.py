@@ -200,28 +200,30 @@ class DeviceMemory:
             self.S = _cast(xp, change(self.S), hd)
             self.Y = _cast(xp, change(self.Y), hd)
 
-    def curvature(self, s: Vec, y: Vec) -> list[float]:
-        """``[s.y, y.y, s.s, y.M.y]`` on the host, in one transfer."""
+    def curvature(self, s: Vec, y: Vec) -> tuple[list[float], Any]:
+        """``[s.y, y.y, s.s, y.M.y]`` on the host, in one transfer; and ``s.y`` on the device."""
         sp = self.space
         if self.M is None:
             yMy = sp.dot(y, y)
         else:
             quad = getattr(self.M, "quad", None)
             yMy = quad(y) if quad is not None else sp.dot(y, self.M(y))
-        return to_host(sp.xp, sp.dot(s, y), sp.dot(y, y), sp.dot(s, s), yMy)
+        sy = sp.dot(s, y)
+        return to_host(sp.xp, sy, sp.dot(y, y), sp.dot(s, s), yMy), sy
 
     def push(self, s: Vec, y: Vec) -> bool:
         """Store a pair if its curvature ``s.y`` is safely positive."""
-        sy, yy, ss, yMy = self.curvature(s, y)
+        (sy, yy, ss, yMy), sy_device = self.curvature(s, y)
         if not (sy > 1e-12 * math.sqrt(ss * yy) and yy > 0):
             return False  # would break positive definiteness: skip the update
         sp = self.space
         xp, dt, hd = sp.xp, sp.dtype, sp.hist_dtype
         s_h, y_h = _cast(xp, s, hd)[None, :], _cast(xp, y, hd)[None, :]
-        rho = xp.reshape(xp.asarray(1.0 / sy, dtype=dt, device=sp.device), (1,))
+        # from the device's own s.y: no host-to-device copy (a sync on a GPU)
+        rho = xp.reshape(1.0 / _cast(xp, sy_device, dt), (1,))
         if self.S is None:
             self.S, self.Y, self.rho = s_h, y_h, rho
-            self.G = xp.reshape(xp.asarray(sy, dtype=dt, device=sp.device), (1, 1))
+            self.G = xp.reshape(_cast(xp, sp.dot(s_h[0, :], y_h[0, :]), dt), (1, 1))
         else:
             S, Y, G, old_rho = self.S, self.Y, self.G, self.rho
             if S.shape[0] == self.m:  # the oldest pair leaves
