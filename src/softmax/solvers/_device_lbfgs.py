@@ -94,7 +94,8 @@ class _Space:
         return self.xp.asarray(np.asarray(a), dtype=self.dtype, device=self.device)
 
     def dot(self, a: Vec, b: Vec) -> Any:
-        return self.xp.sum(a * b)
+        """``a . b`` (0-d) of two 1-D arrays: one kernel (BLAS dot), not a product and a sum."""
+        return a @ b
 
     def solve_unit(self, A: Any, b: Vec, upper: bool) -> Vec:
         """``A^-1 b`` for a unit triangular ``A`` (``m x m``), on the device."""
