@@ -19,6 +19,8 @@ def test_cpu_smoke_reaches_the_gap():
     assert 0 <= res["ours_gap"] <= 1e-6 and 0 <= res["cpu_gap"] <= 1e-6
     assert res["torch_reached"] and 0 <= res["torch_gap"] <= 1e-6
     assert res["torch_over_ours"] == pytest.approx(res["torch_lbfgs_s"] / res["ours_device_s"])
+    # the host-iteration road of the same fit takes the same steps
+    assert res["host_loop_iterations"] == res["ours_iterations"]
     meta = dict.fromkeys(["command", "shape", "gpu", "cpu", "python", "numpy", "torch"], "x")
     meta.update(sklearn="x", commit="x", load="x", torch_history=100, gap=1e-6)
     meta["preconditioner"] = "auto"

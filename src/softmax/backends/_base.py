@@ -77,6 +77,11 @@ class Capability(str, enum.Enum):
     EVALUATION_LOG = "evaluation_log"
     #: :meth:`RowData.information` (log-likelihood, score, information, meat)
     INFORMATION = "information"
+    #: the answers above also come as arrays on the rows' own device, taking
+    #: coefficients there (:class:`~softmax.backends.array_api.ArrayAPIData`'s
+    #: ``device_*`` methods): L-BFGS then keeps its iterate, history and
+    #: preconditioner on that device (:mod:`softmax.solvers._device_lbfgs`)
+    DEVICE_ARRAYS = "device_arrays"
 
 
 #: What a backend answers when it computes every block with the functions of

@@ -2,10 +2,13 @@
 
 :class:`ArrayAPIData` answers the :class:`~softmax.backends._base.RowData`
 questions with the operations of the rows' own namespace, on their own
-device: ``X``, the labels and the weights never leave it. Only results of
-the size of ``coef`` (the loss, the gradient, the preconditioners' moments)
-cross, once per pass, so the existing NumPy solvers drive a fit whose
-passes over ``X`` run where ``X`` lives.
+device: ``X``, the labels and the weights never leave it. Each question is
+answered twice: as host float64 arrays (the ``RowData`` methods, for any
+solver: only results of the size of ``coef`` or of the preconditioners'
+moments cross, once per pass), and as arrays left on the device taking
+device coefficients (the ``device_*`` methods, declared by
+``Capability.DEVICE_ARRAYS``), with which L-BFGS keeps its whole iteration
+on the device (:mod:`softmax.solvers._device_lbfgs`).
 
 Beyond the loss and gradient it answers the questions L-BFGS builds its
 preconditioners from (feature moments, curvature moments, the class
@@ -107,8 +110,8 @@ class ArrayAPIData(RowData):
     #: Widest rows for which ``feature_covariance`` is declared (so that
     #: L-BFGS may use the Kronecker preconditioner). Its ``p x p``
     #: eigendecomposition (once) and basis rotations (each iteration) run on
-    #: the host: on a fast device they may cost more than the iterations they
-    #: save over the diagonal preconditioner (0 keeps to the diagonal one;
+    #: the device; whether they pay there over the diagonal preconditioner is
+    #: not measured on a GPU yet (0 keeps to the diagonal one;
     #: ``benchmarks/bench_gpu_fit.py --diagonal`` measures that road).
     covariance_max_features: int = COVARIANCE_MAX_FEATURES
 
@@ -157,6 +160,7 @@ class ArrayAPIData(RowData):
         self.weight_sum = float(n) if weights is None else float(_to_numpy(xp, xp.sum(weights)))
         self.n_passes = 0
         caps = {
+            Capability.DEVICE_ARRAYS,
             Capability.FEATURE_MOMENTS,
             Capability.CURVATURE_MOMENTS,
             Capability.CLASS_CURVATURE,
@@ -170,16 +174,32 @@ class ArrayAPIData(RowData):
         has64 = "float64" in info.dtypes(device=self.device, kind="real floating")
         self._sum_dtype = xp.float64 if has64 else X.dtype
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
+        self._sums: Any = None  # the feature sums on the device (feature_moments)
+        self._weights_by_stride: dict[int, float] = {}
 
     # -- helpers ---------------------------------------------------------------
+
+    @property
+    def work_dtype(self) -> Any:
+        """The device dtype of iterates and gradients: float64 where the device has it."""
+        return self._sum_dtype
 
     def _coef(self, coef: np.ndarray) -> tuple[Any, Any]:
         """``(W^T, b)`` on the device in the rows' dtype (``b`` None without intercept)."""
         xp = self.xp
         c = xp.asarray(np.ascontiguousarray(coef, dtype=self.dtype), device=self.device)
+        return self._split(c)
+
+    def _coef_device(self, coef: Any) -> tuple[Any, Any]:
+        """``(W^T, b)`` from coefficients already on the device (any real dtype)."""
+        if tuple(coef.shape) != self.coef_shape:
+            raise ValueError(f"coef has shape {tuple(coef.shape)}; expected {self.coef_shape}")
+        return self._split(self.xp.astype(coef, self.X.dtype))
+
+    def _split(self, c: Any) -> tuple[Any, Any]:
         W = c[:, : self.n_features] if self.fit_intercept else c
         b = c[:, self.n_features] if self.fit_intercept else None
-        return xp.permute_dims(W, (1, 0)), b
+        return self.xp.permute_dims(W, (1, 0)), b
 
     def _blocks(self, stride: int = 1) -> Iterator[tuple[Any, Any, Any]]:
         """``(X_b, y_b, s_b)`` over every ``stride``-th row, ``s_b`` None when unweighted."""
@@ -203,12 +223,12 @@ class ArrayAPIData(RowData):
     def _zeros(self, shape: tuple[int, ...]) -> Any:
         return self.xp.zeros(shape, dtype=self._sum_dtype, device=self.device)
 
-    # -- the RowData questions -------------------------------------------------
+    # -- the passes, on the device ---------------------------------------------
 
-    def _pass(self, coef: np.ndarray, need_gradient: bool) -> tuple[float, np.ndarray | None]:
+    def _pass(self, WT: Any, b: Any, need_gradient: bool) -> tuple[Any, Any]:
+        """Loss (0-d) and gradient (``coef_shape``, or None) as device arrays of ``work_dtype``."""
         xp = self.xp
         self.n_passes += 1
-        WT, b = self._coef(coef)
         K, p = self.n_classes, self.n_features
         loss = self._zeros(())
         gW = self._zeros((K, p)) if need_gradient else None
@@ -239,47 +259,54 @@ class ArrayAPIData(RowData):
                 if gb is not None:
                     gb = gb + self._sum(R, axis=0)
         if not need_gradient:
-            return float(_to_numpy(xp, loss)), None
+            return loss, None
         g = xp.concat([gW, gb[:, None]], axis=1) if gb is not None else gW
+        return loss, g
+
+    def _host_pass(self, coef: np.ndarray, need_gradient: bool) -> tuple[float, np.ndarray | None]:
+        xp = self.xp
+        loss, g = self._pass(*self._coef(coef), need_gradient)
+        if g is None:
+            return float(_to_numpy(xp, loss)), None
         # loss and gradient cross together: one transfer (one sync on a GPU)
         out = _to_numpy(xp, xp.concat([xp.reshape(g, (-1,)), xp.reshape(loss, (1,))]))
         return float(out[-1]), out[:-1].reshape(self.coef_shape)
 
-    def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, grad = self._pass(coef, True)
-        assert grad is not None
-        return loss, grad
+    def device_loss_gradient(self, coef: Any) -> tuple[Any, Any]:
+        """Loss and gradient at device ``coef``, left on the device (``DEVICE_ARRAYS``).
 
-    def loss(self, coef: np.ndarray) -> float:
-        return self._pass(coef, False)[0]
+        Parameters
+        ----------
+        coef : array of shape (n_classes, n_features + fit_intercept)
+            On the rows' device, any real floating dtype (cast to the rows').
 
-    def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Weighted mean of each feature and of its square (see :class:`RowData`).
-
-        One pass on the device (not counted in ``n_passes``), cached.
+        Returns
+        -------
+        loss : 0-d array of ``work_dtype``
+        grad : array of shape ``coef_shape``, ``work_dtype``
         """
-        if self._moments is None:
-            xp = self.xp
+        return self._pass(*self._coef_device(coef), True)
+
+    def _feature_sums(self) -> Any:
+        """``(2, p)``: the weighted sums of each feature and of its square, on the device."""
+        if self._sums is None:
             s1 = self._zeros((self.n_features,))
             s2 = self._zeros((self.n_features,))
             for Xb, _, s in self._blocks():
                 sX = Xb if s is None else Xb * s[:, None]
                 s1 = s1 + self._sum(sX, axis=0)
                 s2 = s2 + self._sum(sX * Xb, axis=0)
-            m = _to_numpy(xp, xp.stack([s1, s2])) / max(self.weight_sum, 1e-300)
-            self._moments = (m[0], m[1])
-        return self._moments
+            self._sums = self.xp.stack([s1, s2])
+        return self._sums
 
-    def curvature_moments(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Curvature-weighted row moments at ``coef`` (see :class:`RowData`).
+    def device_feature_moments(self) -> tuple[Any, Any]:
+        """:meth:`feature_moments` as device arrays of ``work_dtype`` (cached)."""
+        m = self._feature_sums() / max(self.weight_sum, 1e-300)
+        return m[0, :], m[1, :]
 
-        ``sum_i w_ik``, ``sum_i w_ik x_ij`` and ``sum_i w_ik x_ij^2`` with
-        ``w_ik = s_i p_ik (1 - p_ik)``, as
-        :func:`softmax.linear_loss.block_curvature_moments`; one pass.
-        """
+    def _curvature_sums(self, WT: Any, b: Any) -> Any:
         xp = self.xp
         self.n_passes += 1
-        WT, b = self._coef(coef)
         K, p = self.n_classes, self.n_features
         s0, s1, s2 = self._zeros((K,)), self._zeros((K, p)), self._zeros((K, p))
         for Xb, _, s in self._blocks():
@@ -291,7 +318,87 @@ class ArrayAPIData(RowData):
             s0 = s0 + self._sum(Wc, axis=0)
             s1 = s1 + xp.astype(WcT @ Xb, self._sum_dtype)
             s2 = s2 + xp.astype(WcT @ (Xb * Xb), self._sum_dtype)
-        out = _to_numpy(xp, xp.concat([s0[:, None], s1, s2], axis=1))
+        return xp.concat([s0[:, None], s1, s2], axis=1)
+
+    def device_curvature_moments(self, coef: Any) -> tuple[Any, Any, Any]:
+        """:meth:`curvature_moments` at device ``coef``, as device arrays of ``work_dtype``."""
+        out = self._curvature_sums(*self._coef_device(coef))
+        p = self.n_features
+        return out[:, 0], out[:, 1 : p + 1], out[:, p + 1 :]
+
+    def _class_sums(self, WT: Any, b: Any) -> tuple[Any, float]:
+        """``(K, K + 1)``: ``sum s_i p_i p_i^T`` and ``sum s_i p_i``; and the weight summed."""
+        xp = self.xp
+        stride = max(1, self.n_samples // CURVATURE_ROWS)
+        if stride == 1:
+            self.n_passes += 1
+        K = self.n_classes
+        diag, outer = self._zeros((K,)), self._zeros((K, K))
+        for Xb, _, s in self._blocks(stride):
+            P = xp.astype(self._proba(Xb, WT, b), self._sum_dtype)
+            sP = P if s is None else P * xp.astype(s, self._sum_dtype)[:, None]
+            diag = diag + xp.sum(sP, axis=0)
+            outer = outer + xp.permute_dims(sP, (1, 0)) @ P
+        return xp.concat([outer, diag[:, None]], axis=1), self._strided_weight(stride)
+
+    def device_class_curvature(self, coef: Any) -> Any:
+        """:meth:`class_curvature` at device ``coef``, a device ``(K, K)`` array."""
+        xp = self.xp
+        out, weight = self._class_sums(*self._coef_device(coef))
+        K = self.n_classes
+        eye = xp.eye(K, dtype=self._sum_dtype, device=self.device)
+        return (eye * out[:, K][None, :] - out[:, :K]) / max(weight, 1e-300)
+
+    def _covariance_sums(self, shift: Any) -> tuple[Any, float]:
+        if Capability.FEATURE_COVARIANCE not in self.capabilities:
+            raise self._missing(Capability.FEATURE_COVARIANCE)
+        xp = self.xp
+        n, p = self.n_samples, self.n_features
+        budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
+        stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
+        cov = self._zeros((p, p))
+        for Xb, _, s in self._blocks(stride):
+            Xc = Xb - shift[None, :]  # centred: no cancellation
+            if s is not None:  # weights >= 0: rows scaled by sqrt(s_i)
+                Xc = Xc * xp.sqrt(s)[:, None]
+            cov = cov + xp.astype(xp.permute_dims(Xc, (1, 0)) @ Xc, self._sum_dtype)
+        return cov, self._strided_weight(stride)
+
+    def device_feature_covariance(self) -> tuple[Any, Any]:
+        """:meth:`feature_covariance` as device arrays of ``work_dtype``."""
+        mean = self.device_feature_moments()[0]
+        cov, weight = self._covariance_sums(self.xp.astype(mean, self.X.dtype))
+        return mean, cov / max(weight, 1e-300)
+
+    # -- the RowData questions, answered on the host ----------------------------
+
+    def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad = self._host_pass(coef, True)
+        assert grad is not None
+        return loss, grad
+
+    def loss(self, coef: np.ndarray) -> float:
+        return self._host_pass(coef, False)[0]
+
+    def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted mean of each feature and of its square (see :class:`RowData`).
+
+        One pass on the device (not counted in ``n_passes``), cached.
+        """
+        if self._moments is None:
+            m = _to_numpy(self.xp, self._feature_sums()) / max(self.weight_sum, 1e-300)
+            self._moments = (m[0], m[1])
+        return self._moments
+
+    def curvature_moments(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Curvature-weighted row moments at ``coef`` (see :class:`RowData`).
+
+        ``sum_i w_ik``, ``sum_i w_ik x_ij`` and ``sum_i w_ik x_ij^2`` with
+        ``w_ik = s_i p_ik (1 - p_ik)``, as
+        :func:`softmax.linear_loss.block_curvature_moments`; one pass.
+        """
+        out = _to_numpy(self.xp, self._curvature_sums(*self._coef(coef)))
+        p = self.n_features
         return out[:, 0], out[:, 1 : p + 1], out[:, p + 1 :]
 
     def class_curvature(self, coef: np.ndarray) -> np.ndarray:
@@ -301,26 +408,19 @@ class ArrayAPIData(RowData):
         counted as a pass), over all rows otherwise (counted as one), as
         ``InMemoryData.class_curvature``.
         """
-        xp = self.xp
-        stride = max(1, self.n_samples // CURVATURE_ROWS)
-        if stride == 1:
-            self.n_passes += 1
-        WT, b = self._coef(coef)
+        sums, weight = self._class_sums(*self._coef(coef))
+        out = _to_numpy(self.xp, sums)
         K = self.n_classes
-        diag, outer = self._zeros((K,)), self._zeros((K, K))
-        for Xb, _, s in self._blocks(stride):
-            P = xp.astype(self._proba(Xb, WT, b), self._sum_dtype)
-            sP = P if s is None else P * xp.astype(s, self._sum_dtype)[:, None]
-            diag = diag + xp.sum(sP, axis=0)
-            outer = outer + xp.permute_dims(sP, (1, 0)) @ P
-        out = _to_numpy(xp, xp.concat([outer, diag[:, None]], axis=1))
-        return (np.diag(out[:, K]) - out[:, :K]) / max(self._strided_weight(stride), 1e-300)
+        return (np.diag(out[:, K]) - out[:, :K]) / max(weight, 1e-300)
 
     def _strided_weight(self, stride: int) -> float:
-        """Sum of the weights of every ``stride``-th row."""
+        """Sum of the weights of every ``stride``-th row (one host number, cached)."""
         if self.weights is None:
             return float(len(range(0, self.n_samples, stride)))
-        return float(_to_numpy(self.xp, self._sum(self.weights[::stride])))
+        if stride not in self._weights_by_stride:
+            total = _to_numpy(self.xp, self._sum(self.weights[::stride]))
+            self._weights_by_stride[stride] = float(total)
+        return self._weights_by_stride[stride]
 
     def feature_covariance(self) -> tuple[np.ndarray, np.ndarray]:
         """Weighted feature mean and centred covariance (see :class:`RowData`).
@@ -338,17 +438,8 @@ class ArrayAPIData(RowData):
         """
         if Capability.FEATURE_COVARIANCE not in self.capabilities:
             raise self._missing(Capability.FEATURE_COVARIANCE)
-        xp = self.xp
-        n, p = self.n_samples, self.n_features
-        budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
-        stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
         mean = self.feature_moments()[0]
-        shift = xp.asarray(mean.astype(self.dtype), device=self.device)  # centred: no cancellation
-        cov = self._zeros((p, p))
-        for Xb, _, s in self._blocks(stride):
-            Xc = Xb - shift[None, :]
-            if s is not None:  # weights >= 0: rows scaled by sqrt(s_i)
-                Xc = Xc * xp.sqrt(s)[:, None]
-            cov = cov + xp.astype(xp.permute_dims(Xc, (1, 0)) @ Xc, self._sum_dtype)
-        cov = _to_numpy(xp, cov) / max(self._strided_weight(stride), 1e-300)
+        shift = self.xp.asarray(mean.astype(self.dtype), device=self.device)
+        cov, weight = self._covariance_sums(shift)
+        cov = _to_numpy(self.xp, cov) / max(weight, 1e-300)
         return mean, cov.astype(self.dtype, copy=False)

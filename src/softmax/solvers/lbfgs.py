@@ -381,6 +381,10 @@ class LBFGS(QuasiNewton):
 
     def _solve(self, run: Run) -> SolverResult:
         """The L-BFGS iteration (see the module docstring)."""
+        from softmax.solvers import _device_lbfgs
+
+        if _device_lbfgs.applies(run.problem):  # rows on a device: iterate there too
+            return _device_lbfgs.solve_on_device(self, run)
         obj, mon = run.objective(self.name)
         data, tol, max_iter = run.problem.data, run.tol, run.max_iter
         precondition, preconditioner = self.precondition, self.preconditioner
