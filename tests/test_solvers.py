@@ -616,9 +616,10 @@ def test_auto_preconditioner_switches_to_the_kronecker_basis_and_reaches_the_opt
 ):
     """ "auto" switches from diagonal to class blocks mid-run; "kronecker" (the history
     moves into its basis) reaches the same optimum."""
+    import softmax.solvers._lbfgs_policy as _lbfgs_policy
     import softmax.solvers.lbfgs as lbfgs
 
-    monkeypatch.setattr(lbfgs, "KRONECKER_WORK", 10_000)  # a small problem qualifies
+    monkeypatch.setattr(_lbfgs_policy, "KRONECKER_WORK", 10_000)  # a small problem qualifies
     rng = np.random.default_rng(7)
     n_rows, p, K = 600, 40, 5
     F = rng.normal(size=(n_rows, 5))
@@ -639,11 +640,12 @@ def test_auto_preconditioner_switches_to_the_kronecker_basis_and_reaches_the_opt
 def test_auto_preconditioner_is_diagonal_for_many_classes(monkeypatch):
     """Above KRONECKER_MAX_CLASSES "auto" keeps the diagonal preconditioner (issue 15)
     and still reaches the optimum of newton-cholesky; at the limit it is Kronecker."""
+    import softmax.solvers._lbfgs_policy as _lbfgs_policy
     import softmax.solvers._preconditioners as pre
     import softmax.solvers.lbfgs as lbfgs
 
-    monkeypatch.setattr(lbfgs, "KRONECKER_WORK", 10_000)
-    monkeypatch.setattr(lbfgs, "KRONECKER_MAX_CLASSES", 6)
+    monkeypatch.setattr(_lbfgs_policy, "KRONECKER_WORK", 10_000)
+    monkeypatch.setattr(_lbfgs_policy, "KRONECKER_MAX_CLASSES", 6)
     rng = np.random.default_rng(11)
     n_rows, p = 700, 12
     X = rng.normal(size=(n_rows, p)) * np.exp(rng.uniform(-1, 1, size=p))

@@ -46,6 +46,13 @@ from softmax._array_api import library_of
 from softmax.backends import array_api as _backend
 from softmax.backends._base import Capability
 from softmax.solvers._base import Objective, RateGapEstimate, Run, f_noise_level
+from softmax.solvers._lbfgs_policy import (
+    HISTORY_BYTES,
+    KRONECKER_START,
+    default_history,
+    refresh_due,
+    use_kronecker,
+)
 from softmax.solvers._linesearch import wolfe_line_search
 from softmax.solvers._preconditioners import KRONECKER_FLOAT32_FEATURES
 from softmax.solvers._problem import Problem, SolverResult
@@ -502,13 +509,6 @@ def solve_on_device(solver: Any, run: Run) -> SolverResult:
     The loop of ``LBFGS._solve`` step for step (see the module docstring for
     what crosses to the host).
     """
-    from softmax.solvers.lbfgs import (
-        HISTORY_BYTES,
-        KRONECKER_START,
-        _refresh_due,
-        default_history,
-        use_kronecker,
-    )
 
     obj, mon = run.objective(solver.name)
     data, tol, max_iter = run.problem.data, run.tol, run.max_iter
@@ -598,7 +598,7 @@ def solve_on_device(solver: Any, run: Run) -> SolverResult:
         s = ls.t * d
         x = x + s
         first = KRONECKER_START if kron else 0
-        if precondition and _refresh_due(it + 1, solver.precondition_every, first):
+        if precondition and refresh_due(it + 1, solver.precondition_every, first):
             M_new = make_M(xp.reshape(x, shape))
             if M_new is not None:
                 M = M_new

@@ -26,12 +26,19 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.linalg.blas import dtrsv as _dtrsv
 
-from softmax.backends._base import Capability, RowData
+from softmax.backends._base import RowData
 from softmax.solvers._base import (
     RateGapEstimate,
     Run,
     Solver,
     f_noise_level,
+)
+from softmax.solvers._lbfgs_policy import (
+    HISTORY_BYTES,
+    KRONECKER_START,
+    default_history,
+    refresh_due,
+    use_kronecker,
 )
 from softmax.solvers._linesearch import wolfe_line_search
 from softmax.solvers._preconditioners import FeatureBasis, class_blocks, diagonal, kronecker
@@ -45,65 +52,6 @@ __all__ = [
     "make_memory",
     "use_kronecker",
 ]
-
-#: Default number of correction pairs kept. On MNIST digits (X / 255, C=1)
-#: with the diagonal preconditioner m = 10, 50, 100 took 231, 200, 175
-#: iterations to a 1e-6 gap; with the Kronecker one 50 and 100 both take
-#: about 72 (docs/solvers.md), and 50 halves the two-loop's memory traffic.
-#: The history is capped at HISTORY_BYTES of memory.
-HISTORY_SIZE = 50
-#: Memory the (s, y) history may take at most (two vectors per pair).
-HISTORY_BYTES = 64 << 20
-
-
-#: Multiply-adds per pass (n_samples * n_features * n_classes) from which
-#: ``preconditioner="auto"`` considers the Kronecker preconditioner.
-KRONECKER_WORK = 10_000_000
-#: Iteration after which the Kronecker preconditioner replaces the diagonal
-#: one (then refreshed every ``precondition_every``). Problems solved within
-#: it never pay for the feature covariance; on MNIST (X / 255, C = 1)
-#: switching after 5 rather than 20 iterations took 79 -> 72 iterations to a
-#: 1e-6 gap (class curvature from a row subsample, 2048 rows).
-KRONECKER_START = 5
-#: Most classes for which ``preconditioner="auto"`` considers the Kronecker
-#: preconditioner. Its feature factor is one covariance shared by all classes,
-#: while each class's block of the Hessian weighs the rows where that class is
-#: probable: with many classes these differ, and the diagonal preconditioner
-#: (per-class curvature-weighted means and scales) captures more. Its class
-#: factor also costs ``O(K^3)`` per refresh and ``O(K^2 p)`` per iteration. On
-#: linear-probe rows (256 features, 1,000 classes; 25,000 rows) Kronecker took
-#: 40 iterations to a 1e-6 gap against 34 for the diagonal one, at 1.5x the
-#: time per iteration; on wide100c (100 classes) it still wins.
-KRONECKER_MAX_CLASSES = 300
-
-
-def use_kronecker(data: RowData) -> bool:
-    """Whether ``"auto"`` picks the Kronecker preconditioner for ``data``.
-
-    When the backend offers ``feature_covariance`` (dense X of at most 2048
-    features in memory) and a pass is big enough that the preconditioner's
-    ``O(K p^2)`` products and its setup are small next to the passes it saves,
-    and for at most ``KRONECKER_MAX_CLASSES`` classes.
-    Measured (docs/solvers.md): on MNIST (8000 x 784) 149 -> 75 iterations at
-    C = 1 and 554 -> 330 at C = 100; on digits (1797 x 64) no gain.
-    """
-    if Capability.FEATURE_COVARIANCE not in data.capabilities:
-        return False
-    if data.n_classes > KRONECKER_MAX_CLASSES:
-        return False
-    return data.n_samples * data.n_features * data.n_classes >= KRONECKER_WORK
-
-
-def _refresh_due(iteration: int, every: int, first: int) -> bool:
-    """Whether to rebuild the preconditioner after ``iteration`` iterations.
-
-    At ``first`` (0: at ``every``), then every ``every`` iterations; never when
-    ``every`` is 0.
-    """
-    if not every:
-        return False
-    first = first or every
-    return iteration >= first and (iteration - first) % every == 0
 
 
 def _same_basis(a: FeatureBasis | None, b: FeatureBasis | None) -> bool:
@@ -121,17 +69,6 @@ def _change_of_basis(
         return new.forward(V) if new is not None else V
 
     return change
-
-
-def default_history(data: RowData) -> int:
-    """History size for ``data``: ``HISTORY_SIZE`` for big passes, 30 for small ones.
-
-    The two-loop recursion is ``4 m`` vector operations of Python overhead
-    each; when a pass over the rows takes well under a millisecond (digits),
-    a long history costs more time than the iterations it saves.
-    """
-    work = data.n_samples * max(1, data.n_features) * max(1, data.n_classes)
-    return HISTORY_SIZE if work >= 10_000_000 else 30
 
 
 def make_memory(
@@ -484,7 +421,7 @@ class LBFGS(QuasiNewton):
             s = ls.t * d
             x = x + s
             first = KRONECKER_START if kron else 0
-            if precondition and _refresh_due(it + 1, self.precondition_every, first):
+            if precondition and refresh_due(it + 1, self.precondition_every, first):
                 M_new = make_M(x.reshape(shape))
                 if M_new is not None:
                     M = M_new
