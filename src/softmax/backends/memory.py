@@ -281,7 +281,7 @@ class InMemoryData(RowData):
             stop = min(n, start + step * stride)
             Xb = self.X[start:stop:stride]
             P = decision_function(coef, Xb, fit_intercept=self.fit_intercept)
-            softmax_rows_(P)
+            softmax_rows_(P, load_compiled=False)  # one-off: see softmax_rows_
             P = P.astype(np.float64, copy=False)
             if self.weights is None:
                 sP = P
@@ -321,7 +321,7 @@ class InMemoryData(RowData):
             self._projected = (V, Z)
         Z = self._projected[1]
         P = decision_function(coef, Xs, fit_intercept=self.fit_intercept)
-        softmax_rows_(P)
+        softmax_rows_(P, load_compiled=False)  # one-off: see softmax_rows_
         P = P.astype(np.float64, copy=False)
         W = P * (1.0 - P)
         if self.weights is not None:
