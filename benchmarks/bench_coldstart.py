@@ -58,23 +58,28 @@ def reset_peak():
         fh.write("5")
 
 def label(frame):
-    # what the main thread is doing: the outermost import of another package
-    # (else of a softmax module), else numba, else the innermost softmax function
+    # what the main thread is doing: numba (importing it, or its runtime and
+    # kernels), else the outermost import under way, else the innermost
+    # softmax function
     stack = []
     while frame is not None:
         stack.append(frame)
         frame = frame.f_back
     imports = [str(f.f_locals.get("name", "?")) for f in reversed(stack)
                if f.f_code.co_name == "_find_and_load"]  # outermost first
+    in_numba = any("/numba/" in f.f_code.co_filename or "/llvmlite/" in f.f_code.co_filename
+                   for f in stack)
+    numba_import = any(m.split(".")[0] in ("numba", "llvmlite") or
+                       m.split(".")[-1].startswith("_numba") for m in imports)
+    if in_numba or numba_import:
+        if imports:
+            return "numba: import (numba, llvmlite, softmax's numba modules)"
+        return "numba: runtime start and kernels loaded from the cache"
     for name in imports:
         if name.split(".")[0] != "softmax":
             return "import " + name.split(".")[0]
     if imports:
         return "import " + imports[0]
-    for f in stack:
-        name = f.f_code.co_filename
-        if "/numba/" in name or "/llvmlite/" in name:
-            return "numba runtime and kernel loading"
     for f in stack:  # innermost first
         name = f.f_code.co_filename.replace(os.sep, "/")
         if "/softmax/" in name:
@@ -86,13 +91,21 @@ class Sampler(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.main = threading.main_thread().ident
-        self.stop, self.top, self.charged = False, rss_mb()[0], {}
+        self.stop, self.top, self.charged, self.seen = False, rss_mb()[0], {}, {}
     def run(self):
+        mods = set(sys.modules)
         while not self.stop:
             r = rss_mb()[0]
+            f = sys._current_frames().get(self.main)
+            key = label(f) if f is not None else "?"
+            if len(sys.modules) != len(mods):
+                # a C-level step (loading LLVM) can hold the interpreter until
+                # the import is over: charge by the modules that appeared
+                new, mods = set(sys.modules) - mods, set(sys.modules)
+                if any(m.split(".")[0] in ("numba", "llvmlite") for m in new):
+                    key = "numba: import (numba, llvmlite, softmax's numba modules)"
+            self.seen[key] = self.seen.get(key, 0) + 1  # share of the fit's time
             if r > self.top:
-                f = sys._current_frames().get(self.main)
-                key = label(f) if f is not None else "?"
                 self.charged[key] = self.charged.get(key, 0.0) + r - self.top
                 self.top = r
             time.sleep(0.0005)
@@ -129,7 +142,9 @@ for _ in range(2):
     if sampler:
         sampler.stop = True
         sampler.join()
-        charged.append(sampler.charged)
+        total = max(1, sum(sampler.seen.values()))
+        charged.append({k: [sampler.charged.get(k, 0.0), fits[-1] * c / total]
+                        for k, c in sampler.seen.items()})
 print(json.dumps({"import_s": t_import, "fit1_s": fits[0], "fit2_s": fits[1],
                   "rss_data_mb": rss_data, "rss_import_mb": rss_import,
                   "peak1_x": growth[0], "peak2_x": growth[1], "X_mb": X.nbytes / 1e6,
@@ -163,7 +178,7 @@ def run_child(args: argparse.Namespace, cache: str, account: bool) -> dict:
 
 
 def account_lines(r: dict, top: int = 8) -> list[str]:
-    """The ``--account`` table: resident growth charged to what the fit was doing."""
+    """The ``--account`` table: resident growth and time charged to what the fit was doing."""
     lines = [
         "",
         "## Where the resident set grew (one more fresh process, cache filled, sampled)",
@@ -171,27 +186,36 @@ def account_lines(r: dict, top: int = 8) -> list[str]:
         f"Resident set: {r['rss_data_mb']:.0f} MB with the rows made, "
         f"{r['rss_import_mb']:.0f} MB after `from softmax import SoftmaxRegression` "
         f"(+{r['rss_import_mb'] - r['rss_data_mb']:.0f} MB, before any fit). "
-        "Each rise of the resident set during a fit is charged to the import under way, "
-        "the numba runtime, or the innermost softmax function on the main thread "
-        f"(largest {top}; MB, / X):",
+        "Each rise of the resident set during a fit is charged to what the main thread "
+        "was doing when it was sampled: numba (its import, or its runtime and "
+        "kernels), another import, or the innermost softmax function; the time is "
+        "the share of samples (the sampling thread slows the fit; the shares "
+        f"stand). Largest {top} by first-fit growth:",
         "",
-        "| charged to | first fit MB | / X | second fit MB | / X |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| charged to | first fit MB | / X | first fit s | second fit MB | / X | second fit s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     first, second = r["charged"]
-    keys = sorted(set(first) | set(second), key=lambda k: -first.get(k, 0.0))
+    zero = [0.0, 0.0]
+    keys = sorted(set(first) | set(second), key=lambda k: (-first.get(k, zero)[0], k))
     x_mib = r["X_mib"]
+
+    def row(name: str, a: list[float], b: list[float]) -> str:
+        return (
+            f"| {name} | {a[0]:.1f} | {a[0] / x_mib:.2f} | {a[1]:.2f} "
+            f"| {b[0]:.1f} | {b[0] / x_mib:.2f} | {b[1]:.2f} |"
+        )
+
+    def total(d: dict, names: list[str]) -> list[float]:
+        return [sum(d.get(k, zero)[i] for k in names) for i in (0, 1)]
+
     for k in keys[:top]:
-        a, b = first.get(k, 0.0), second.get(k, 0.0)
-        lines.append(f"| {k} | {a:.1f} | {a / x_mib:.2f} | {b:.1f} | {b / x_mib:.2f} |")
-    rest = [(first.get(k, 0.0), second.get(k, 0.0)) for k in keys[top:]]
-    a, b = sum(v[0] for v in rest), sum(v[1] for v in rest)
-    lines.append(f"| the rest | {a:.1f} | {a / x_mib:.2f} | {b:.1f} | {b / x_mib:.2f} |")
-    a, b = sum(first.values()), sum(second.values())
-    lines.append(f"| **sampled total** | {a:.1f} | {a / x_mib:.2f} | {b:.1f} | {b / x_mib:.2f} |")
+        lines.append(row(k, first.get(k, zero), second.get(k, zero)))
+    lines.append(row("the rest", total(first, keys[top:]), total(second, keys[top:])))
+    lines.append(row("**sampled total**", total(first, keys), total(second, keys)))
     lines.append(
-        f"| peak growth (VmHWM) | {r['peak1_x'] * x_mib:.1f} | {r['peak1_x']:.2f} "
-        f"| {r['peak2_x'] * x_mib:.1f} | {r['peak2_x']:.2f} |"
+        f"| peak growth (VmHWM) | {r['peak1_x'] * x_mib:.1f} | {r['peak1_x']:.2f} | "
+        f"| {r['peak2_x'] * x_mib:.1f} | {r['peak2_x']:.2f} | |"
     )
     return lines
 

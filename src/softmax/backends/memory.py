@@ -313,14 +313,26 @@ class InMemoryData(RowData):
         if stride == 1:
             self.n_passes += 1
         Xs = self.X[::stride]
+        m, step = Xs.shape[0], _COV_BLOCK_ROWS
+        # row blocks: the centred (and, when strided, gathered) rows are
+        # copies, bounded by a block rather than m x p
         if self._projected is None or self._projected[0] is not V:
-            Zs = Xs - self.feature_moments()[0].astype(Xs.dtype) if self.fit_intercept else Xs
-            Z = Zs @ V.astype(Xs.dtype, copy=False)
+            r = V.shape[1]
+            Vx = V.astype(Xs.dtype, copy=False)
+            shift = self.feature_moments()[0].astype(Xs.dtype) if self.fit_intercept else None
+            Z = np.empty((m, r + int(self.fit_intercept)), dtype=Xs.dtype)
+            for start in range(0, m, step):
+                Xb = Xs[start : start + step]
+                Z[start : start + step, :r] = (Xb if shift is None else Xb - shift) @ Vx
             if self.fit_intercept:
-                Z = np.hstack([Z, np.ones((Z.shape[0], 1), dtype=Z.dtype)])
+                Z[:, r] = 1
             self._projected = (V, Z)
         Z = self._projected[1]
-        P = decision_function(coef, Xs, fit_intercept=self.fit_intercept)
+        P = np.empty((m, self.n_classes), dtype=Xs.dtype)
+        for start in range(0, m, step):
+            P[start : start + step] = decision_function(
+                coef, Xs[start : start + step], fit_intercept=self.fit_intercept
+            )
         softmax_rows_(P, load_compiled=False)  # one-off: see softmax_rows_
         P = P.astype(np.float64, copy=False)
         W = P * (1.0 - P)
