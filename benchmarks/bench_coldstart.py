@@ -93,21 +93,20 @@ class Sampler(threading.Thread):
         self.main = threading.main_thread().ident
         self.stop, self.top, self.charged, self.seen = False, rss_mb()[0], {}, {}
     def run(self):
-        mods = set(sys.modules)
+        prev, t_prev = None, time.perf_counter()
         while not self.stop:
             r = rss_mb()[0]
             f = sys._current_frames().get(self.main)
             key = label(f) if f is not None else "?"
-            if len(sys.modules) != len(mods):
-                # a C-level step (loading LLVM) can hold the interpreter until
-                # the import is over: charge by the modules that appeared
-                new, mods = set(sys.modules) - mods, set(sys.modules)
-                if any(m.split(".")[0] in ("numba", "llvmlite") for m in new):
-                    key = "numba: import (numba, llvmlite, softmax's numba modules)"
+            now = time.perf_counter()
+            # a C step that holds the interpreter (loading LLVM) keeps this
+            # thread waiting: charge what grew meanwhile to where it began
+            charge = prev if prev is not None and now - t_prev > 0.005 else key
             self.seen[key] = self.seen.get(key, 0) + 1  # share of the fit's time
             if r > self.top:
-                self.charged[key] = self.charged.get(key, 0.0) + r - self.top
+                self.charged[charge] = self.charged.get(charge, 0.0) + r - self.top
                 self.top = r
+            prev, t_prev = key, now
             time.sleep(0.0005)
 
 import numpy as np
