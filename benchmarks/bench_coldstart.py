@@ -122,6 +122,8 @@ else:
     y = (X[:, :K] @ rng.standard_normal((K, K)) + rng.gumbel(size=(n, K))).argmax(axis=1)
 rss_data = rss_mb()[0]
 t0 = time.perf_counter()
+import sklearn.base, sklearn.utils.validation  # what softmax builds on, measured apart
+rss_sklearn = rss_mb()[0]
 from softmax import SoftmaxRegression
 t_import = time.perf_counter() - t0
 rss_import = rss_mb()[0]
@@ -146,6 +148,7 @@ for _ in range(2):
                         for k, c in sampler.seen.items()})
 print(json.dumps({"import_s": t_import, "fit1_s": fits[0], "fit2_s": fits[1],
                   "rss_data_mb": rss_data, "rss_import_mb": rss_import,
+                  "rss_sklearn_mb": rss_sklearn,
                   "peak1_x": growth[0], "peak2_x": growth[1], "X_mb": X.nbytes / 1e6,
                   "X_mib": X.nbytes / 2**20, "n_iter": int(est.n_iter_),
                   "row_threads": _n_threads(X, K), "numba": "numba" in sys.modules,
@@ -184,7 +187,9 @@ def account_lines(r: dict, top: int = 8) -> list[str]:
         "",
         f"Resident set: {r['rss_data_mb']:.0f} MB with the rows made, "
         f"{r['rss_import_mb']:.0f} MB after `from softmax import SoftmaxRegression` "
-        f"(+{r['rss_import_mb'] - r['rss_data_mb']:.0f} MB, before any fit). "
+        f"(+{r['rss_import_mb'] - r['rss_data_mb']:.0f} MB before any fit, of which "
+        f"scikit-learn's import, with what it imports, "
+        f"{r['rss_sklearn_mb'] - r['rss_data_mb']:.0f} MB). "
         "Each rise of the resident set during a fit is charged to what the main thread "
         "was doing when it was sampled: numba (its import, or its runtime and "
         "kernels), another import, or the innermost softmax function; the time is "
