@@ -231,8 +231,10 @@ class InMemoryData(RowData):
         n, p = X.shape
         budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
         stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
-        rows = np.arange(0, n, stride)
-        s = np.ones(rows.size) if self.weights is None else self.weights[rows]
+        # rows start::stride of each block of _COV_BLOCK_ROWS used rows, by
+        # slices: no index or weight arrays of n entries
+        span = _COV_BLOCK_ROWS * stride
+        total = -(-n // stride) if self.weights is None else self.weights[::stride].sum()
         mean = self.feature_moments()[0]
         shift = mean.astype(X.dtype)  # centre blocks first: no cancellation
         # BLAS syrk adds each block's X_b^T X_b into one triangle of cov in
@@ -241,15 +243,15 @@ class InMemoryData(RowData):
 
         syrk = get_blas_funcs("syrk", dtype=X.dtype)
         cov = np.zeros((p, p), dtype=X.dtype, order="F")
-        for start in range(0, rows.size, _COV_BLOCK_ROWS):
-            idx = rows[start : start + _COV_BLOCK_ROWS]
-            Xb = (X[idx] if stride > 1 else X[idx[0] : idx[-1] + 1]) - shift
+        for start in range(0, n, span):
+            Xb = X[start : start + span : stride] - shift
             if self.weights is not None:  # weights >= 0: rows scaled by sqrt(s_i)
-                Xb *= np.sqrt(self.weights[idx, None]).astype(X.dtype)
+                w = self.weights[start : start + span : stride, None]
+                Xb *= np.sqrt(w).astype(X.dtype)
             # Xb.T is Fortran-ordered: no copy; C = A A^T with A = Xb^T
             cov = syrk(1.0, Xb.T, beta=1.0, c=cov, trans=0, lower=0, overwrite_c=1)
         mirror_upper(cov)
-        cov /= max(float(s.sum()), 1e-300)
+        cov /= max(float(total), 1e-300)
         return mean, cov
 
     def class_curvature(self, coef: np.ndarray) -> np.ndarray:
