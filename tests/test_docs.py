@@ -339,17 +339,19 @@ SPEED_FIGURE = re.compile(
 TYPED_BEFORE_THE_CHECK = {
     ("dask.md", "229 to 112 ms"),
     ("performance.md", "0.472 s"),
+    ("performance.md", "0.29 s"),
     ("performance.md", "5.75 s"),
+    ("performance.md", "0.29 ms"),
     ("performance.md", "0.565 s"),
     ("performance.md", "0.75 to 0.47 ms"),
     ("performance.md", "0.40x"),
     ("performance.md", "13.1 s"),
     ("solvers.md", "0.70 s"),
-    # matched only by chance by an older coldstart.md, which no longer holds it
-    ("solvers.md", "0.79 s"),
     ("solvers.md", "18-135 s"),
     ("solvers.md", "0.49 s"),
     ("solvers.md", "0.64 s"),
+    ("solvers.md", "0.32 s"),
+    ("solvers.md", "2.44 s"),
     ("solvers.md", "1.37 s"),
     ("solvers.md", "0.80 s"),
     ("solvers.md", "8.85 s"),
@@ -374,6 +376,18 @@ TYPED_BEFORE_THE_CHECK = {
     ("solvers.md", "8.0 ms"),
     ("solvers.md", "1.48x"),
 }
+# The check matches numbers anywhere in the results files, so a new results
+# file can cover a typed figure by chance, and a rewritten one uncover it:
+# figures the cold-start results (bench_coldstart.py) now hold by chance are
+# no longer listed, and solvers.md's 0.79 s, held by chance by the older
+# coldstart.md, is listed again.
+TYPED_BEFORE_THE_CHECK -= {
+    ("performance.md", "0.29 ms"),
+    ("performance.md", "0.29 s"),
+    ("solvers.md", "0.32 s"),
+    ("solvers.md", "2.44 s"),
+}
+TYPED_BEFORE_THE_CHECK |= {("solvers.md", "0.79 s")}
 
 
 def _results_text() -> str:
