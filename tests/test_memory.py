@@ -110,3 +110,27 @@ def test_fit_on_a_few_classes_and_features_does_not_load_numba():
     ref = np.asarray(r["ref"])
     np.testing.assert_allclose(r["z"], sp_softmax(ref, axis=1), rtol=1e-12)
     np.testing.assert_allclose(r["lse"], logsumexp(ref, axis=1), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_coldstart_benchmark_records_growth_and_accounts_for_it(tmp_path):
+    """benchmarks/bench_coldstart.py on tiny rows: its table and its account agree.
+
+    The account's sampled rises can miss a short spike but never exceed the
+    peak the kernel recorded (``VmHWM``) for the same fit.
+    """
+    out = tmp_path / "coldstart.md"
+    env = dict(os.environ, PYTHONPATH=SRC)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_coldstart.py"
+    cmd = [sys.executable, str(script), "--n", "3000", "--p", "20", "--classes", "3"]
+    cmd += ["--fresh", "1", "--account", "--out", str(out)]
+    subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=600)
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith(("| new install", "| fresh"))]
+    assert len(rows) == 2
+    sampled = next(line for line in text.splitlines() if line.startswith("| **sampled total"))
+    peak = next(line for line in text.splitlines() if line.startswith("| peak growth"))
+    sampled_mb = float(sampled.split("|")[2])
+    peak_mb = float(peak.split("|")[2])
+    assert 0.0 < sampled_mb <= peak_mb + 0.5
+    assert "after `from softmax import SoftmaxRegression`" in text
