@@ -373,6 +373,18 @@ TYPED_BEFORE_THE_CHECK = {
     ("solvers.md", "8.0 ms"),
     ("solvers.md", "1.48x"),
 }
+# The check matches numbers anywhere in the results files, so a new results
+# file can cover a typed figure by chance, and a rewritten one uncover it:
+# figures the cold-start results (bench_coldstart.py) now hold by chance are
+# no longer listed, and solvers.md's 0.79 s, held by chance by the older
+# coldstart.md, is listed again.
+TYPED_BEFORE_THE_CHECK -= {
+    ("performance.md", "0.29 ms"),
+    ("performance.md", "0.29 s"),
+    ("solvers.md", "0.32 s"),
+    ("solvers.md", "2.44 s"),
+}
+TYPED_BEFORE_THE_CHECK |= {("solvers.md", "0.79 s")}
 
 
 def _results_text() -> str:

@@ -136,20 +136,26 @@ def _numpy_rows(z: np.ndarray, log: bool) -> np.ndarray:
     return lse
 
 
-def softmax_rows_(z: np.ndarray) -> np.ndarray:
+def softmax_rows_(z: np.ndarray, *, load_compiled: bool = True) -> np.ndarray:
     """Overwrite ``z`` with its row-wise softmax; return the row logsumexp.
 
     Parameters
     ----------
     z : ndarray of shape (n_rows, n_classes)
         C-contiguous float32 or float64 array of finite values. Overwritten.
+    load_compiled : bool, default True
+        False: take the numba kernels only when they are loaded already. For
+        one-off calls (a fit's preconditioner on a few classes, whose passes
+        stay in NumPy): importing numba and loading a kernel costs about
+        0.5 s and 40 MB of resident memory once per process, far more than
+        the kernel saves on one call.
 
     Returns
     -------
     lse : ndarray of shape (n_rows,), float64
         ``log(sum(exp(z_original), axis=1))``; ``-inf`` for rows of length 0.
     """
-    return _rows_(z, log=False)
+    return _rows_(z, log=False, load_compiled=load_compiled)
 
 
 def log_softmax_rows_(z: np.ndarray) -> np.ndarray:
@@ -239,12 +245,13 @@ def rows_into(x: np.ndarray, out: np.ndarray, log: bool) -> np.ndarray:
     return lse
 
 
-def _rows_(z: np.ndarray, log: bool) -> np.ndarray:
+def _rows_(z: np.ndarray, log: bool, load_compiled: bool = True) -> np.ndarray:
     _check(z)
     n, k = z.shape
     if n == 0 or k == 0:
         return np.full(n, -np.inf)
-    nk = _numba() if USE_NUMBA and z.size >= NUMBA_MIN_SIZE else None
+    use = USE_NUMBA and z.size >= NUMBA_MIN_SIZE and (load_compiled or bool(_NUMBA_STATE))
+    nk = _numba() if use else None
     if nk is not None:
         try:
             return nk.rows_(z, log)

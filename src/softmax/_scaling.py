@@ -155,7 +155,8 @@ def row_scale(X: Any) -> RowScale | None:
     limit = SCALE_ABOVE.get(values.dtype)
     if values.size == 0 or limit is None:
         return None
-    largest = float(np.max(np.abs(values)))
+    # two reductions, no temporary: np.abs(values) would be a copy the size of X
+    largest = max(float(values.max()), -float(values.min()))
     if not largest > limit:
         return None
     return RowScale(math.frexp(largest)[1], largest)

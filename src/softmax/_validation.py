@@ -213,8 +213,12 @@ def encode_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ``classes[codes] == y``.
     """
     check_classification_targets(y)  # rejects continuous and multilabel targets
-    classes, codes = np.unique(y, return_inverse=True)
-    return classes, codes.reshape(-1).astype(np.intp, copy=False)
+    # the sorted labels, then each row's position among them: a sort of y and
+    # one intp array (return_inverse keeps an argsort and three more
+    # n-sized arrays: 8 MB for 200,000 rows)
+    classes = np.unique(y)
+    codes = np.searchsorted(classes, np.ravel(y))
+    return classes, codes.astype(np.intp, copy=False)
 
 
 def encode_with_classes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:

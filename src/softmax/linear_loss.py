@@ -100,8 +100,11 @@ CLASS_MAJOR_MAX_CLASSES = 16
 #: Dense X of at most this many bytes is also kept transposed (a copy, in the
 #: workspace of the backend that owns X) for the class-major logits ``W @
 #: X^T``, which BLAS computes about twice as fast from contiguous rows of
-#: ``X^T`` as from the transposed view (35 us against 70 us on digits).
-TRANSPOSED_COPY_BYTES = 32 * 1024 * 1024
+#: ``X^T`` as from the transposed view (35 us against 70 us on digits). The
+#: gain shrinks as X grows (about 15% of a one-thread pass on covertype-like
+#: rows of 10-30 MB) while the copy adds X's size to the fit's resident set,
+#: which the fit keeps below 1.5x X (docs/performance.md): small X only.
+TRANSPOSED_COPY_BYTES = 8 * 1024 * 1024
 
 
 def _is_sparse(X: Any) -> bool:
@@ -1071,7 +1074,8 @@ def block_curvature_moments(
         Zb = _matmul_xt(Xb, W.T, ws.z[: stop - start])
         if b is not None:
             Zb += b
-        softmax_rows_(Zb)
+        # a refresh every few iterations: not worth importing numba for
+        softmax_rows_(Zb, load_compiled=False)
         Zb *= 1 - Zb  # p (1 - p)
         if weights is not None:
             Zb *= weights[start:stop, None].astype(dt)
@@ -1102,7 +1106,10 @@ def column_moments(X: Any, weights: np.ndarray | None) -> tuple[np.ndarray, np.n
     n, p = X.shape
     out = np.zeros(p, dtype=np.float64)
     s1 = np.zeros(p, dtype=np.float64)
-    step = max(1, min(n, BLOCK_BYTES // max(1, p * 8)))
+    # dense: float64 blocks of 256 KiB (the block and its square stay in
+    # cache, and add little to a fit's resident set: 2 MiB blocks added 6 MB)
+    step = SPARSE_BLOCK_ROWS if _is_sparse(X) else (256 * 1024) // max(1, p * 8)
+    step = max(1, min(n, step))
     for start in range(0, n, step):
         stop = min(n, start + step)
         Xb = _row_block(X, start, stop)

@@ -231,8 +231,10 @@ class InMemoryData(RowData):
         n, p = X.shape
         budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
         stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
-        rows = np.arange(0, n, stride)
-        s = np.ones(rows.size) if self.weights is None else self.weights[rows]
+        # rows start::stride of each block of _COV_BLOCK_ROWS used rows, by
+        # slices: no index or weight arrays of n entries
+        span = _COV_BLOCK_ROWS * stride
+        total = -(-n // stride) if self.weights is None else self.weights[::stride].sum()
         mean = self.feature_moments()[0]
         shift = mean.astype(X.dtype)  # centre blocks first: no cancellation
         # BLAS syrk adds each block's X_b^T X_b into one triangle of cov in
@@ -241,15 +243,15 @@ class InMemoryData(RowData):
 
         syrk = get_blas_funcs("syrk", dtype=X.dtype)
         cov = np.zeros((p, p), dtype=X.dtype, order="F")
-        for start in range(0, rows.size, _COV_BLOCK_ROWS):
-            idx = rows[start : start + _COV_BLOCK_ROWS]
-            Xb = (X[idx] if stride > 1 else X[idx[0] : idx[-1] + 1]) - shift
+        for start in range(0, n, span):
+            Xb = X[start : start + span : stride] - shift
             if self.weights is not None:  # weights >= 0: rows scaled by sqrt(s_i)
-                Xb *= np.sqrt(self.weights[idx, None]).astype(X.dtype)
+                w = self.weights[start : start + span : stride, None]
+                Xb *= np.sqrt(w).astype(X.dtype)
             # Xb.T is Fortran-ordered: no copy; C = A A^T with A = Xb^T
             cov = syrk(1.0, Xb.T, beta=1.0, c=cov, trans=0, lower=0, overwrite_c=1)
         mirror_upper(cov)
-        cov /= max(float(s.sum()), 1e-300)
+        cov /= max(float(total), 1e-300)
         return mean, cov
 
     def class_curvature(self, coef: np.ndarray) -> np.ndarray:
@@ -281,7 +283,7 @@ class InMemoryData(RowData):
             stop = min(n, start + step * stride)
             Xb = self.X[start:stop:stride]
             P = decision_function(coef, Xb, fit_intercept=self.fit_intercept)
-            softmax_rows_(P)
+            softmax_rows_(P, load_compiled=False)  # one-off: see softmax_rows_
             P = P.astype(np.float64, copy=False)
             if self.weights is None:
                 sP = P
@@ -313,15 +315,27 @@ class InMemoryData(RowData):
         if stride == 1:
             self.n_passes += 1
         Xs = self.X[::stride]
+        m, step = Xs.shape[0], _COV_BLOCK_ROWS
+        # row blocks: the centred (and, when strided, gathered) rows are
+        # copies, bounded by a block rather than m x p
         if self._projected is None or self._projected[0] is not V:
-            Zs = Xs - self.feature_moments()[0].astype(Xs.dtype) if self.fit_intercept else Xs
-            Z = Zs @ V.astype(Xs.dtype, copy=False)
+            r = V.shape[1]
+            Vx = V.astype(Xs.dtype, copy=False)
+            shift = self.feature_moments()[0].astype(Xs.dtype) if self.fit_intercept else None
+            Z = np.empty((m, r + int(self.fit_intercept)), dtype=Xs.dtype)
+            for start in range(0, m, step):
+                Xb = Xs[start : start + step]
+                Z[start : start + step, :r] = (Xb if shift is None else Xb - shift) @ Vx
             if self.fit_intercept:
-                Z = np.hstack([Z, np.ones((Z.shape[0], 1), dtype=Z.dtype)])
+                Z[:, r] = 1
             self._projected = (V, Z)
         Z = self._projected[1]
-        P = decision_function(coef, Xs, fit_intercept=self.fit_intercept)
-        softmax_rows_(P)
+        P = np.empty((m, self.n_classes), dtype=Xs.dtype)
+        for start in range(0, m, step):
+            P[start : start + step] = decision_function(
+                coef, Xs[start : start + step], fit_intercept=self.fit_intercept
+            )
+        softmax_rows_(P, load_compiled=False)  # one-off: see softmax_rows_
         P = P.astype(np.float64, copy=False)
         W = P * (1.0 - P)
         if self.weights is not None:
