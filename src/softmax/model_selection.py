@@ -326,18 +326,19 @@ def _extrapolated_start(
 PATH_NEWTON_CG_MAX_CONDITION = 1000.0
 
 #: Above :data:`PATH_NEWTON_CG_MAX_CONDITION` the penalty no longer
-#: dominates: the weakly regularised fits are where a path spends its time.
-#: From this condition bound on they use Newton-CG preconditioned by each
-#: class's own curvature block (``NewtonCG(preconditioner="blocks")``, built
-#: once per fit at the warm start), where L-BFGS with its diagonal
-#: preconditioner needs 50-80 iterations. On the digits folds of
-#: benchmarks/bench_cv.py (bounds 3.8e4 ... 1.8e9 at C = 4.6 ... 1e4) they
-#: took 5-6 outer iterations of about 3 CG steps each, against 36-80 L-BFGS
-#: iterations: the 5-fold cross-validation went from 2,219 to XXX
-#: iterations and from XXX to XXX s of CPU time. Newton's last step also leaves
-#: those fits far closer to the optimum than ``tol`` asks (the held-out scores
-#: agree with the exact optimum's to about 1e-7 instead of 1e-6).
-PATH_BLOCKS_MIN_CONDITION = 1000.0
+#: dominates, and the weakly regularised fits are where a path spends its
+#: time. There, for at most this many features (each class's curvature block
+#: is then exact, :data:`softmax.solvers._preconditioners.CLASS_BLOCK_RANK`),
+#: the fits use Newton-CG preconditioned by each class's own curvature block
+#: (``NewtonCG(preconditioner="blocks")``, built once per fit at the warm
+#: start), where L-BFGS with its diagonal preconditioner needs 26-80
+#: iterations. On the digits folds of benchmarks/bench_cv.py (C = 0.215 ...
+#: 1e4) they took 4-6 outer iterations of about 3 CG steps each: the 5-fold
+#: cross-validation went from 2,219 to 316 iterations and its CPU time by a
+#: third (docs/model_selection.md). Newton's last step also leaves those fits
+#: closer to the optimum than ``tol`` asks: held-out scores within about 2e-7
+#: of the exact optimum's, where L-BFGS left up to 4e-6.
+PATH_BLOCKS_MAX_FEATURES = 100
 
 
 def _path_solvers(
@@ -345,13 +346,14 @@ def _path_solvers(
 ) -> list[Any] | None:
     """Per-``C`` solvers for a path of ``model`` with ``solver="auto"``, or None.
 
-    ``"newton-cg"`` where :data:`PATH_NEWTON_CG_MAX_CONDITION` allows; from
-    :data:`PATH_BLOCKS_MIN_CONDITION` on, Newton-CG with the class-block
-    preconditioner (a configured :class:`~softmax.solvers.newton_cg.NewtonCG`);
-    else ``"auto"``. For dense rows in memory of at most 2,048 features (the
-    class blocks need the feature covariance), an L2 penalty, and more
-    coefficients than ``"auto"`` gives the full-Hessian Newton (which it then
-    keeps). Only the solver changes, not the optimum.
+    ``"newton-cg"`` where :data:`PATH_NEWTON_CG_MAX_CONDITION` allows; above
+    it Newton-CG with the class-block preconditioner (a configured
+    :class:`~softmax.solvers.newton_cg.NewtonCG`) for at most
+    :data:`PATH_BLOCKS_MAX_FEATURES` features, else ``"auto"``. For dense
+    rows in memory of at most 2,048 features (the class blocks need the
+    feature covariance), an L2 penalty, and more coefficients than
+    ``"auto"`` gives the full-Hessian Newton (which it then keeps). Only the
+    solver changes, not the optimum.
     """
     from softmax.solvers import NEWTON_CHOLESKY_MAX_COEF, SOLVERS
 
@@ -370,16 +372,10 @@ def _path_solvers(
         gram = np.block([[gram, col[:, None]], [col[None, :], np.array([[total]])]])
     top = float(np.linalg.eigvalsh(gram)[-1])
     blocks = SOLVERS["newton-cg"].with_options(preconditioner="blocks")
-    out: list[Any] = []
-    for C in Cs:
-        bound = 1.0 + 0.5 * float(C) * top
-        if bound <= PATH_NEWTON_CG_MAX_CONDITION:
-            out.append("newton-cg")
-        elif bound >= PATH_BLOCKS_MIN_CONDITION:
-            out.append(blocks)
-        else:
-            out.append("auto")
-    return out
+    above = blocks if p <= PATH_BLOCKS_MAX_FEATURES else "auto"
+    return [
+        "newton-cg" if 0.5 * float(C) * top <= PATH_NEWTON_CG_MAX_CONDITION else above for C in Cs
+    ]
 
 
 def _fit_path(

@@ -22,6 +22,7 @@ changes neither the minimiser nor relative objective gaps. Results report
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -392,10 +393,9 @@ def _row_cache(data: RowData) -> dict[str, Any]:
     cache = getattr(data, "_solver_row_cache", None)
     if cache is None:
         cache = {}
-        try:
+        # slotted or frozen backends: a dict per objective
+        with contextlib.suppress(AttributeError):
             data._solver_row_cache = cache  # type: ignore[attr-defined]
-        except AttributeError:  # slotted or frozen backends: one objective only
-            pass
     return cache
 
 
