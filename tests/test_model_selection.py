@@ -158,7 +158,7 @@ def test_path_uses_newton_cg_where_the_penalty_dominates(digits):
             assert isinstance(c, NewtonCG) and c.preconditioner == "blocks"
     # wider than PATH_BLOCKS_MAX_FEATURES: "auto" above the bound
     wide = np.hstack([X, X[:, ::-1], X[:, :40]])
-    assert ms.PATH_BLOCKS_MAX_FEATURES < wide.shape[1]
+    assert wide.shape[1] > ms.PATH_BLOCKS_MAX_FEATURES
     wide_chosen = ms._path_solvers(model, wide, y, None, Cs)
     assert wide_chosen[-1] == "auto" and wide_chosen[0] == "newton-cg"
     # not for explicit solvers, L1, or problems "auto" gives the full Newton

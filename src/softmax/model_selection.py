@@ -529,7 +529,9 @@ def regularization_path(
         grid); values are sorted increasing.
     l1_ratio : float in [0, 1], default=0.0
         Elastic-net mixing (1 is the lasso). With ``l1_ratio > 0`` start the
-        grid near :func:`min_c`, below which every weight is zero.
+        grid near :func:`min_c`, below which every weight is zero (given the
+        same ``l1_ratio``, ``l1_type``, weights, ``fit_intercept`` and
+        ``label_smoothing``: smoothing raises it by about ``1 / (1 - eps)``).
     sample_weight : array-like of shape (n_samples,), default=None
     class_weight : dict, "balanced" or None, default=None
     fit_intercept : bool, default=True
