@@ -197,7 +197,9 @@ class Objective:
         if self.fixed_row is not None:
             V[self.fixed_row] = 0.0
         elif self.sum_zero and V.shape[0] > 1:
-            V -= V.mean(axis=0)
+            # V.mean(axis=0), the same numbers without _methods._mean's overhead
+            # (a quarter of the call; several calls per Newton-CG step)
+            V -= np.add.reduce(V, axis=0) / V.shape[0]
         elif self.center_intercepts:
             V[:, -1] -= V[:, -1].mean()
         return V

@@ -170,7 +170,11 @@ class NewtonCG(Solver):
                 # (one pass; far fewer CG steps)
                 M = (diagonal(obj, x.reshape(shape)) or M) if it > 0 else diagonal(obj)
             # a diagonal preconditioner may leave the objective's subspace: P M P
-            PM = None if M is None else (lambda r: obj.restrict(M(r).reshape(shape)).ravel())
+            # (the class blocks are applied as P M P already)
+            if M is None or M is blocks:
+                PM = M
+            else:
+                PM = lambda r: obj.restrict(M(r).reshape(shape)).ravel()  # noqa: E731
             d, _ = pcg(hessp, -g, PM, eta, self.max_cg_iter)
             dec = -float(g @ d)
             if not dec > 0:
