@@ -27,13 +27,15 @@ on this shared 2-core machine the peer's default (an OpenMP loss on every
 core) was several times slower than one thread under load
 (``--peer-threads`` adds a run with its defaults, for context). The goal
 (10x) is judged with one core each: the one-thread peer against ours with
-the folds in series (``n_jobs=1``), in the same process run. ``n_jobs=2`` runs the folds in two worker processes,
-started by a first tiny call (its time is reported) and reused by the timed
-calls. The load average is recorded before and after.
+the folds in series (``n_jobs=1``), in the same process run. ``n_jobs=2``
+runs the folds in two worker processes, started by a first tiny call (its
+time is reported) and reused by the timed calls; it is for context. The
+load average is recorded before and after.
 
 Usage::
 
-    python benchmarks/bench_cv.py                 # writes results/cv.md and cv.json
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \\
+        python benchmarks/bench_cv.py             # writes results/cv.md and cv.json
     python benchmarks/bench_cv.py --repeats 1 --out /tmp/cv   # a quick look
 """
 
@@ -54,6 +56,13 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 N_CS = 13
 N_FOLDS = 5
+#: Thread-pool variables recorded with the command when they are set.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
 
 
 def load() -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
@@ -301,7 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     if not np.array_equal(ours_scores, models["ours2"].scores_[:, 0, :]):
         print("warning: n_jobs=1 and n_jobs=2 scores differ", flush=True)
     report: dict[str, Any] = {
-        "command": "python benchmarks/bench_cv.py" + "".join(f" {a}" for a in (argv or [])),
+        # the thread limits of the environment are part of the command
+        "command": "".join(
+            f"{var}={os.environ[var]} " for var in THREAD_VARIABLES if var in os.environ
+        )
+        + "python benchmarks/bench_cv.py"
+        + "".join(f" {a}" for a in (argv or [])),
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "repeats": args.repeats,
         "threads": args.threads,
