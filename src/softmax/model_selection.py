@@ -334,8 +334,8 @@ PATH_NEWTON_CG_MAX_CONDITION = 1000.0
 #: start), where L-BFGS with its diagonal preconditioner needs 26-80
 #: iterations. On the digits folds of benchmarks/bench_cv.py (C = 0.215 ...
 #: 1e4) they took 4-6 outer iterations of about 3 CG steps each: the 5-fold
-#: cross-validation went from 2,219 to 316 iterations and its CPU time by a
-#: third (docs/model_selection.md). Newton's last step also leaves those fits
+#: cross-validation went from 2,219 to 316 iterations (its time:
+#: benchmarks/results/cv.md). Newton's last step also leaves those fits
 #: closer to the optimum than ``tol`` asks: held-out scores within about 2e-7
 #: of the exact optimum's, where L-BFGS left up to 4e-6.
 PATH_BLOCKS_MAX_FEATURES = 100
