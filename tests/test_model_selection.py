@@ -133,31 +133,150 @@ def test_path_warm_starts_save_iterations(digits):
 
 
 def test_path_uses_newton_cg_where_the_penalty_dominates(digits):
-    """``solver="auto"``: Newton-CG at small C (the documented bound), same optima as sklearn."""
+    """``solver="auto"``: Newton-CG along the path (the documented rule), sklearn's optima.
+
+    Diagonal preconditioner up to the condition bound, class blocks above it
+    (at most PATH_BLOCKS_MAX_FEATURES features, else "auto").
+    """
     from sklearn.linear_model import LogisticRegression
 
     from softmax import model_selection as ms
+    from softmax.solvers.newton_cg import NewtonCG
 
     X, y = digits
-    Cs = np.logspace(-4, 0, 5)
+    Cs = np.logspace(-4, 4, 7)
     Xt = np.column_stack([X, np.ones(len(X))])
     bound = 0.5 * Cs * np.linalg.eigvalsh(Xt.T @ Xt)[-1]
     model = SoftmaxRegression()
-    expected = ["newton-cg" if b <= ms.PATH_NEWTON_CG_MAX_CONDITION else "auto" for b in bound]
-    assert ms._path_solvers(model, X, y, None, Cs) == expected
-    assert expected[0] == "newton-cg" and expected[-1] == "auto"
+    chosen = ms._path_solvers(model, X, y, None, Cs)
+    small = bound <= ms.PATH_NEWTON_CG_MAX_CONDITION
+    assert small[0] and not small[-1]
+    for c, below in zip(chosen, small):
+        if below:
+            assert c == "newton-cg"
+        else:
+            assert isinstance(c, NewtonCG) and c.preconditioner == "blocks"
+    # wider than PATH_BLOCKS_MAX_FEATURES: "auto" above the bound
+    wide = np.hstack([X, X[:, ::-1], X[:, :40]])
+    assert wide.shape[1] > ms.PATH_BLOCKS_MAX_FEATURES
+    wide_chosen = ms._path_solvers(model, wide, y, None, Cs)
+    assert wide_chosen[-1] == "auto" and wide_chosen[0] == "newton-cg"
     # not for explicit solvers, L1, or problems "auto" gives the full Newton
     assert ms._path_solvers(SoftmaxRegression(solver="lbfgs"), X, y, None, Cs) is None
     assert ms._path_solvers(SoftmaxRegression(l1_ratio=0.5), X, y, None, Cs) is None
     assert ms._path_solvers(model, X[:, :5], y % 3, None, Cs) is None
     path = regularization_path(X, y, Cs, tol=1e-10)
+    assert not hasattr(model, "_path_solver")
     for i, C in enumerate(Cs):
         ref = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
         ref.fit(X, y)
-        # Newton's last step lands on the optimum; L-BFGS's tol=1e-10 leaves ~1e-4
-        atol = 1e-7 if expected[i] == "newton-cg" else 2e-4
-        np.testing.assert_allclose(path.coefs[i], ref.coef_, atol=atol)
-        np.testing.assert_allclose(path.intercepts[i], ref.intercept_, atol=atol)
+        # Newton's last step lands on the optimum (relative to the weights' size)
+        scale = max(1.0, float(np.abs(ref.coef_).max()))
+        np.testing.assert_allclose(path.coefs[i], ref.coef_, atol=1e-6 * scale)
+        np.testing.assert_allclose(path.intercepts[i], ref.intercept_, atol=1e-6 * scale)
+
+
+def test_class_block_newton_cg_reaches_sklearn_optimum(digits):
+    """NewtonCG(preconditioner="blocks") at weak penalties, cold and warm, against sklearn."""
+    from sklearn.linear_model import LogisticRegression
+
+    from softmax.solvers import SOLVERS, Problem
+    from softmax.solvers.newton_cg import NewtonCG
+
+    X, y = digits
+    classes, codes = np.unique(y, return_inverse=True)
+    from softmax.backends.memory import InMemoryData
+
+    data = InMemoryData(X, codes, None, classes, fit_intercept=True)
+    solver = SOLVERS["newton-cg"].with_options(preconditioner="blocks")
+    prev = None
+    for C in (1.0, 100.0, 1e4):
+        ref = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
+        ref.fit(X, y)
+        res = solver.solve(Problem(data, C=C), prev, tol=1e-10, max_iter=100)
+        assert res.converged, res.message
+        assert res.n_iter <= 15
+        scale = max(1.0, float(np.abs(ref.coef_).max()))
+        np.testing.assert_allclose(res.coef[:, :-1], ref.coef_, atol=1e-6 * scale)
+        np.testing.assert_allclose(res.coef[:, -1], ref.intercept_, atol=1e-6 * scale)
+        prev = res.coef  # the same rows object: the feature factor is built once
+    with pytest.raises(ValueError, match="preconditioner"):
+        NewtonCG(preconditioner="kronecker")
+
+
+def test_feature_factor_is_kept_on_the_rows(digits):
+    """Objectives on the same rows share the feature factor; a new rows object recomputes it."""
+    from softmax.backends.memory import InMemoryData
+    from softmax.solvers import Problem
+    from softmax.solvers._base import Objective
+    from softmax.solvers._preconditioners import _feature_factor
+
+    X, y = digits
+    classes, codes = np.unique(y, return_inverse=True)
+    data = InMemoryData(X, codes, None, classes, fit_intercept=True)
+    first = _feature_factor(Objective(Problem(data, C=1.0)))
+    again = Objective(Problem(data, C=100.0))
+    assert again.feature_factor is not None and again.feature_factor[2] is first[2]
+    fresh = _feature_factor(
+        Objective(Problem(InMemoryData(X, codes, None, classes, fit_intercept=True), C=1.0))
+    )
+    assert fresh[2] is not first[2]
+    # what it is: the eigendecomposition of the centred feature covariance
+    mean, lam, U = first
+    np.testing.assert_allclose(mean, X.mean(axis=0), atol=1e-12)
+    cov = np.cov(X, rowvar=False, bias=True)
+    np.testing.assert_allclose((U * lam) @ U.T, cov, atol=1e-10)
+
+
+def test_floored_block_inverses_match_the_eigendecomposition():
+    """_inverse_floored: the inverse of well-posed blocks; singular ones stay finite."""
+    from softmax.solvers._preconditioners import _inverse_floored
+
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(4, 30, 6))
+    blocks = np.einsum("kij,kil->kjl", A, A) + 1e-3 * np.eye(6)
+    np.testing.assert_allclose(
+        _inverse_floored(blocks), np.linalg.inv(blocks), rtol=1e-8, atol=1e-10
+    )
+    singular = np.zeros((2, 4, 4))
+    singular[:, 0, 0] = 2.0  # rank one: the other directions get a large, finite inverse
+    inv = _inverse_floored(singular)
+    assert np.isfinite(inv).all()
+    assert inv[0, 0, 0] == pytest.approx(0.5, rel=1e-9)
+
+
+@pytest.mark.parametrize("l1_type", ["elementwise", "grouped"])
+def test_smoothed_paths_start_at_the_smoothed_min_c(digits, l1_type):
+    """label_smoothing: min_c(..., label_smoothing=eps) is where the path and the CV folds start.
+
+    regularization_path and every fold of SoftmaxRegressionCV fit the smoothed
+    objective: all weights zero just below the smoothed min_c of their rows,
+    some non-zero just above it, and still zero above the unsmoothed min_c
+    (which is smaller by about 1 / (1 - eps)).
+    """
+    X, y = digits
+    X, y = X[:300], y[:300]
+    eps = 0.3
+    kw = {"l1_ratio": 1.0, "l1_type": l1_type}
+    c0 = min_c(X, y, label_smoothing=eps, **kw)
+    plain = min_c(X, y, **kw)
+    assert plain * 1.2 < c0
+    path = regularization_path(
+        X, y, [plain * 1.1, c0 * 0.999, c0 * 1.1], label_smoothing=eps, tol=1e-8, **kw
+    )
+    assert path.n_features_selected.tolist()[:2] == [0, 0]
+    assert path.n_features_selected[2] > 0
+    folds = list(StratifiedKFold(3).split(X, y))
+    fold_c = [min_c(X[tr], y[tr], label_smoothing=eps, **kw) for tr, _ in folds]
+    fold_plain = [min_c(X[tr], y[tr], **kw) for tr, _ in folds]
+    Cs = [max(fold_plain) * 1.05, min(fold_c) * 0.999, max(fold_c) * 1.1]
+    assert Cs[0] < Cs[1]
+    cv = SoftmaxRegressionCV(
+        Cs=Cs, cv=folds, l1_ratios=(1.0,), l1_type=l1_type, label_smoothing=eps, tol=1e-8
+    ).fit(X, y)
+    weights = cv.coefs_paths_[:, 0, :, :, :-1]  # (folds, Cs, classes, features)
+    assert not weights[:, :2].any()
+    assert all(weights[f, 2].any() for f in range(len(folds)))
 
 
 def test_l1_path_starts_empty_at_min_c(digits):

@@ -466,9 +466,10 @@ def test_class_blocks_preconditioner_inverts_each_class_block(
     M = pre.class_blocks(obj, coef)
     G = rng.normal(size=obj.shape)
     expected = proj @ M_ref @ proj @ G.ravel()
-    np.testing.assert_allclose(M(G.ravel()), expected, rtol=1e-8, atol=1e-10)
+    # the backend accumulates the blocks in float32 (subspace_curvature): float32 accuracy
+    np.testing.assert_allclose(M(G.ravel()), expected, rtol=1e-5, atol=1e-7)
     g = proj @ G.ravel()
-    np.testing.assert_allclose(M.quad(g), g @ M_ref @ g, rtol=1e-8)
+    np.testing.assert_allclose(M.quad(g), g @ M_ref @ g, rtol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -402,7 +402,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             reference=reference,
             l1_type=params["l1_type"],
         )
-        solver = resolve_solver(self.solver, problem)
+        # a configured solver that a regularisation path picks for this C
+        # (private, set only by softmax.model_selection._fit_path), else by name
+        solver = resolve_solver(getattr(self, "_path_solver", None) or self.solver, problem)
         if solver.name == "sgd":
             solver = solver.with_options(
                 optimizer=self.optimizer,

@@ -304,9 +304,11 @@ class InMemoryData(RowData):
         ``feature_covariance``). Over the even stride of rows that
         :meth:`class_curvature` uses (all rows, counted as one pass, when
         there are at most ``2 * CURVATURE_ROWS``). The projected rows
-        (``m x r`` in X's dtype) are kept while the same ``V`` comes back:
-        a preconditioner refresh then costs the logits of the ``m`` rows
-        and ``K`` products of ``r x m x r``.
+        (``m x r``, float32) are kept while the same ``V`` comes back: a
+        preconditioner refresh then costs the logits of the ``m`` rows and
+        ``K`` products of ``r x m x r``, in float32 (a preconditioner needs
+        the blocks' shape, not their last digits; half the time of float64:
+        1.7 against 3.6 ms for 10 classes of 1,437 x 65 rows).
         """
         if Capability.SUBSPACE_CURVATURE not in self.capabilities:
             raise self._missing(Capability.SUBSPACE_CURVATURE)
@@ -328,7 +330,7 @@ class InMemoryData(RowData):
                 Z[start : start + step, :r] = (Xb if shift is None else Xb - shift) @ Vx
             if self.fit_intercept:
                 Z[:, r] = 1
-            self._projected = (V, Z)
+            self._projected = (V, Z.astype(np.float32, copy=False))
         Z = self._projected[1]
         P = np.empty((m, self.n_classes), dtype=Xs.dtype)
         for start in range(0, m, step):

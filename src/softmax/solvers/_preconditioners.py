@@ -644,6 +644,33 @@ def damped_kronecker(
 # --------------------------------------------------------------------------- class blocks
 
 
+def _inverse_floored(blocks: np.ndarray) -> np.ndarray:
+    """Inverses of symmetric positive semi-definite blocks, eigenvalues floored.
+
+    Each block is shifted by ``1e-12`` of its trace (at least its largest
+    eigenvalue), so that its condition number is at most ``1e12`` and an LU
+    inverse is accurate: a tenth of the time of the eigendecomposition for
+    10 blocks of 65 (a regularisation path builds one preconditioner per
+    ``C``). Should the shifted blocks still fail to invert (rounding),
+    through the eigendecomposition with eigenvalues floored at ``1e-12`` of
+    the largest.
+    """
+    n = blocks.shape[-1]
+    shift = 1e-12 * np.maximum(np.trace(blocks, axis1=1, axis2=2), 1e-300)
+    shifted = blocks.copy()
+    shifted[:, np.arange(n), np.arange(n)] += shift[:, None]
+    try:
+        inv = np.linalg.inv(shifted)
+        if np.isfinite(inv).all():
+            return inv
+    except np.linalg.LinAlgError:
+        pass
+    ev, Q = np.linalg.eigh(blocks)
+    floor = 1e-12 * np.maximum(ev.max(axis=1, initial=0.0), 1e-300)
+    ev = np.maximum(ev, floor[:, None])
+    return (Q / ev[:, None, :]) @ Q.transpose(0, 2, 1)
+
+
 def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     """Each class's own curvature block in the leading feature subspace, or None.
 
@@ -703,16 +730,13 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     r = V.shape[1]
     fi = data.fit_intercept
     blocks, a = data.subspace_curvature(coef, V)
-    # each block plus the penalty (not on the intercept), inverted through its
-    # eigendecomposition: a direction no sampled row reaches keeps 1 / l2
+    # each block plus the penalty (not on the intercept): a direction no
+    # sampled row reaches keeps 1 / l2
     reg = np.full(r + fi, l2)
     if fi:
         reg[-1] = 0.0
     blocks[:, np.arange(r + fi), np.arange(r + fi)] += reg
-    ev, Q = np.linalg.eigh(blocks)
-    floor = 1e-12 * np.maximum(ev.max(axis=1, initial=0.0), 1e-300)
-    ev = np.maximum(ev, floor[:, None])
-    inv_top = (Q / ev[:, None, :]) @ Q.transpose(0, 2, 1)  # (K, r + fi, r + fi)
+    inv_top = _inverse_floored(blocks)  # (K, r + fi, r + fi)
     inv_rest = 1.0 / (np.outer(np.maximum(a, 0.0), lam_rest) + l2)  # (K, p - r)
     cut = p - r
     # everything below is in U's coordinates (FeatureBasis: L-BFGS keeps its

@@ -8,9 +8,15 @@ follows the forcing sequence ``eta_k = min(0.5, sqrt(||g_k|| / ||g_0||))``
 (Nocedal & Wright 7.1), which gives superlinear convergence without solving
 far-from-optimum systems exactly.
 
-The preconditioner is the one L-BFGS uses (centred, scaled features; see
-:meth:`softmax.solvers._base.Objective.preconditioner`), so badly scaled data
-costs few CG iterations too. The Hessian is singular along the equal-shift of
+The preconditioner is by default the diagonal one L-BFGS starts with
+(centred, scaled features; :func:`softmax.solvers._preconditioners.diagonal`),
+refreshed at every outer iteration, so badly scaled data costs few CG
+iterations too. ``preconditioner="blocks"`` uses each class's own curvature
+block instead (:func:`softmax.solvers._preconditioners.class_blocks`), built
+once at the starting point: where the penalty is weak and the classes'
+curvatures differ (a weakly regularised fit warm-started along a path), CG
+then needs a few steps per outer iteration where the diagonal one needs
+dozens. The Hessian is singular along the equal-shift of
 all intercepts; CG never needs that direction because the gradient is
 orthogonal to it, and the objective is constant along it.
 
@@ -31,7 +37,7 @@ import numpy as np
 from softmax.backends._base import Capability
 from softmax.solvers._base import Run, Solver
 from softmax.solvers._linesearch import newton_iterations
-from softmax.solvers._preconditioners import diagonal
+from softmax.solvers._preconditioners import class_blocks, diagonal
 from softmax.solvers._problem import SolverResult
 
 __all__ = ["NewtonCG", "pcg"]
@@ -99,8 +105,17 @@ class NewtonCG(Solver):
     max_cg_iter : int, default 200
         Most Hessian-vector products per outer iteration.
     precondition : bool, default True
-        Precondition CG with the diagonal preconditioner, refreshed at every
-        outer iteration (backends with ``curvature_moments``).
+        Precondition CG (see ``preconditioner``).
+    preconditioner : {"diagonal", "blocks"}, default "diagonal"
+        ``"diagonal"``: :func:`~softmax.solvers._preconditioners.diagonal`,
+        refreshed at every outer iteration (backends with
+        ``curvature_moments``). ``"blocks"``:
+        :func:`~softmax.solvers._preconditioners.class_blocks` at the starting
+        point, kept for the whole fit (one build costs about as much as a
+        Hessian pass per class; backends with ``subspace_curvature``, and an
+        L2 part in the penalty; else the diagonal one). On a digits fold
+        (1,437 x 64, 10 classes) warm-started at C = 21.5 ... 1e4 it took 5-6
+        outer iterations of about 3 CG steps each.
     """
 
     name: ClassVar[str] = "newton-cg"
@@ -112,15 +127,24 @@ class NewtonCG(Solver):
 
     max_cg_iter: int = 200
     precondition: bool = True
+    preconditioner: str = "diagonal"
+
+    def __post_init__(self) -> None:
+        if self.preconditioner not in ("diagonal", "blocks"):
+            raise ValueError(
+                f"preconditioner must be 'diagonal' or 'blocks', got {self.preconditioner!r}"
+            )
 
     def _solve(self, run: Run) -> SolverResult:
         M: Any = None
         g0norm: float | None = None
+        # the class-block preconditioner: None until built, False where unused
+        blocks: Any = None if self.preconditioner == "blocks" else False
 
         def direction(
             obj: Any, x: np.ndarray, it: int
         ) -> tuple[float, np.ndarray, Any, float, bool]:
-            nonlocal M, g0norm
+            nonlocal M, g0norm, blocks
             shape = obj.shape
             f, G, hp = obj.smooth_hessp(x.reshape(shape))
             g = G.ravel()
@@ -136,12 +160,21 @@ class NewtonCG(Solver):
             def hessp(v: np.ndarray) -> np.ndarray:
                 return hp(v.reshape(shape)).ravel()
 
-            if self.precondition:
+            if self.precondition and blocks is not False:
+                if blocks is None:
+                    # once, at the start (None: the backend cannot, or no L2 part)
+                    blocks = class_blocks(obj, x.reshape(shape)) or False
+                M = blocks or diagonal(obj)
+            elif self.precondition:
                 # curvature at the current point after the first iteration
                 # (one pass; far fewer CG steps)
                 M = (diagonal(obj, x.reshape(shape)) or M) if it > 0 else diagonal(obj)
             # a diagonal preconditioner may leave the objective's subspace: P M P
-            PM = None if M is None else (lambda r: obj.restrict(M(r).reshape(shape)).ravel())
+            # (the class blocks are applied as P M P already)
+            if M is None or M is blocks:
+                PM = M
+            else:
+                PM = lambda r: obj.restrict(M(r).reshape(shape)).ravel()  # noqa: E731
             d, _ = pcg(hessp, -g, PM, eta, self.max_cg_iter)
             dec = -float(g @ d)
             if not dec > 0:
