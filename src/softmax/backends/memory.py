@@ -295,7 +295,9 @@ class InMemoryData(RowData):
         A /= max(total, 1e-300)
         return A
 
-    def subspace_curvature(self, coef: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def subspace_curvature(
+        self, coef: np.ndarray, V: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each class's curvature in the feature subspace of ``V`` (see :class:`RowData`).
 
         :attr:`Capability.SUBSPACE_CURVATURE` (dense rows, with
@@ -334,7 +336,14 @@ class InMemoryData(RowData):
         Wz = W.astype(Z.dtype)
         for k in range(K):
             blocks[k] = (Z * Wz[:, k : k + 1]).T @ Z
-        return blocks, W.sum(axis=0)
+        a = W.sum(axis=0)
+        # Kish's effective number of rows behind each class's block; the
+        # noise against the blocks over every row shrinks with the fraction
+        # sampled (finite population correction): none when every row is used
+        sq = np.einsum("ik,ik->k", W, W)
+        rows = np.divide(a * a, sq, out=np.zeros(K), where=sq > 0)
+        rows = rows / (1.0 - Xs.shape[0] / n) if stride > 1 else np.full(K, np.inf)
+        return blocks, a, rows
 
     def n_threads(self) -> int:
         """Row threads of this data's passes (see :data:`N_THREADS`)."""

@@ -75,6 +75,15 @@ Precond = Callable[[np.ndarray], np.ndarray]
 #: class blocks of rank 100 / 150 / 300 / 784 (2,667 rows; 784: every row)
 #: 37 / 38 / 38 / 30.
 CLASS_BLOCK_RANK = 100
+#: Fraction of the sampling-noise band under which :func:`_denoise` keeps a
+#: class block's eigenvalues (relative to its Kronecker value; 1: the whole
+#: Marchenko-Pastur lower half). Iterations to a 1e-8 gap with class blocks
+#: (a stride of about 2,048 rows), for 1 / 0.5 / 0.25 / no denoising: the
+#: low-signal 10,000 x 200 set (5 classes, docs/solvers.md) 59 / 62 / 70 /
+#: 104 (Kronecker 56), covertype-like 20,000 x 54 28 / 27 / 26 / 71
+#: (Kronecker 46), MNIST digits 49 / 46 / 46 / 45 (Kronecker 106), dense784
+#: at 6,000 rows 79 / 81 / 80 / 83 (Kronecker 94).
+CLASS_BLOCK_NOISE = 0.5
 
 #: From this many features on, the batch Kronecker preconditioner's products
 #: run in float32 (they are memory-bound on the p x p eigenvector matrix).
@@ -474,13 +483,18 @@ def _feature_factor(objective: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         Ua = None
         if active.size:  # before U exists: LAPACK's workspace is 2 p^2 numbers
             la, Ua = scipy.linalg.eigh(sub.T, driver="evd", overwrite_a=True, check_finite=False)
-            lam[active] = la
         del sub
+        # columns by ascending eigenvalue, as eigh orders them: the constant
+        # features' unit vectors (eigenvalue 0) first, then the eigenvectors of
+        # the others, so that the last columns are the leading directions
+        # (class_blocks keeps the last CLASS_BLOCK_RANK of them)
+        constant = np.flatnonzero(np.isin(np.arange(p), active, invert=True))
+        n0 = constant.size
         U = np.zeros((p, p), dtype=dt)
-        U[np.arange(p), np.arange(p)] = 1.0  # constant features: unit vectors
+        U[constant, np.arange(n0)] = 1.0
         if Ua is not None:
-            U[:, active] = 0.0
-            U[np.ix_(active, active)] = Ua
+            U[np.ix_(active, np.arange(n0, p))] = Ua
+            lam[n0:] = la
     objective.feature_factor = cache = (mean, lam, U)
     return cache
 
@@ -702,7 +716,8 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     V, lam_rest = objective.block_split
     r = V.shape[1]
     fi = data.fit_intercept
-    blocks, a = data.subspace_curvature(coef, V)
+    blocks, a, rows = data.subspace_curvature(coef, V)
+    _denoise(blocks, a, rows, np.maximum(lam[p - r :], 0.0), fi)
     # each block plus the penalty (not on the intercept), inverted through its
     # eigendecomposition: a direction no sampled row reaches keeps 1 / l2
     reg = np.full(r + fi, l2)
@@ -758,3 +773,35 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     apply.basis = basis  # type: ignore[attr-defined]
     apply.quad = quad  # type: ignore[attr-defined]
     return apply
+
+
+
+
+def _denoise(
+    blocks: np.ndarray, a: np.ndarray, rows: np.ndarray, lam: np.ndarray, fit_intercept: bool
+) -> None:
+    """Raise what may be sampling noise in each class block to its Kronecker value; in place.
+
+    A block is a weighted covariance of ``rows[k]`` effective rows (Kish) in
+    ``n = r + 1`` dimensions. Scaled so that its Kronecker value ``T_k = a_k
+    diag(lam, 1)`` (the class's mean curvature times the covariance of every
+    row, which has almost no sampling noise) is the identity, pure noise
+    spreads the eigenvalues around 1 with a Marchenko-Pastur lower edge
+    ``(1 - sqrt(g))^2``, ``g = n / rows``. Too little curvature is the
+    harmful error (a step too long along that direction); so eigenvalues
+    between ``(1 - sqrt(CLASS_BLOCK_NOISE g))^2`` and 1 are set to 1, while
+    those below it (a class that really lacks curvature there) and those
+    above 1 are kept. See ``CLASS_BLOCK_NOISE`` for the measurements.
+    """
+    d = np.sqrt(np.append(lam, 1.0) if fit_intercept else lam)
+    d = np.where(d > 0, d, 1.0)
+    n = d.size
+    ok = (a > 0) & (rows > 0) & np.isfinite(rows)
+    if not ok.any():
+        return
+    scale = a[ok, None, None] * np.outer(d, d)
+    e, Q = np.linalg.eigh(blocks[ok] / scale)
+    g = CLASS_BLOCK_NOISE * n / rows[ok]
+    lo = np.maximum(0.0, 1.0 - np.sqrt(g)) ** 2
+    e = np.where((e > lo[:, None]) & (e < 1.0), 1.0, e)
+    blocks[ok] = ((Q * e[:, None, :]) @ Q.transpose(0, 2, 1)) * scale
