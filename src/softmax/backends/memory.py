@@ -233,23 +233,33 @@ class InMemoryData(RowData):
         stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
         rows = np.arange(0, n, stride)
         s = np.ones(rows.size) if self.weights is None else self.weights[rows]
-        mean = self.feature_moments()[0]
-        shift = mean.astype(X.dtype)  # centre blocks first: no cancellation
+        mean, sq = self.feature_moments()
+        # columns that are zero in every (weighted) row have zero rows and
+        # columns in cov: left out of the product (MNIST: 117 of 784 pixels,
+        # 28% of its flops)
+        cols = np.flatnonzero(sq > 0)
+        some = cols.size < p
+        shift = mean[cols].astype(X.dtype)  # centre blocks first: no cancellation
         # BLAS syrk adds each block's X_b^T X_b into one triangle of cov in
         # place: no p x p temporary per block
         from scipy.linalg.blas import get_blas_funcs
 
         syrk = get_blas_funcs("syrk", dtype=X.dtype)
-        cov = np.zeros((p, p), dtype=X.dtype, order="F")
+        cov = np.zeros((cols.size, cols.size), dtype=X.dtype, order="F")
         for start in range(0, rows.size, _COV_BLOCK_ROWS):
             idx = rows[start : start + _COV_BLOCK_ROWS]
-            Xb = (X[idx] if stride > 1 else X[idx[0] : idx[-1] + 1]) - shift
+            Xb = X[idx] if stride > 1 else X[idx[0] : idx[-1] + 1]
+            Xb = (Xb[:, cols] if some else Xb) - shift
             if self.weights is not None:  # weights >= 0: rows scaled by sqrt(s_i)
                 Xb *= np.sqrt(self.weights[idx, None]).astype(X.dtype)
             # Xb.T is Fortran-ordered: no copy; C = A A^T with A = Xb^T
             cov = syrk(1.0, Xb.T, beta=1.0, c=cov, trans=0, lower=0, overwrite_c=1)
         mirror_upper(cov)
         cov /= max(float(s.sum()), 1e-300)
+        if some:
+            full = np.zeros((p, p), dtype=X.dtype)
+            full[np.ix_(cols, cols)] = cov
+            cov = full
         return mean, cov
 
     def class_curvature(self, coef: np.ndarray) -> np.ndarray:
@@ -333,9 +343,17 @@ class InMemoryData(RowData):
         W /= total
         K, r = P.shape[1], Z.shape[1]
         blocks = np.empty((K, r, r))
-        Wz = W.astype(Z.dtype)
+        from scipy.linalg.blas import get_blas_funcs
+
+        # each block is A A^T with A = (Z sqrt(w_k))^T (F-ordered: no copy):
+        # BLAS syrk forms one triangle, half the flops of a product
+        syrk = get_blas_funcs("syrk", dtype=Z.dtype)
+        root = np.sqrt(W).astype(Z.dtype)
+        upper = np.triu_indices(r, 1)
         for k in range(K):
-            blocks[k] = (Z * Wz[:, k : k + 1]).T @ Z
+            Bk = syrk(1.0, (Z * root[:, k : k + 1]).T, trans=0, lower=0)
+            Bk[upper[1], upper[0]] = Bk[upper]
+            blocks[k] = Bk
         a = W.sum(axis=0)
         # Kish's effective number of rows behind each class's block; the
         # noise against the blocks over every row shrinks with the fraction
