@@ -809,8 +809,6 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     return apply
 
 
-
-
 def _inverse_blocks(blocks: np.ndarray) -> np.ndarray:
     """Inverses of symmetric positive semi-definite blocks ``(K, n, n)``.
 
