@@ -303,9 +303,11 @@ class LBFGS(QuasiNewton):
         informative probabilities), ``"diagonal"``
         (:func:`softmax.solvers._preconditioners.diagonal`), or ``"auto"``:
         where the feature covariance pays (:func:`use_kronecker`), diagonal
-        for the first ``KRONECKER_START`` iterations and class blocks from
-        then on (refreshed every ``precondition_every``), so problems solved
-        within them never pay for the covariance.
+        for the first ``KRONECKER_START`` iterations, so problems solved
+        within them never pay for the covariance, then class blocks where a
+        refresh costs a few passes at most
+        (:func:`softmax.solvers._lbfgs_policy.use_class_blocks`) and
+        Kronecker elsewhere, refreshed every ``precondition_every``.
     """
 
     name: ClassVar[str] = "lbfgs"
