@@ -229,18 +229,18 @@ def test_feature_factor_is_kept_on_the_rows(digits):
 
 
 def test_floored_block_inverses_match_the_eigendecomposition():
-    """_inverse_floored: the inverse of well-posed blocks; singular ones stay finite."""
-    from softmax.solvers._preconditioners import _inverse_floored
+    """_inverse_blocks: the inverse of well-posed blocks; singular ones stay finite."""
+    from softmax.solvers._preconditioners import _inverse_blocks
 
     rng = np.random.default_rng(3)
     A = rng.normal(size=(4, 30, 6))
     blocks = np.einsum("kij,kil->kjl", A, A) + 1e-3 * np.eye(6)
     np.testing.assert_allclose(
-        _inverse_floored(blocks), np.linalg.inv(blocks), rtol=1e-8, atol=1e-10
+        _inverse_blocks(blocks), np.linalg.inv(blocks), rtol=1e-8, atol=1e-10
     )
     singular = np.zeros((2, 4, 4))
     singular[:, 0, 0] = 2.0  # rank one: the other directions get a large, finite inverse
-    inv = _inverse_floored(singular)
+    inv = _inverse_blocks(singular)
     assert np.isfinite(inv).all()
     assert inv[0, 0, 0] == pytest.approx(0.5, rel=1e-9)
 

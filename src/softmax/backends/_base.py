@@ -268,7 +268,9 @@ class RowData(ABC):
         """
         raise self._missing(Capability.CLASS_CURVATURE)
 
-    def subspace_curvature(self, coef: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def subspace_curvature(
+        self, coef: np.ndarray, V: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each class's curvature in the feature subspace spanned by ``V``.
 
         :attr:`Capability.SUBSPACE_CURVATURE`. With ``z_i = V^T (x_i - mean)``
@@ -290,6 +292,11 @@ class RowData(ABC):
             ``mean_i s_i w_ik z_i z_i^T``, float64.
         curvature : ndarray of shape (n_classes,)
             ``mean_i s_i w_ik`` (the diagonal of the mean class curvature).
+        rows : ndarray of shape (n_classes,)
+            How much sampling noise each block carries against its value over
+            every row: the effective number of rows used, ``(sum_i s_i
+            w_ik)^2 / sum_i (s_i w_ik)^2`` (Kish), divided by one minus the
+            fraction of rows used; ``inf`` when every row is used.
         """
         raise self._missing(Capability.SUBSPACE_CURVATURE)
 

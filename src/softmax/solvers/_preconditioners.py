@@ -75,6 +75,15 @@ Precond = Callable[[np.ndarray], np.ndarray]
 #: class blocks of rank 100 / 150 / 300 / 784 (2,667 rows; 784: every row)
 #: 37 / 38 / 38 / 30.
 CLASS_BLOCK_RANK = 100
+#: Fraction of the sampling-noise band under which :func:`_denoise` keeps a
+#: class block's eigenvalues (relative to its Kronecker value; 1: the whole
+#: Marchenko-Pastur lower half). Iterations to a 1e-8 gap with class blocks
+#: (a stride of about 2,048 rows), for 1 / 0.5 / 0.25 / no denoising: the
+#: low-signal 10,000 x 200 set (5 classes, docs/solvers.md) 59 / 62 / 70 /
+#: 104 (Kronecker 56), covertype-like 20,000 x 54 28 / 27 / 26 / 71
+#: (Kronecker 46), MNIST digits 49 / 46 / 46 / 45 (Kronecker 106), dense784
+#: at 6,000 rows 79 / 81 / 80 / 83 (Kronecker 94).
+CLASS_BLOCK_NOISE = 0.5
 
 #: From this many features on, the batch Kronecker preconditioner's products
 #: run in float32 (they are memory-bound on the p x p eigenvector matrix).
@@ -204,32 +213,61 @@ class FeatureBasis:
     precond : callable
         ``g' -> (Q^T M Q) g'``, the preconditioner in this basis, with
         ``precond.quad(g') = g'^T Q^T M Q g'``.
+    split : tuple (constant, active, Qa), optional
+        ``Q``'s structure when some features are constant (zero variance):
+        its first ``len(constant)`` columns are the unit vectors of the
+        features ``constant``, and its other columns are zero outside the
+        rows ``active``, where they are ``Qa`` (C-contiguous). The products
+        then run on ``Qa`` alone (MNIST: 667 of 784 pixels vary, 28% fewer
+        flops).
     """
 
-    def __init__(self, Q: np.ndarray, n_classes: int, n_coef: int, precond: Precond) -> None:
+    def __init__(
+        self,
+        Q: np.ndarray,
+        n_classes: int,
+        n_coef: int,
+        precond: Precond,
+        split: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         self.Q = Q
         self.QT = Q.T
         self.shape = (n_classes, n_coef)
         self.precond = precond
+        self.split = split
 
-    def _map(self, V: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    def _map(self, V: np.ndarray, forward: bool) -> np.ndarray:
         K, q = self.shape
-        p = Q.shape[0]
+        p = self.Q.shape[0]
         G = V.reshape(-1, K, q)
         out = np.empty(G.shape)
         # one product for every row of every vector: (r K, p) @ (p, p)
         # astype first: one copy makes the strided weight part contiguous
-        out[:, :, :p] = (G[:, :, :p].astype(Q.dtype).reshape(-1, p) @ Q).reshape(-1, K, p)
+        if self.split is None:
+            Q = self.Q if forward else self.QT
+            out[:, :, :p] = (G[:, :, :p].astype(Q.dtype).reshape(-1, p) @ Q).reshape(-1, K, p)
+        else:
+            constant, active, Qa = self.split
+            n0 = constant.size
+            GW, OW = G[:, :, :p], out[:, :, :p]
+            if forward:
+                OW[:, :, :n0] = GW[:, :, constant]
+                A = GW[:, :, active].astype(Qa.dtype).reshape(-1, active.size)
+                OW[:, :, n0:] = (A @ Qa).reshape(-1, K, active.size)
+            else:
+                OW[:, :, constant] = GW[:, :, :n0]
+                A = GW[:, :, n0:].astype(Qa.dtype).reshape(-1, active.size)
+                OW[:, :, active] = (A @ Qa.T).reshape(-1, K, active.size)
         out[:, :, p:] = G[:, :, p:]
         return out.reshape(V.shape)
 
     def forward(self, V: np.ndarray) -> np.ndarray:
         """Coordinates in the basis, ``v -> Q^T v``, of shape ``(n,)`` or ``(r, n)``, float64."""
-        return self._map(V, self.Q)
+        return self._map(V, True)
 
     def back(self, V: np.ndarray) -> np.ndarray:
         """Back from the basis, ``v' -> Q v'``; inverse of :meth:`forward`, float64."""
-        return self._map(V, self.QT)
+        return self._map(V, False)
 
 
 def _class_factor(
@@ -406,10 +444,13 @@ class Kronecker:
         apply_r.quad = quad_r  # type: ignore[attr-defined]
         return apply_r
 
-    def basis(self, K: int, q: int) -> FeatureBasis:
-        """The :class:`FeatureBasis` of ``Ub`` (square ``Ub`` only) with :meth:`in_basis`."""
+    def basis(self, K: int, q: int, split: Any = None) -> FeatureBasis:
+        """The :class:`FeatureBasis` of ``Ub`` (square ``Ub`` only) with :meth:`in_basis`.
+
+        ``split``: ``Ub``'s structure, as :class:`FeatureBasis` takes it.
+        """
         assert self.square and self.Ub is not None
-        return FeatureBasis(self.Ub, K, q, self.in_basis(K, q))
+        return FeatureBasis(self.Ub, K, q, self.in_basis(K, q), split)
 
     def matrix(self) -> np.ndarray:
         """The feature factor ``Ub diag(1/(lb/K + l2)) Ub^T + rest`` at equal probabilities, dense.
@@ -428,12 +469,14 @@ class Kronecker:
         return out
 
 
-def _feature_factor(objective: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _feature_factor(objective: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any] | None:
     """The feature factor of the batch Kronecker preconditioner, once per objective.
 
-    Returns ``(mean, lam, U)``: the weighted feature mean and the
+    Returns ``(mean, lam, U, split)``: the weighted feature mean and the
     eigendecomposition ``S = U diag(lam) U^T`` of the centred covariance
-    (of ``E[x x^T]`` without intercept), or None when the backend has no
+    (of ``E[x x^T]`` without intercept), eigenvalues ascending, and ``U``'s
+    structure when some features are constant (``(constant, active, Ua)``,
+    see :class:`FeatureBasis`; else None), or None when the backend has no
     ``feature_covariance``.
 
     Constant features (zero variance: a cluster of zero eigenvalues) are
@@ -468,20 +511,28 @@ def _feature_factor(objective: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             S.astype(dt, copy=False).T, driver="evd", overwrite_a=True, check_finite=False
         )
         lam[:] = la
+        split = None
     else:
         sub = S[np.ix_(active, active)].astype(dt, copy=False)
         del S
         Ua = None
         if active.size:  # before U exists: LAPACK's workspace is 2 p^2 numbers
             la, Ua = scipy.linalg.eigh(sub.T, driver="evd", overwrite_a=True, check_finite=False)
-            lam[active] = la
         del sub
+        # columns by ascending eigenvalue, as eigh orders them: the constant
+        # features' unit vectors (eigenvalue 0) first, then the eigenvectors of
+        # the others, so that the last columns are the leading directions
+        # (class_blocks keeps the last CLASS_BLOCK_RANK of them)
+        constant = np.flatnonzero(np.isin(np.arange(p), active, invert=True))
+        n0 = constant.size
         U = np.zeros((p, p), dtype=dt)
-        U[np.arange(p), np.arange(p)] = 1.0  # constant features: unit vectors
+        U[constant, np.arange(n0)] = 1.0
         if Ua is not None:
-            U[:, active] = 0.0
-            U[np.ix_(active, active)] = Ua
-    objective.feature_factor = cache = (mean, lam, U)
+            U[np.ix_(active, np.arange(n0, p))] = Ua
+            lam[n0:] = la
+        Ua = np.ascontiguousarray(Ua) if Ua is not None else np.zeros((0, 0), dtype=dt)
+        split = (constant, active, Ua)
+    objective.feature_factor = cache = (mean, lam, U, split)
     return cache
 
 
@@ -506,7 +557,7 @@ def kronecker(objective: Any, coef: np.ndarray | None = None) -> Precond | None:
     factor = _feature_factor(objective) if l2 > 0 else None
     if factor is None:
         return None
-    mean, lb, Ub = factor
+    mean, lb, Ub, split = factor
     data = objective.data
     A = None
     if coef is not None and Capability.CLASS_CURVATURE in data.capabilities:
@@ -522,7 +573,7 @@ def kronecker(objective: Any, coef: np.ndarray | None = None) -> Precond | None:
         0.0,
         l2,
     )
-    basis = kron.basis(K, q)
+    basis = kron.basis(K, q, split)
     apply_r = basis.precond
 
     def apply(g: np.ndarray) -> np.ndarray:
@@ -644,33 +695,6 @@ def damped_kronecker(
 # --------------------------------------------------------------------------- class blocks
 
 
-def _inverse_floored(blocks: np.ndarray) -> np.ndarray:
-    """Inverses of symmetric positive semi-definite blocks, eigenvalues floored.
-
-    Each block is shifted by ``1e-12`` of its trace (at least its largest
-    eigenvalue), so that its condition number is at most ``1e12`` and an LU
-    inverse is accurate: a tenth of the time of the eigendecomposition for
-    10 blocks of 65 (a regularisation path builds one preconditioner per
-    ``C``). Should the shifted blocks still fail to invert (rounding),
-    through the eigendecomposition with eigenvalues floored at ``1e-12`` of
-    the largest.
-    """
-    n = blocks.shape[-1]
-    shift = 1e-12 * np.maximum(np.trace(blocks, axis1=1, axis2=2), 1e-300)
-    shifted = blocks.copy()
-    shifted[:, np.arange(n), np.arange(n)] += shift[:, None]
-    try:
-        inv = np.linalg.inv(shifted)
-        if np.isfinite(inv).all():
-            return inv
-    except np.linalg.LinAlgError:
-        pass
-    ev, Q = np.linalg.eigh(blocks)
-    floor = 1e-12 * np.maximum(ev.max(axis=1, initial=0.0), 1e-300)
-    ev = np.maximum(ev, floor[:, None])
-    return (Q / ev[:, None, :]) @ Q.transpose(0, 2, 1)
-
-
 def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     """Each class's own curvature block in the leading feature subspace, or None.
 
@@ -719,7 +743,7 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     factor = _feature_factor(objective)
     if factor is None:
         return None
-    mean, lam, U = factor
+    mean, lam, U, structure = factor
     p = mean.size
     if objective.block_split is None:
         r = min(CLASS_BLOCK_RANK, p)
@@ -729,14 +753,15 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     V, lam_rest = objective.block_split
     r = V.shape[1]
     fi = data.fit_intercept
-    blocks, a = data.subspace_curvature(coef, V)
+    blocks, a, rows = data.subspace_curvature(coef, V)
+    _denoise(blocks, a, rows, np.maximum(lam[p - r :], 0.0), fi)
     # each block plus the penalty (not on the intercept): a direction no
     # sampled row reaches keeps 1 / l2
     reg = np.full(r + fi, l2)
     if fi:
         reg[-1] = 0.0
     blocks[:, np.arange(r + fi), np.arange(r + fi)] += reg
-    inv_top = _inverse_floored(blocks)  # (K, r + fi, r + fi)
+    inv_top = _inverse_blocks(blocks)  # (K, r + fi, r + fi)
     inv_rest = 1.0 / (np.outer(np.maximum(a, 0.0), lam_rest) + l2)  # (K, p - r)
     cut = p - r
     # everything below is in U's coordinates (FeatureBasis: L-BFGS keeps its
@@ -771,7 +796,7 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
         return rest + float(np.einsum("ki,kij,kj->", top, inv_top, top))
 
     apply_r.quad = quad_r  # type: ignore[attr-defined]
-    basis = FeatureBasis(U, K, q, apply_r)
+    basis = FeatureBasis(U, K, q, apply_r, structure)
 
     def apply(g: np.ndarray) -> np.ndarray:
         return basis.back(apply_r(basis.forward(g)))
@@ -782,3 +807,57 @@ def class_blocks(objective: Any, coef: np.ndarray) -> Precond | None:
     apply.basis = basis  # type: ignore[attr-defined]
     apply.quad = quad  # type: ignore[attr-defined]
     return apply
+
+
+def _inverse_blocks(blocks: np.ndarray) -> np.ndarray:
+    """Inverses of symmetric positive semi-definite blocks ``(K, n, n)``.
+
+    Where every block is safely positive definite (its Cholesky factor
+    exists and no pivot falls below ``1e-6`` of the largest: a twentieth of
+    the time of an eigendecomposition), the inverse itself; otherwise through
+    the eigendecomposition with eigenvalues floored at ``1e-12`` of the
+    largest (a direction no sampled row reaches, with no penalty).
+    """
+    try:
+        L = np.linalg.cholesky(blocks)
+    except np.linalg.LinAlgError:
+        L = None
+    if L is not None:
+        piv = np.diagonal(L, axis1=1, axis2=2)
+        if np.all(piv.min(axis=1) > 1e-6 * piv.max(axis=1)):
+            inv = np.linalg.inv(blocks)
+            return 0.5 * (inv + inv.transpose(0, 2, 1))
+    ev, Q = np.linalg.eigh(blocks)
+    floor = 1e-12 * np.maximum(ev.max(axis=1, initial=0.0), 1e-300)
+    ev = np.maximum(ev, floor[:, None])
+    return (Q / ev[:, None, :]) @ Q.transpose(0, 2, 1)
+
+
+def _denoise(
+    blocks: np.ndarray, a: np.ndarray, rows: np.ndarray, lam: np.ndarray, fit_intercept: bool
+) -> None:
+    """Raise what may be sampling noise in each class block to its Kronecker value; in place.
+
+    A block is a weighted covariance of ``rows[k]`` effective rows (Kish) in
+    ``n = r + 1`` dimensions. Scaled so that its Kronecker value ``T_k = a_k
+    diag(lam, 1)`` (the class's mean curvature times the covariance of every
+    row, which has almost no sampling noise) is the identity, pure noise
+    spreads the eigenvalues around 1 with a Marchenko-Pastur lower edge
+    ``(1 - sqrt(g))^2``, ``g = n / rows``. Too little curvature is the
+    harmful error (a step too long along that direction); so eigenvalues
+    between ``(1 - sqrt(CLASS_BLOCK_NOISE g))^2`` and 1 are set to 1, while
+    those below it (a class that really lacks curvature there) and those
+    above 1 are kept. See ``CLASS_BLOCK_NOISE`` for the measurements.
+    """
+    d = np.sqrt(np.append(lam, 1.0) if fit_intercept else lam)
+    d = np.where(d > 0, d, 1.0)
+    n = d.size
+    ok = (a > 0) & (rows > 0) & np.isfinite(rows)
+    if not ok.any():
+        return
+    scale = a[ok, None, None] * np.outer(d, d)
+    e, Q = np.linalg.eigh(blocks[ok] / scale)
+    g = CLASS_BLOCK_NOISE * n / rows[ok]
+    lo = np.maximum(0.0, 1.0 - np.sqrt(g)) ** 2
+    e = np.where((e > lo[:, None]) & (e < 1.0), 1.0, e)
+    blocks[ok] = ((Q * e[:, None, :]) @ Q.transpose(0, 2, 1)) * scale

@@ -38,10 +38,17 @@ from softmax.solvers._lbfgs_policy import (
     KRONECKER_START,
     default_history,
     refresh_due,
+    use_class_blocks,
     use_kronecker,
 )
 from softmax.solvers._linesearch import wolfe_line_search
-from softmax.solvers._preconditioners import FeatureBasis, class_blocks, diagonal, kronecker
+from softmax.solvers._preconditioners import (
+    CLASS_BLOCK_RANK,
+    FeatureBasis,
+    class_blocks,
+    diagonal,
+    kronecker,
+)
 from softmax.solvers._problem import SolverResult
 
 __all__ = [
@@ -296,9 +303,11 @@ class LBFGS(QuasiNewton):
         informative probabilities), ``"diagonal"``
         (:func:`softmax.solvers._preconditioners.diagonal`), or ``"auto"``:
         where the feature covariance pays (:func:`use_kronecker`), diagonal
-        for the first ``KRONECKER_START`` iterations and class blocks from
-        then on (refreshed every ``precondition_every``), so problems solved
-        within them never pay for the covariance.
+        for the first ``KRONECKER_START`` iterations, so problems solved
+        within them never pay for the covariance, then class blocks where a
+        refresh costs a few passes at most
+        (:func:`softmax.solvers._lbfgs_policy.use_class_blocks`) and
+        Kronecker elsewhere, refreshed every ``precondition_every``.
     """
 
     name: ClassVar[str] = "lbfgs"
@@ -336,10 +345,15 @@ class LBFGS(QuasiNewton):
             or (preconditioner == "auto" and use_kronecker(data))
         )
 
+        # "auto": class blocks where their refresh is cheap next to a pass
+        blocks = preconditioner == "blocks" or (
+            preconditioner == "auto" and kron and use_class_blocks(data, CLASS_BLOCK_RANK)
+        )
+
         def make_M(coef: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray] | None:
             use = kron and (coef is not None or preconditioner == "kronecker")
             M = None
-            if use and coef is not None and preconditioner in ("auto", "blocks"):
+            if use and coef is not None and blocks:
                 M = class_blocks(obj, coef)
             if use and M is None:
                 M = kronecker(obj, coef)
