@@ -222,7 +222,7 @@ def test_feature_factor_is_kept_on_the_rows(digits):
     )
     assert fresh[2] is not first[2]
     # what it is: the eigendecomposition of the centred feature covariance
-    mean, lam, U = first
+    mean, lam, U, _ = first
     np.testing.assert_allclose(mean, X.mean(axis=0), atol=1e-12)
     cov = np.cov(X, rowvar=False, bias=True)
     np.testing.assert_allclose((U * lam) @ U.T, cov, atol=1e-10)
