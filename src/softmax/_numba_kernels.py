@@ -204,11 +204,12 @@ def _exp_neg_impl(x):
 # --------------------------------------------------------------------------
 # For K <= _VEC_MAX_K a group of G consecutive rows (G*K values, contiguous in
 # memory) is loaded with plain vector loads and transposed in registers with
-# constant shuffles into K vectors of G lanes, one per column. The row max,
-# exp and row sum then run across rows, G lanes at a time. softmax multiplies
-# by 1/sum and shuffles the result back to row order; log_softmax needs no
-# transpose back: x - lse is computed in row order, each row's lse spread to
-# its K entries by one in-register permute per vector. No transpose buffer,
+# constant shuffles into K vectors of G lanes, one per column (log_softmax).
+# The row max, exp and row sum then run across rows, G lanes at a time;
+# log_softmax needs no transpose back: x - lse is computed in row order, each
+# row's lse spread to its K entries by one in-register permute per vector.
+# softmax stays in row order throughout: segmented reductions by lane shifts
+# put each row's max and sum in its first lane (see _seg_reduce). No transpose buffer,
 # no gather/scatter, one pass over memory (log_softmax re-reads its chunk of
 # rows from L1). The code is LLVM vector IR written out below (K is a
 # compile-time constant, so every shuffle mask is constant): numba's loop
@@ -380,6 +381,77 @@ def _pairwise(op, vals):
     return vals[0]
 
 
+def _shuffle(b, v1, v2, idx):
+    """shufflevector of v1, v2 with the lane indices idx; None: a lane nobody reads.
+
+    Leaving unread lanes undefined lets LLVM pick a cheaper instruction (an
+    in-register swap for a lane shift whose lanes never cross a register).
+    """
+    ins = b.shuffle_vector(
+        v1, v2, ir.Constant(ir.VectorType(_I32, len(idx)), [i or 0 for i in idx])
+    )
+    if None in idx:
+        # llvmlite's checks reject undef mask entries, which LLVM accepts
+        ins.operands[2] = ir.Constant(
+            ir.VectorType(_I32, len(idx)),
+            [ir.Constant(_I32, ir.Undefined if i is None else i) for i in idx],
+        )
+    return ins
+
+
+def _shift_lanes(b, v, d, need):
+    # lane p + d of v in lane p, for the lanes p in need (the others undefined)
+    n = v.type.count
+    return _shuffle(b, v, v, [p + d if p in need else None for p in range(n)])
+
+
+def _seg_reduce(b, op, v, k, idempotent, need):
+    """op over lanes p .. p + k - 1 of v, in lane p for each p in need.
+
+    Windows double (2, 4, 8, ...) by shifted copies, one lane shift per
+    register and level. An idempotent op (max) covers k with two overlapping
+    windows; a sum adds the windows of the binary digits of k instead, a
+    pairwise order (k = 10: ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 +
+    x7)) + (x8 + x9), as _pairwise), so the error of a sum of k terms in
+    (0, 1] stays within about log2(k) roundings. Each shift moves only the
+    lanes the next step reads (see _shuffle): windows never cross into the
+    next row at the lanes that are read.
+    """
+    top = 1
+    while 2 * top <= k:
+        top *= 2
+    # the final combination: (window width, lane offset) terms
+    if top == k:
+        terms = [(top, 0)]
+    elif idempotent:
+        terms = [(top, 0), (top, k - top)]
+    else:
+        terms, off = [(top, 0)], top
+        for bit in (8, 4, 2, 1):
+            if bit < top and k & bit:
+                terms.append((bit, off))
+                off += bit
+    # lanes each window is read at, from the widest down
+    reads = {}
+    for w, off in terms:
+        reads.setdefault(w, set()).update(p + off for p in need)
+    w = top
+    while w > 1:
+        half = reads.setdefault(w // 2, set())
+        for p in reads.get(w, ()):
+            half.update((p, p + w // 2))
+        w //= 2
+    wins = {1: v}
+    w = 1
+    while w < top:
+        wins[2 * w] = op(wins[w], _shift_lanes(b, wins[w], w, reads[2 * w]))
+        w *= 2
+    acc = wins[terms[0][0]]
+    for w, off in terms[1:]:
+        acc = op(acc, _shift_lanes(b, wins[w], off, need))
+    return acc
+
+
 def _arr(b, context, sig, args, i):
     # the array struct of argument i of an intrinsic
     return context.make_array(sig.args[i])(context, b, args[i])
@@ -409,33 +481,38 @@ def _rows_group(typingctx, xf, of, base, ms, ss, row, k, log, g, nt):
         bty = ir.VectorType(fty, n)
         dty = ir.VectorType(_F64, G)
         flat = b.load(_vec_ptr(b, xa, args[2], bty), align=size)
-        cols = [
-            b.shuffle_vector(
-                flat, flat, ir.Constant(ir.VectorType(_I32, G), [i * K + j for i in range(G)])
-            )
-            for j in range(K)
-        ]
-        m = _pairwise(v.max, cols)
         if LOG:
-            es = [v.exp_neg(b.fsub(c, m)) for c in cols]
-        else:
-            # softmax: exp in the rows' own layout (each row's max spread to
-            # its K lanes by an in-register permute), so that the result is
-            # stored without the transpose back; only the sum needs columns
-            spread = ir.Constant(ir.VectorType(_I32, n), [p // K for p in range(n)])
-            vf = _Vec(b, fty, n)
-            ef = vf.exp_neg(b.fsub(flat, b.shuffle_vector(m, m, spread)))
-            es = [
+            # the K columns, then max, exp and sum across rows (log_softmax's
+            # x - lse pass in _sub_group needs no transpose back)
+            cols = [
                 b.shuffle_vector(
-                    ef, ef, ir.Constant(ir.VectorType(_I32, G), [i * K + j for i in range(G)])
+                    flat, flat, ir.Constant(ir.VectorType(_I32, G), [i * K + j for i in range(G)])
                 )
                 for j in range(K)
             ]
-        s = _pairwise(b.fadd, es)  # K terms in (0, 1], in the input dtype
+            m = _pairwise(v.max, cols)
+            s = _pairwise(b.fadd, [v.exp_neg(b.fsub(c, m)) for c in cols])
+        else:
+            # softmax, in the rows' own layout: each row's max and sum land in
+            # its first lane by segmented reductions (_seg_reduce), the max is
+            # spread back to the row's K lanes for exp, and the result is
+            # stored without a transpose. Only the first lanes are gathered
+            # (twice), where extracting the K columns of the exps for the sum
+            # cost a permute chain per column (1e6 x 10 float32: 7.9 -> 6.8 ms)
+            vf = _Vec(b, fty, n)
+            starts = {i * K for i in range(G)}
+            lead = ir.Constant(ir.VectorType(_I32, n), [p // K * K for p in range(n)])
+            mf = _seg_reduce(b, vf.max, flat, K, True, starts)
+            ef = vf.exp_neg(b.fsub(flat, b.shuffle_vector(mf, mf, lead)))
+            sf = _seg_reduce(b, b.fadd, ef, K, False, starts)  # K terms in (0, 1]
+            first = ir.Constant(ir.VectorType(_I32, G), [i * K for i in range(G)])
+            m = b.shuffle_vector(mf, mf, first)
+            s = b.shuffle_vector(sf, sf, first)
         b.store(m if v.is64 else b.fpext(m, dty), _vec_ptr(b, ma, args[5], dty), align=8)
         b.store(s if v.is64 else b.fpext(s, dty), _vec_ptr(b, sa, args[5], dty), align=8)
         if not LOG:
             inv = b.fdiv(v.c(1.0), s)
+            spread = ir.Constant(ir.VectorType(_I32, n), [p // K for p in range(n)])
             res = b.fmul(ef, b.shuffle_vector(inv, inv, spread))
             _store(b, res, _vec_ptr(b, oa, args[2], bty), size, NT)
         return context.get_dummy_value()
@@ -529,10 +606,12 @@ _VEC_KERNELS: dict = {}
 # rows to small buffers; one vectorised loop then takes their logs (kept out
 # of the group kernel, where its long dependency chain stalled the
 # pipeline), and log_softmax makes a second pass x - lse over the chunk while
-# it is still in L1. Measured best (1e6 x 10): 64 rows for log_softmax, 8192
-# for softmax (whose output is written in the first pass).
+# it is still in L1. Measured best (1e6 x 10): 64 rows for log_softmax,
+# 128-256 for softmax (whose output is written in the first pass; 8192 rows,
+# whose buffers spill from L1, cost float32 10-15% with the segmented-reduction
+# kernel; float64 1-2%).
 _VEC_CHUNK_LOG = 64
-_VEC_CHUNK = 8192
+_VEC_CHUNK = 256
 
 
 def _vec_kernel(k: int, log: bool, g: int, nt: bool):
