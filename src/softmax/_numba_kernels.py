@@ -406,6 +406,26 @@ def _shift_lanes(b, v, d, need):
 
 
 def _seg_reduce(b, op, v, k, idempotent, need):
+    """op over lanes p .. p + k - 1 of v for each p in need: (r, step), the
+    result for p in lane p // step of r.
+
+    An even k (not a power of 2) whose windows start at even lanes first
+    combines lane pairs (a shift that never crosses a register) and keeps
+    every other lane: the remaining k / 2 run on half the registers (1e6 x 10
+    float64: 13.7 -> 12.9 ms; float32 6.8 -> 6.6 ms). For k = 8 or 16 the
+    halving measured slower than the plain doubling windows.
+    """
+    n = v.type.count
+    if k >= 6 and k % 2 == 0 and k & (k - 1) and all(p % 2 == 0 for p in need):
+        pairs = {p + 2 * j for p in need for j in range(k // 2)}
+        w2 = op(v, _shift_lanes(b, v, 1, pairs))
+        half = _shuffle(b, w2, w2, [2 * q if 2 * q in pairs else None for q in range(n // 2)])
+        r = _seg_reduce_shifts(b, op, half, k // 2, idempotent, {p // 2 for p in need})
+        return r, 2
+    return _seg_reduce_shifts(b, op, v, k, idempotent, need), 1
+
+
+def _seg_reduce_shifts(b, op, v, k, idempotent, need):
     """op over lanes p .. p + k - 1 of v, in lane p for each p in need.
 
     Windows double (2, 4, 8, ...) by shifted copies, one lane shift per
@@ -501,13 +521,12 @@ def _rows_group(typingctx, xf, of, base, ms, ss, row, k, log, g, nt):
             # cost a permute chain per column (1e6 x 10 float32: 7.9 -> 6.8 ms)
             vf = _Vec(b, fty, n)
             starts = {i * K for i in range(G)}
-            lead = ir.Constant(ir.VectorType(_I32, n), [p // K * K for p in range(n)])
-            mf = _seg_reduce(b, vf.max, flat, K, True, starts)
-            ef = vf.exp_neg(b.fsub(flat, b.shuffle_vector(mf, mf, lead)))
-            sf = _seg_reduce(b, b.fadd, ef, K, False, starts)  # K terms in (0, 1]
-            first = ir.Constant(ir.VectorType(_I32, G), [i * K for i in range(G)])
-            m = b.shuffle_vector(mf, mf, first)
-            s = b.shuffle_vector(sf, sf, first)
+            mf, ms_ = _seg_reduce(b, vf.max, flat, K, True, starts)
+            lead = [p // K * K // ms_ for p in range(n)]
+            ef = vf.exp_neg(b.fsub(flat, _shuffle(b, mf, mf, lead)))
+            sf, ss_ = _seg_reduce(b, b.fadd, ef, K, False, starts)  # K terms in (0, 1]
+            m = _shuffle(b, mf, mf, [i * K // ms_ for i in range(G)])
+            s = _shuffle(b, sf, sf, [i * K // ss_ for i in range(G)])
         b.store(m if v.is64 else b.fpext(m, dty), _vec_ptr(b, ma, args[5], dty), align=8)
         b.store(s if v.is64 else b.fpext(s, dty), _vec_ptr(b, sa, args[5], dty), align=8)
         if not LOG:
