@@ -350,7 +350,6 @@ TYPED_BEFORE_THE_CHECK = {
     ("solvers.md", "0.32 s"),
     ("solvers.md", "2.44 s"),
     ("solvers.md", "1.37 s"),
-    ("solvers.md", "0.80 s"),
     ("solvers.md", "8.85 s"),
     ("solvers.md", "5.47 s"),
     ("solvers.md", "5.61 s"),
