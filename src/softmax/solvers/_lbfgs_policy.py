@@ -17,6 +17,7 @@ __all__ = [
     "KRONECKER_WORK",
     "default_history",
     "refresh_due",
+    "use_class_scaled",
     "use_kronecker",
 ]
 
@@ -64,6 +65,21 @@ def use_kronecker(data: RowData) -> bool:
     if Capability.FEATURE_COVARIANCE not in data.capabilities:
         return False
     if data.n_classes > KRONECKER_MAX_CLASSES:
+        return False
+    return data.n_samples * data.n_features * data.n_classes >= KRONECKER_WORK
+
+
+def use_class_scaled(data: RowData) -> bool:
+    """Whether ``"auto"`` picks the per-class scaled preconditioner for ``data``.
+
+    Where the Kronecker one would pay (feature covariance, a big pass) but
+    there are more than ``KRONECKER_MAX_CLASSES`` classes: then each class's
+    own mean and scale matter more than the class factor
+    (:func:`softmax.solvers._preconditioners.class_scaled`).
+    """
+    if Capability.FEATURE_COVARIANCE not in data.capabilities:
+        return False
+    if data.n_classes <= KRONECKER_MAX_CLASSES:
         return False
     return data.n_samples * data.n_features * data.n_classes >= KRONECKER_WORK
 
