@@ -93,7 +93,7 @@ BLOCK_BYTES = 2 * 1024 * 1024
 #: blocks. On linear-probe rows (50,000 x 256, 1,000 classes, float32, one
 #: thread) a loss-gradient pass took 1.65 s with 32 MiB blocks (6,678 rows)
 #: against 1.9 s with 16 MiB, 3.4 s with 8 MiB and 5.3 s with 2 MiB (417 rows;
-#: best of 4 on a loaded machine; benchmarks/results/fit_probe1000.md).
+#: best of 4 passes each, interleaved, on a loaded 2-core machine).
 MANY_CLASSES = 256
 #: Target bytes of a block of dense rows with ``MANY_CLASSES`` classes or more.
 MANY_CLASSES_BLOCK_BYTES = 32 * 1024 * 1024
