@@ -41,14 +41,17 @@ KRONECKER_WORK = 10_000_000
 #: 1e-6 gap (class curvature from a row subsample, 2048 rows).
 KRONECKER_START = 5
 #: Most classes for which ``preconditioner="auto"`` considers the Kronecker
-#: preconditioner. Its feature factor is one covariance shared by all classes,
-#: while each class's block of the Hessian weighs the rows where that class is
-#: probable: with many classes these differ, and the diagonal preconditioner
-#: (per-class curvature-weighted means and scales) captures more. Its class
-#: factor also costs ``O(K^3)`` per refresh and ``O(K^2 p)`` per iteration. On
-#: linear-probe rows (256 features, 1,000 classes; 25,000 rows) Kronecker took
-#: 40 iterations to a 1e-6 gap against 34 for the diagonal one, at 1.5x the
-#: time per iteration; on wide100c (100 classes) it still wins.
+#: preconditioner. Its feature factor is one covariance shared by all classes
+#: around one mean, while each class's block of the Hessian weighs the rows
+#: where that class is probable, around the class's own mean: with many
+#: classes these differ, and per-class means and scales capture more. Its
+#: class factor also costs ``O(K^3)`` per refresh and ``O(K^2 p)`` per
+#: iteration. On linear-probe rows (256 features, 1,000 classes; 25,000 rows)
+#: Kronecker took 40 iterations to a 1e-6 gap against 34 for the diagonal one,
+#: at 1.5x the time per iteration; on wide100c (100 classes) it still wins.
+#: Above it "auto" uses the per-class scaled preconditioner
+#: (:func:`use_class_scaled`): 12 iterations against the diagonal's 23 on
+#: 10,000 such rows.
 KRONECKER_MAX_CLASSES = 300
 
 
