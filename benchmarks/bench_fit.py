@@ -234,7 +234,13 @@ def reference_solution(ds: Dataset, *, cache: bool = True, verbose: bool = True)
     package's. On big sets (``n p K > 2e8``, where 1,500 L-BFGS-B iterations
     would take most of an hour) and on covertype (raw feature scales)
     L-BFGS-B starts from a ``SoftmaxRegression`` float64 fit: the start only
-    saves time, the Newton steps certify the optimum.
+    saves time, the Newton steps certify the optimum. On huge ones (``n p K >
+    2e9``: probe1000 at full scale, where one float64 Hessian product takes
+    seconds and unpreconditioned CG would need hundreds of them per step) the
+    start is fitted to ``tol=1e-12`` (its own gap estimate), L-BFGS-B is
+    skipped and the polish is one Newton step of at most 20 CG iterations: a
+    truncated CG under-estimates the Newton decrement, so the recorded gap
+    estimate is then a lower bound, and the start's ``tol`` is the check.
 
     Parameters
     ----------
@@ -267,26 +273,31 @@ def reference_solution(ds: Dataset, *, cache: bool = True, verbose: bool = True)
 
     x0 = np.zeros(K * (p + 1))
     maxiter = 1_500
+    huge = n * p * K > 2e9
+    cg_iters, newton_steps = (20, 1) if huge else (500, 20)
     # covertype's raw feature scales (0/1 beside thousands) leave L-BFGS-B
     # crawling for its whole budget: start it from our fit there too
     if n * p * K > 2e8 or ds.name == "covertype":
-        maxiter = 50
+        maxiter = 0 if huge else 50
         from softmax import SoftmaxRegression
 
-        est = SoftmaxRegression(C=C, tol=1e-10).fit(X, y)
+        est = SoftmaxRegression(C=C, tol=1e-12 if huge else 1e-10, max_iter=5000).fit(X, y)
         x0 = np.hstack([est.coef_, est.intercept_[:, None]]).ravel()
-    res = minimize(
-        fg,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": maxiter, "maxcor": 50, "ftol": 0.0, "gtol": 0.0, "maxfun": 3_000},
-    )
-    coef = res.x.reshape(K, p + 1).copy()
+    lbfgs_iterations = 0
+    if maxiter:
+        res = minimize(
+            fg,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": maxiter, "maxcor": 50, "ftol": 0.0, "gtol": 0.0, "maxfun": 3_000},
+        )
+        x0, lbfgs_iterations = res.x, int(res.nit)
+    coef = x0.reshape(K, p + 1).copy()
     f, g = _loss_grad(coef, X, y, C)
     gap = math.inf
-    for _ in range(20):
-        d = _cg(lambda V: _hessp(coef, V, X, C), g, 1e-10, 500)  # noqa: B023
+    for _ in range(newton_steps):
+        d = _cg(lambda V: _hessp(coef, V, X, C), g, 1e-10, cg_iters)  # noqa: B023
         gap = -0.5 * float(np.vdot(g, d)) / abs(f)
         if verbose:
             print(f"  reference {ds.name}: f={f:.15g} Newton gap estimate {gap:.2e}", flush=True)
@@ -304,7 +315,7 @@ def reference_solution(ds: Dataset, *, cache: bool = True, verbose: bool = True)
         "coef": coef,
         "f": f,
         "gap_estimate": gap,
-        "lbfgs_iterations": int(res.nit),
+        "lbfgs_iterations": lbfgs_iterations,
         "seconds": time.perf_counter() - t0,
     }
     if cache:
@@ -953,6 +964,25 @@ def _versus(row: dict[str, Any] | None, peer: str, ours: float, goal: float) -> 
     )
 
 
+#: Datasets with the many-classes goals of issue 15: time to 1e-6 at least 5x
+#: shorter than sklearn-f64 and 2x shorter than PyTorch's L-BFGS, in fewer
+#: iterations than PyTorch's evaluations.
+MANY_CLASS_SETS = {"probe1000"}
+
+
+def _iterations_versus_torch(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Our iterations to 1e-6 against each PyTorch peer's evaluations to 1e-6."""
+    ours = rows.get("softmax-f32", {}).get("iters_1e-06")
+    out = []
+    for peer in ("torch-f32", "torch-h50-f32"):
+        evals = rows.get(peer, {}).get("evals_1e-06")
+        if ours is None or evals is None:
+            continue
+        verdict = "met" if ours < evals else "NOT met"
+        out.append(f"iterations {_fmt(ours)} vs {peer} evaluations {_fmt(evals)} ({verdict})")
+    return out
+
+
 def targets_check(summary: list[dict[str, Any]], sparse_sets: set[str]) -> list[str]:
     """The issue-4 targets on time to a 1e-6 gap, one line per dataset.
 
@@ -966,11 +996,17 @@ def targets_check(summary: list[dict[str, Any]], sparse_sets: set[str]) -> list[
         if ours is None:
             lines.append(f"- {ds_name}: softmax-f32 did not reach 1e-6 (or did not run)")
             continue
+        torch_goal = 1.5
         if ds_name in sparse_sets:
             goals = [("sklearn-f64", 3.0), ("sklearn-f32", 3.0)]
+        elif ds_name in MANY_CLASS_SETS:
+            goals = [("sklearn-f64", 5.0)]
+            torch_goal = 2.0
         else:
             goals = [("sklearn-f64", 10.0), ("sklearn-f32", 4.0)]
         parts = [_versus(rows.get(peer), peer, ours, goal) for peer, goal in goals]
+        if ds_name in MANY_CLASS_SETS:
+            parts.extend(_iterations_versus_torch(rows))
         if ds_name not in sparse_sets:
             fast = [
                 (rows[p]["time_1e-06"], p)
@@ -979,7 +1015,7 @@ def targets_check(summary: list[dict[str, Any]], sparse_sets: set[str]) -> list[
             ]
             if fast:
                 _, p = min(fast)
-                parts.append("fastest of torch/intelex: " + _versus(rows[p], p, ours, 1.5))
+                parts.append("fastest of torch/intelex: " + _versus(rows[p], p, ours, torch_goal))
             else:
                 parts.append("torch/intelex: none reached 1e-6 (goal met by default)")
         lines.append(f"- {ds_name} (softmax-f32 {_fmt(ours)} s): " + "; ".join(parts))

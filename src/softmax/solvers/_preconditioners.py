@@ -60,6 +60,7 @@ __all__ = [
     "FeatureBasis",
     "Kronecker",
     "class_blocks",
+    "class_scaled",
     "damped_kronecker",
     "damping",
     "diagonal",
@@ -861,3 +862,123 @@ def _denoise(
     lo = np.maximum(0.0, 1.0 - np.sqrt(g)) ** 2
     e = np.where((e > lo[:, None]) & (e < 1.0), 1.0, e)
     blocks[ok] = ((Q * e[:, None, :]) @ Q.transpose(0, 2, 1)) * scale
+
+
+# --------------------------------------------------------------------------- class scales
+
+
+def class_scaled(objective: Any, coef: np.ndarray | None = None) -> Precond | None:
+    """Per-class means and scales on the shared feature eigenbasis, or None.
+
+    For many classes neither of the other two fits. Each class's Hessian
+    block ``sum_i w_ik x~_i x~_i^T`` (``w_ik = s_i p_ik (1 - p_ik)``) weighs
+    the rows where that class is probable, which sit around *its own* mean
+    ``mu_k``: in the variables ``(W, b')`` of the Kronecker preconditioner,
+    with one shared mean, every block keeps a rank-one spike ``s0_k (mu_k -
+    mu)(mu_k - mu)^T`` that the preconditioner does not see (with 1,000
+    classes of embeddings it is hundreds of times the mean eigenvalue), and
+    its ``K x K`` class factor costs ``O(K^3)`` per refresh and ``O(K^2 p)``
+    per product. The :func:`diagonal` one centres each class on its own
+    curvature-weighted mean, but in the coordinates of the features, which
+    are correlated. Here each class ``k`` gets, in the variables ``(W_k, b_k +
+    W_k . mu_k)``, the block diagonal
+
+    ``s0_k tau_k Sigma + l2`` on the weights and ``s0_k`` on the intercept,
+
+    with ``Sigma = U diag(lam) U^T`` the feature covariance
+    (:func:`_feature_factor`, eigenbasis shared by all classes), ``s0_k =
+    sum_i w_ik`` the class's curvature and ``tau_k`` the ratio of its
+    curvature-weighted feature variance (about ``mu_k``) to ``trace(Sigma)``:
+    the class's rows spread like all rows, on their own scale. In ``U``'s
+    coordinates this is a diagonal per class: ``O(K p)`` per product,
+    nothing ``K x K``. Its inputs are the backend's ``curvature_moments``
+    (one pass) at ``coef``, or the feature moments at equal probabilities
+    when ``coef`` is None.
+
+    Parameters
+    ----------
+    objective : softmax.solvers._base.Objective
+    coef : ndarray of shape (n_classes, n_features + fit_intercept), optional
+        The point whose curvature is used.
+
+    Returns
+    -------
+    callable or None
+        ``g -> M g`` on flat vectors, with ``quad`` and ``basis`` (the
+        :class:`FeatureBasis` of the covariance's eigenvectors, where ``M``
+        is diagonal per class); None without an L2 part, or when the backend
+        lacks ``feature_covariance`` or the moments.
+    """
+    K, q = objective.shape
+    l2 = objective.penalty.smooth_l2
+    data = objective.data
+    caps = data.capabilities
+    if not l2 > 0 or Capability.FEATURE_COVARIANCE not in caps:
+        return None
+    if coef is not None and Capability.CURVATURE_MOMENTS in caps:
+        s0, s1, s2 = (np.asarray(a, dtype=np.float64) for a in data.curvature_moments(coef))
+    elif Capability.FEATURE_MOMENTS in caps:
+        mean, sq = (np.asarray(a, dtype=np.float64) for a in data.feature_moments())
+        c = (1.0 / K) * (1.0 - 1.0 / K)  # p (1 - p) at p = 1/K
+        sw = float(data.weight_sum)
+        s0 = np.full(K, c * sw)
+        s1 = np.tile(c * sw * mean, (K, 1))
+        s2 = np.tile(c * sw * sq, (K, 1))
+    else:
+        return None
+    factor = _feature_factor(objective)
+    if factor is None:
+        return None
+    _, lam, U, structure = factor
+    lam = np.maximum(lam, 0.0)
+    p = lam.size
+    fi = data.fit_intercept
+    scale = objective.loss_scale
+    safe0 = np.where(s0 > 0, s0, 1.0)
+    # each class's curvature-weighted second moment of the features, summed
+    # over them (centred on its mean with an intercept; the covariance is
+    # then centred too), against the same sum for all rows (trace of Sigma)
+    spread = s2.sum(axis=1) / safe0
+    mu = s1 / safe0[:, None]
+    if fi:
+        spread -= np.einsum("kj,kj->k", mu, mu)
+    total = float(lam.sum())
+    tau = np.maximum(spread, 0.0) / total if total > 0 else np.ones(K)
+    inv_w = _inverse(np.outer(s0 * scale * tau, lam) + l2)  # (K, p), in U's coordinates
+    inv_b = 1.0 / np.where(s0 > 0, s0 * scale, 1.0)
+    mu_r = (mu.astype(U.dtype) @ U).astype(np.float64) if fi else None
+
+    def apply_r(t: np.ndarray) -> np.ndarray:
+        T = np.asarray(t, dtype=np.float64).reshape(K, q)
+        out = np.empty((K, q))
+        if mu_r is None:
+            np.multiply(T, inv_w, out=out)
+            return out.ravel()
+        gb = T[:, p]
+        # T^T g: the gradient in (W, b'), scaled by D^-1, then back to (W, b)
+        np.multiply(gb[:, None], mu_r, out=out[:, :p])
+        np.subtract(T[:, :p], out[:, :p], out=out[:, :p])
+        out[:, :p] *= inv_w
+        out[:, p] = gb * inv_b - np.einsum("kj,kj->k", out[:, :p], mu_r)
+        return out.ravel()
+
+    def quad_r(t: np.ndarray) -> float:
+        T = np.asarray(t, dtype=np.float64).reshape(K, q)
+        if mu_r is None:
+            return float(np.einsum("kj,kj,kj->", T, T, inv_w))
+        gb = T[:, p]
+        TW = T[:, :p] - gb[:, None] * mu_r
+        return float(np.einsum("kj,kj,kj->", TW, TW, inv_w) + gb @ (gb * inv_b))
+
+    apply_r.quad = quad_r  # type: ignore[attr-defined]
+    basis = FeatureBasis(U, K, q, apply_r, structure)
+
+    def apply(g: np.ndarray) -> np.ndarray:
+        return basis.back(apply_r(basis.forward(g)))
+
+    def quad(g: np.ndarray) -> float:
+        return quad_r(basis.forward(g))
+
+    apply.basis = basis  # type: ignore[attr-defined]
+    apply.quad = quad  # type: ignore[attr-defined]
+    return apply

@@ -39,6 +39,7 @@ from softmax.solvers._lbfgs_policy import (
     default_history,
     refresh_due,
     use_class_blocks,
+    use_class_scaled,
     use_kronecker,
 )
 from softmax.solvers._linesearch import wolfe_line_search
@@ -46,6 +47,7 @@ from softmax.solvers._preconditioners import (
     CLASS_BLOCK_RANK,
     FeatureBasis,
     class_blocks,
+    class_scaled,
     diagonal,
     kronecker,
 )
@@ -293,21 +295,26 @@ class LBFGS(QuasiNewton):
     ----------
     history_size, precondition, precondition_every
         As in :class:`QuasiNewton`.
-    preconditioner : {"auto", "blocks", "kronecker", "diagonal"}, default "auto"
+    preconditioner : {"auto", "blocks", "kronecker", "scaled", "diagonal"}, default "auto"
         Which preconditioner: ``"kronecker"`` (class curvature times feature
         covariance, :func:`softmax.solvers._preconditioners.kronecker`; dense
         X of at most 2048 features, else the diagonal one), ``"blocks"``
         (each class's own curvature in the leading feature eigendirections,
         :func:`softmax.solvers._preconditioners.class_blocks`; diagonal for
         the first ``KRONECKER_START`` iterations: it needs a point with
-        informative probabilities), ``"diagonal"``
+        informative probabilities), ``"scaled"`` (per-class means and scales
+        on the feature covariance's eigenbasis,
+        :func:`softmax.solvers._preconditioners.class_scaled`; dense X of at
+        most 2048 features, else the diagonal one), ``"diagonal"``
         (:func:`softmax.solvers._preconditioners.diagonal`), or ``"auto"``:
         where the feature covariance pays (:func:`use_kronecker`), diagonal
         for the first ``KRONECKER_START`` iterations, so problems solved
         within them never pay for the covariance, then class blocks where a
         refresh costs a few passes at most
         (:func:`softmax.solvers._lbfgs_policy.use_class_blocks`) and
-        Kronecker elsewhere, refreshed every ``precondition_every``.
+        Kronecker elsewhere, refreshed every ``precondition_every``; for many
+        classes (:func:`softmax.solvers._lbfgs_policy.use_class_scaled`)
+        ``"scaled"`` from the start.
     """
 
     name: ClassVar[str] = "lbfgs"
@@ -319,10 +326,10 @@ class LBFGS(QuasiNewton):
     preconditioner: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.preconditioner not in ("auto", "blocks", "kronecker", "diagonal"):
+        if self.preconditioner not in ("auto", "blocks", "kronecker", "scaled", "diagonal"):
             raise ValueError(
-                "preconditioner must be 'auto', 'blocks', 'kronecker' or 'diagonal', got "
-                f"{self.preconditioner!r}"
+                "preconditioner must be 'auto', 'blocks', 'kronecker', 'scaled' or "
+                f"'diagonal', got {self.preconditioner!r}"
             )
 
     def _solve(self, run: Run) -> SolverResult:
@@ -344,6 +351,10 @@ class LBFGS(QuasiNewton):
             preconditioner in ("kronecker", "blocks")
             or (preconditioner == "auto" and use_kronecker(data))
         )
+        # many classes: per-class scales on the feature eigenbasis from the start
+        scaled = precondition and (
+            preconditioner == "scaled" or (preconditioner == "auto" and use_class_scaled(data))
+        )
 
         # "auto": class blocks where their refresh is cheap next to a pass
         blocks = preconditioner == "blocks" or (
@@ -351,6 +362,9 @@ class LBFGS(QuasiNewton):
         )
 
         def make_M(coef: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray] | None:
+            if scaled:
+                M = class_scaled(obj, coef)
+                return M if M is not None else diagonal(obj, coef)
             use = kron and (coef is not None or preconditioner == "kronecker")
             M = None
             if use and coef is not None and blocks:
@@ -434,7 +448,7 @@ class LBFGS(QuasiNewton):
                 break
             s = ls.t * d
             x = x + s
-            first = KRONECKER_START if kron else 0
+            first = KRONECKER_START if kron or scaled else 0
             if precondition and refresh_due(it + 1, self.precondition_every, first):
                 M_new = make_M(x.reshape(shape))
                 if M_new is not None:
