@@ -218,7 +218,7 @@ class InMemoryData(RowData):
             self._moments = (s1 / w, s2 / w)
         return self._moments
 
-    def feature_covariance(self) -> tuple[np.ndarray, np.ndarray]:
+    def feature_covariance(self, passes: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Weighted mean and centred covariance of the features.
 
         :attr:`Capability.FEATURE_COVARIANCE`, declared for dense X of at most
@@ -229,8 +229,14 @@ class InMemoryData(RowData):
         matrix is a large part of a fit's memory when there are few rows) in
         row blocks, in X's dtype (not counted in ``n_passes``; a
         preconditioner needs no more digits); when forming it from every row
-        would cost more than ``COVARIANCE_PASSES`` passes, from an even
-        stride of rows (a preconditioner needs its shape, not its digits).
+        would cost more than ``passes`` passes (default
+        ``COVARIANCE_PASSES``), from an even stride of rows (a preconditioner
+        needs its shape, not its digits).
+
+        Parameters
+        ----------
+        passes : float, optional
+            The work budget in loss-gradient passes (``4 n K p`` flops each).
 
         Returns
         -------
@@ -244,7 +250,8 @@ class InMemoryData(RowData):
             raise self._missing(Capability.FEATURE_COVARIANCE)
         X = self.X
         n, p = X.shape
-        budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
+        passes = COVARIANCE_PASSES if passes is None else passes
+        budget = int(passes * 4 * max(1, self.n_classes) * n // p)
         stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
         # rows start::stride of each block of _COV_BLOCK_ROWS used rows, by
         # slices: no index or weight arrays of n entries
