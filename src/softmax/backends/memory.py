@@ -107,6 +107,23 @@ def _n_threads(X: Any, n_classes: int, override: int | None = None) -> int:
     return _usable_cores() if work >= THREADED_WORK else 1
 
 
+def _aligned_rows(n: int, m: int, dtype: Any) -> np.ndarray:
+    """An uninitialised C-contiguous ``(n, m')`` array, ``m' >= m`` whole 64-byte rows.
+
+    Every row then starts on a cache line: the fused pass reads rows with
+    32-byte vector loads, which cost more when they straddle lines
+    (MNIST's 667 varying pixels, float32: 4.8 ms a pass at 667 columns, 4.3
+    ms at 672 on 64-byte boundaries, 4.7 ms at 672 on 16-byte ones, which
+    is how NumPy aligns large arrays).
+    """
+    dtype = np.dtype(dtype)
+    per = 64 // dtype.itemsize
+    width = -(-m // per) * per
+    buf = np.empty(n * width * dtype.itemsize + 64, dtype=np.uint8)
+    skip = -buf.ctypes.data % 64
+    return buf[skip : skip + n * width * dtype.itemsize].view(dtype).reshape(n, width)
+
+
 class InMemoryData(RowData):
     """Validated in-memory rows answering the :class:`RowData` questions.
 
@@ -194,7 +211,7 @@ class InMemoryData(RowData):
             caps |= {Capability.FEATURE_COVARIANCE, Capability.SUBSPACE_CURVATURE}
         self.capabilities = caps
         self._ws: Workspace | None = None
-        # (columns kept, X[:, columns], its workspace) or None: see _compact()
+        # (columns kept, their aligned copy, its workspace) or None: _compact()
         self._compact_rows: tuple[np.ndarray, np.ndarray, Workspace] | None = None
         self._compact_checked = False
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
@@ -275,7 +292,7 @@ class InMemoryData(RowData):
         compact = self._compact() if some else None
         for start in range(0, n, span):
             if compact is not None:
-                Xb = compact[1][start : start + span : stride] - shift
+                Xb = compact[1][start : start + span : stride, : cols.size] - shift
             else:
                 Xb = X[start : start + span : stride]
                 Xb = (Xb[:, cols] if some else Xb) - shift
@@ -439,6 +456,9 @@ class InMemoryData(RowData):
     def _compact(self) -> tuple[np.ndarray, np.ndarray, Workspace] | None:
         """Columns of X non-zero in some weighted row, their copy and its workspace.
 
+        The copy (see :func:`_aligned_rows`) has zero columns after the kept
+        ones, up to whole 64-byte rows.
+
         None unless dense X of at least ``COMPACT_MIN_BYTES`` has at least
         ``COMPACT_MIN_ZERO_FRACTION`` of its columns zero in every row of
         positive weight and the copy fits ``COMPACT_COPY_BYTES``. Decided once
@@ -458,15 +478,16 @@ class InMemoryData(RowData):
             return None
         if X.shape[0] * cols.size * X.dtype.itemsize > COMPACT_COPY_BYTES:
             return None
+        Xc = _aligned_rows(X.shape[0], cols.size, X.dtype)
+        m = cols.size
+        Xc[:, m:] = 0  # padding: zero columns with zero coefficients
         # in row blocks: a gather of whole X runs far slower than of blocks
         # that stay in cache
-        Xc = np.empty((X.shape[0], cols.size), dtype=X.dtype)
         step = max(1, (256 * 1024) // max(1, self.n_features * X.dtype.itemsize))
         for start in range(0, X.shape[0], step):
-            np.take(X[start : start + step], cols, axis=1, out=Xc[start : start + step])
-        kept = np.append(cols, self.n_features) if self.fit_intercept else cols
+            Xc[start : start + step, :m] = X[start : start + step, cols]
         ws = Workspace(Xc, self.n_classes, n_threads=self.n_threads())
-        self._compact_rows = (kept, Xc, ws)
+        self._compact_rows = (cols, Xc, ws)
         return self._compact_rows
 
     def _loss_pass(self, coef: np.ndarray, need_gradient: bool) -> tuple[float, Any]:
@@ -475,9 +496,14 @@ class InMemoryData(RowData):
         if compact is not None:
             # a zero column adds nothing to a logit, and its data gradient is
             # zero: the pass runs on the other columns
-            kept, Xc, ws = compact
+            cols, Xc, ws = compact
+            m, width, p = cols.size, Xc.shape[1], self.n_features
+            coef_c = np.zeros((coef.shape[0], width + self.fit_intercept))
+            coef_c[:, :m] = coef[:, cols]
+            if self.fit_intercept:
+                coef_c[:, width] = coef[:, p]
             loss, grad_c = block_loss_gradient(
-                np.ascontiguousarray(coef[:, kept]),
+                coef_c,
                 Xc,
                 self.y,
                 self.weights,
@@ -489,7 +515,9 @@ class InMemoryData(RowData):
             if grad_c is None:
                 return loss, None
             grad = np.zeros((coef.shape[0], coef.shape[1]), dtype=grad_c.dtype)
-            grad[:, kept] = grad_c
+            grad[:, cols] = grad_c[:, :m]
+            if self.fit_intercept:
+                grad[:, p] = grad_c[:, width]
             return loss, grad
         return block_loss_gradient(
             coef,
