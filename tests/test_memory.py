@@ -215,6 +215,11 @@ def test_no_copy_of_columns_when_few_are_zero_or_x_is_small(monkeypatch):
     assert memory.InMemoryData(X, y, None, np.arange(3), fit_intercept=True)._compact() is None
     X[:, :10] = 0.0  # 10%
     assert memory.InMemoryData(X, y, None, np.arange(3), fit_intercept=True)._compact() is not None
+    pytest.importorskip("dask")
+    from softmax.backends.dask import _Chunk
+
+    # a persisted Dask chunk keeps its rows only once
+    assert _Chunk(X, y, None, np.arange(3), fit_intercept=True)._compact() is None
     monkeypatch.setattr(memory, "COMPACT_COPY_BYTES", X.nbytes // 2)
     assert memory.InMemoryData(X, y, None, np.arange(3), fit_intercept=True)._compact() is None
     monkeypatch.setattr(memory, "COMPACT_MIN_BYTES", X.nbytes + 1)

@@ -158,6 +158,9 @@ class InMemoryData(RowData):
 
     #: Row threads per pass; None follows the module's N_THREADS rule.
     row_threads: int | None = None
+    #: Whether loss passes may run on a copy of the non-zero columns (see
+    #: ``COMPACT_MIN_ZERO_FRACTION``).
+    compact_columns: bool = True
 
     def __init__(
         self,
@@ -470,7 +473,12 @@ class InMemoryData(RowData):
             return self._compact_rows
         self._compact_checked = True
         X = self.X
-        if self.is_sparse or X.nbytes < COMPACT_MIN_BYTES or self.n_features < 2:
+        if (
+            not self.compact_columns
+            or self.is_sparse
+            or X.nbytes < COMPACT_MIN_BYTES
+            or self.n_features < 2
+        ):
             return None
         cols = np.flatnonzero(self.feature_moments()[1] > 0)
         zero = self.n_features - cols.size
