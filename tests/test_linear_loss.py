@@ -232,6 +232,18 @@ def test_column_moments():
     t1, t2 = column_moments(sp.csr_matrix(X), None)
     np.testing.assert_allclose(t1, X.sum(0))
     np.testing.assert_allclose(t2, (X**2).sum(0))
+    # dense float32 rows over several blocks, with and without weights: NumPy
+    # in float64; the caller's rows are left as they were
+    rng = np.random.default_rng(2)
+    X32 = rng.normal(size=(2500, 100)).astype(np.float32)
+    before = X32.copy()
+    X64 = X32.astype(np.float64)
+    for wts in (None, rng.uniform(0, 2, 2500)):
+        u = np.ones(2500) if wts is None else wts
+        d1, d2 = column_moments(X32, wts)
+        np.testing.assert_allclose(d1, u @ X64, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(d2, u @ X64**2, rtol=1e-12)
+    np.testing.assert_array_equal(X32, before)
 
 
 def test_non_float_X_is_rejected():

@@ -134,3 +134,93 @@ def test_coldstart_benchmark_records_growth_and_accounts_for_it(tmp_path):
     peak_mb = float(peak.split("|")[2])
     assert 0.0 < sampled_mb <= peak_mb + 0.5
     assert "after `from softmax import SoftmaxRegression`" in text
+
+
+def _reference_loss_gradient(coef, X, y, w):
+    """Weighted cross-entropy and its gradient in float64 NumPy/SciPy (intercept last)."""
+    X64 = X.astype(np.float64)
+    Z = X64 @ coef[:, :-1].T + coef[:, -1]
+    lse = logsumexp(Z, axis=1)
+    loss = float(np.sum(w * (lse - Z[np.arange(len(y)), y])))
+    G = sp_softmax(Z, axis=1)
+    G[np.arange(len(y)), y] -= 1.0
+    G *= w[:, None]
+    return loss, np.hstack([G.T @ X64, G.sum(axis=0)[:, None]])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_loss_passes_on_the_nonzero_columns_match_the_full_rows(monkeypatch, weighted):
+    """Columns zero in every (weighted) row are left out of the loss passes.
+
+    The copy must give SciPy's loss and gradient, with an exact zero data
+    gradient on the left-out columns; with weights, a column that is
+    non-zero only in rows of weight zero is left out too.
+    """
+    monkeypatch.setattr(memory, "COMPACT_MIN_BYTES", 0)
+    rng = np.random.default_rng(3)
+    n, p, K = 600, 40, 4
+    X = rng.standard_normal((n, p)).astype(np.float32)
+    X[:, [0, 1, 7, 20, 39]] = 0.0  # 12.5% of the columns
+    y = rng.integers(0, K, n)
+    w = np.ones(n)
+    if weighted:
+        w = rng.uniform(0.5, 2.0, n)
+        w[:5] = 0.0
+        X[5:, 30] = 0.0  # non-zero only in rows of weight zero
+    X_before = X.copy()
+    data = memory.InMemoryData(X, y, w if weighted else None, np.arange(K), fit_intercept=True)
+    compact = data._compact()
+    assert compact is not None
+    zero = sorted([0, 1, 7, 20, 39] + ([30] if weighted else []))
+    assert sorted(set(range(p)) - set(compact[0].tolist())) == zero
+    coef = rng.standard_normal((K, p + 1)) * 0.3
+    loss, grad = data.loss_gradient(coef)
+    ref_loss, ref_grad = _reference_loss_gradient(coef, X, y, w)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-3)
+    assert np.all(grad[:, zero] == 0.0)
+    np.testing.assert_allclose(data.loss(coef), ref_loss, rtol=1e-5)
+    np.testing.assert_array_equal(X, X_before)  # the caller's rows untouched
+
+
+def test_fit_with_zero_columns_reaches_scikit_learns_optimum(monkeypatch):
+    """A fit whose loss passes leave out zero columns ends at scikit-learn's optimum."""
+    from sklearn.linear_model import LogisticRegression
+
+    monkeypatch.setattr(memory, "COMPACT_MIN_BYTES", 0)
+    X, y = _rows(3000, 30, 5, seed=4)
+    X[:, [2, 11, 12, 25]] = 0.0
+    ours = SoftmaxRegression(C=0.5, tol=1e-10, max_iter=500).fit(X, y)
+    X64 = X.astype(np.float64)
+    ref = LogisticRegression(C=0.5, tol=1e-12, max_iter=5000).fit(X64, y)
+
+    def objective(W, b):
+        Z = X64 @ W.T + b
+        ce = np.sum(logsumexp(Z, axis=1) - Z[np.arange(len(y)), y])
+        return ce + 0.5 / 0.5 * np.sum(W**2)
+
+    f_ours = objective(ours.coef_.astype(np.float64), ours.intercept_.astype(np.float64))
+    f_ref = objective(ref.coef_, ref.intercept_)
+    assert f_ours <= f_ref * (1 + 1e-6)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, atol=2e-3)
+    assert np.all(ours.coef_[:, [2, 11, 12, 25]] == 0.0)
+
+
+def test_no_copy_of_columns_when_few_are_zero_or_x_is_small(monkeypatch):
+    """The copy is made only past its thresholds (fraction of zero columns, bytes)."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((4000, 100)).astype(np.float32)  # 1.6 MB
+    X[:, :5] = 0.0  # 5% of the columns
+    y = rng.integers(0, 3, 4000)
+    assert memory.InMemoryData(X, y, None, np.arange(3), fit_intercept=True)._compact() is None
+    X[:, :10] = 0.0  # 10%
+    assert memory.InMemoryData(X, y, None, np.arange(3), fit_intercept=True)._compact() is not None
+    pytest.importorskip("dask")
+    from softmax.backends.dask import _Chunk
+
+    # a persisted Dask chunk keeps its rows only once
+    assert _Chunk(X, y, None, np.arange(3), fit_intercept=True)._compact() is None
+    monkeypatch.setattr(memory, "COMPACT_COPY_BYTES", X.nbytes // 2)
+    assert memory.InMemoryData(X, y, None, np.arange(3), fit_intercept=True)._compact() is None
+    monkeypatch.setattr(memory, "COMPACT_MIN_BYTES", X.nbytes + 1)
+    assert memory.InMemoryData(X, y, None, np.arange(3), fit_intercept=True)._compact() is None

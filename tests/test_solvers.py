@@ -962,3 +962,43 @@ def test_feature_basis_of_rows_with_constant_features():
     np.testing.assert_allclose(basis.forward(V), fwd, atol=1e-12)
     back = np.concatenate([G[:, :, :p] @ U.T, G[:, :, p:]], axis=2).reshape(V.shape)
     np.testing.assert_allclose(basis.back(V), back, atol=1e-12)
+
+
+def test_class_blocks_take_the_covariance_at_their_own_budget():
+    """Class blocks ask for the covariance at ``CLASS_BLOCK_COVARIANCE_PASSES``.
+
+    The backend's covariance at a budget of ``passes`` equals NumPy's over the
+    even stride of rows that the budget allows (every row at the default on
+    this shape, every other row at 10 passes); the class-block preconditioner
+    is built from the strided one, the Kronecker one from every row.
+    """
+    import softmax.solvers._preconditioners as pre
+    from softmax.backends import memory
+
+    rng = np.random.default_rng(7)
+    # budget of 20 passes: 20 * 4 * K * n // p = n rows; 10 passes: n / 2;
+    # 2.5 passes: n / 8, below the floor of 2 p rows (stride 5)
+    n, p, K = 2000, 240, 3
+    X = rng.normal(size=(n, p)) @ rng.normal(size=(p, p)) / 10
+    y = rng.integers(0, K, size=n)
+    data = data_of(X, y)
+    assert memory.COVARIANCE_PASSES == 20 and pre.CLASS_BLOCK_COVARIANCE_PASSES == 10
+    for passes, stride in ((None, 1), (10, 2), (2.5, 5)):
+        mean, cov = data.feature_covariance(passes)
+        # centred on the mean of every row, averaged over the rows used
+        D = X[::stride] - X.mean(axis=0)
+        np.testing.assert_allclose(mean, X.mean(axis=0), atol=1e-12)
+        np.testing.assert_allclose(cov, D.T @ D / len(D), atol=1e-9)
+    seen = []
+    original = InMemoryData.feature_covariance
+
+    def spy(self, passes=None):
+        seen.append(passes)
+        return original(self, passes)
+
+    coef = rng.normal(size=(K, p + 1)) * 0.1
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(InMemoryData, "feature_covariance", spy)
+        assert pre.class_blocks(objective_of(data_of(X, y), C=1.0), coef) is not None
+        assert pre.kronecker(objective_of(data_of(X, y), C=1.0), coef) is not None
+    assert seen == [pre.CLASS_BLOCK_COVARIANCE_PASSES, None]

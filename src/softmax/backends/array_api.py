@@ -349,12 +349,13 @@ class ArrayAPIData(RowData):
         eye = xp.eye(K, dtype=self._sum_dtype, device=self.device)
         return (eye * out[:, K][None, :] - out[:, :K]) / max(weight, 1e-300)
 
-    def _covariance_sums(self, shift: Any) -> tuple[Any, float]:
+    def _covariance_sums(self, shift: Any, passes: float | None = None) -> tuple[Any, float]:
         if Capability.FEATURE_COVARIANCE not in self.capabilities:
             raise self._missing(Capability.FEATURE_COVARIANCE)
         xp = self.xp
         n, p = self.n_samples, self.n_features
-        budget = COVARIANCE_PASSES * 4 * max(1, self.n_classes) * n // p
+        passes = COVARIANCE_PASSES if passes is None else passes
+        budget = int(passes * 4 * max(1, self.n_classes) * n // p)
         stride = max(1, -(-n // max(budget, COVARIANCE_MIN_ROWS * p, 1)))
         cov = self._zeros((p, p))
         for Xb, _, s in self._blocks(stride):
@@ -422,12 +423,12 @@ class ArrayAPIData(RowData):
             self._weights_by_stride[stride] = float(total)
         return self._weights_by_stride[stride]
 
-    def feature_covariance(self) -> tuple[np.ndarray, np.ndarray]:
+    def feature_covariance(self, passes: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Weighted feature mean and centred covariance (see :class:`RowData`).
 
         Formed on the device (``X_b^T X_b`` per block, blocks added in
         float64), from an even stride of rows when all of them would cost
-        more than ``COVARIANCE_PASSES`` passes, as
+        more than ``passes`` passes (default ``COVARIANCE_PASSES``), as
         ``InMemoryData.feature_covariance``; not counted in ``n_passes``.
         Only the ``p x p`` result crosses.
 
@@ -440,6 +441,6 @@ class ArrayAPIData(RowData):
             raise self._missing(Capability.FEATURE_COVARIANCE)
         mean = self.feature_moments()[0]
         shift = self.xp.asarray(mean.astype(self.dtype), device=self.device)
-        cov, weight = self._covariance_sums(shift)
+        cov, weight = self._covariance_sums(shift, passes)
         cov = _to_numpy(self.xp, cov) / max(weight, 1e-300)
         return mean, cov.astype(self.dtype, copy=False)

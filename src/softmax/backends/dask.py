@@ -204,6 +204,9 @@ class _Chunk(InMemoryData):
 
     # a worker already runs one task per thread: no row threads on top
     row_threads = 1
+    # a persisted chunk holds its rows once: no second copy of its columns
+    # (__sizeof__ reports the rows to the workers' memory limits)
+    compact_columns = False
 
     def __reduce__(self) -> tuple:
         # pickles (worker-to-worker moves, minibatches to the client) carry
