@@ -101,3 +101,19 @@ def test_probe_rows_have_the_stated_classes_and_spectrum():
     assert np.unique(y).size == 100
     sv = np.linalg.svd(X - X.mean(axis=0), compute_uv=False)
     assert sv[0] > 3 * sv[-1]  # a decaying spectrum, not isotropic rows
+
+
+@pytest.mark.parametrize("preconditioner", ["diagonal", "kronecker", "blocks", "auto"])
+def test_preconditioner_sweep_reaches_the_reference(tiny, preconditioner):
+    """bench_preconditioners.py's runs reach 1e-6 of this file's reference, and its
+    table cell reports what the recorder saw."""
+    import bench_preconditioners
+
+    ref = bench_fit.reference_solution(tiny, cache=False, verbose=False)
+    res = bench_preconditioners.run_one(tiny, float(ref["f"]), "float64", preconditioner, 20.0)
+    assert res["time"] is not None, res
+    assert -1e-12 <= res["best_gap"] <= 1e-6
+    assert res["passes"] >= res["iters"] >= 1  # one pass per evaluation at least
+    row = bench_preconditioners.summarise([res, {**res, "time": res["time"] + 1.0}])[0]
+    assert row["time"] == pytest.approx(res["time"] + 0.5)  # the median of two
+    assert bench_preconditioners._cell(row).endswith(f"/ {res['iters']:g} / {res['passes']:g}")
