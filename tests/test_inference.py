@@ -656,7 +656,6 @@ def test_file_stream_rows_give_the_in_memory_results(anes, tmp_path):
     assert got.llf == pytest.approx(want.llf, rel=1e-12)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_rows_too_large_for_the_information_say_how_to_get_standard_errors():
     """A fit on rows of 1e300 works (rescaled); the information X^T W X overflows,
     and the error says what to do. Doing it gives statsmodels' standard errors."""

@@ -1429,7 +1429,11 @@ def inference(
                 warnings.warn(separation.message() + extra, SeparationWarning, stacklevel=2)
 
         meat_kind = {"HC0": "hc", "HC1": "hc", "cluster": "cluster"}.get(cov_type)
-        sums = data.information(full, ref, meat=meat_kind, groups=group_codes)
+        # rows beyond ~1e154 overflow X^T W X; which floating-point flag the BLAS
+        # raises (overflow or invalid) varies by CPU kernel, and the finiteness
+        # check below turns either into one clear error
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = data.information(full, ref, meat=meat_kind, groups=group_codes)
         totals = sums.class_totals
         _check_totals(totals, classes)
         info, sums.information = sums.information, None  # one reference: freed after Cholesky
