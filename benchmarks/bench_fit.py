@@ -1008,15 +1008,13 @@ def targets_check(summary: list[dict[str, Any]], sparse_sets: set[str]) -> list[
         if ds_name in MANY_CLASS_SETS:
             parts.extend(_iterations_versus_torch(rows))
         if ds_name not in sparse_sets:
-            fast = [
-                (rows[p]["time_1e-06"], p)
-                for p in ("torch-f32", "torch-h50-f32", "torch-wolfe-f32", "intelex-f32")
-                if rows.get(p, {}).get("time_1e-06") is not None
-            ]
             ran = [
                 p
                 for p in ("torch-f32", "torch-h50-f32", "torch-wolfe-f32", "intelex-f32")
                 if p in rows
+            ]
+            fast = [
+                (rows[p]["time_1e-06"], p) for p in ran if rows[p].get("time_1e-06") is not None
             ]
             if fast:
                 _, p = min(fast)
@@ -1138,11 +1136,14 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     report["summary"] = summarise(report["runs"])
     report["targets"] = targets_check(report["summary"], {"sparse"})
+    write_results(out, report, markdown(report))
+
+
+def write_results(out: Path, report: dict[str, Any], md: str) -> None:
+    """Write ``out.json`` (the report) and ``out.md`` (``md``), each atomically:
+    an interrupted run leaves the previous results, never half a file."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    for suffix, text in (
-        (".json", json.dumps(report, indent=1, default=str)),
-        (".md", markdown(report)),
-    ):
+    for suffix, text in ((".json", json.dumps(report, indent=1, default=str)), (".md", md)):
         tmp = out.with_name(out.name + suffix + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, out.with_suffix(suffix))

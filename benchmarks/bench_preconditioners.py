@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import statistics
 import sys
@@ -41,6 +40,7 @@ from bench_fit import (
     machine_info,
     recording_backend,
     reference_solution,
+    write_results,
 )
 
 PRECONDITIONERS = ("diagonal", "kronecker", "blocks", "auto")
@@ -184,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     report["summary"] = summarise(report["runs"])
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
-    out.with_suffix(".md").write_text(markdown(report))
+    write_results(Path(args.out), report, markdown(report))
     print(markdown(report))
     return 0
 
